@@ -1,0 +1,528 @@
+/**
+ * The control API (`/api/v1/…`): JSON routes with schemas, documented by the generated
+ * OpenAPI document at `/api/v1/openapi.json`. Every route but health and the document
+ * requires a bearer key.
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { checkFunctionName } from "../build/config.ts";
+import { NimbusError } from "../errors.ts";
+import type { Protections } from "../executors/process/sandbox.ts";
+import type { Invoker, Responder } from "../invoker/invoker.ts";
+import { cost, type PricePlan } from "../invoker/pricing.ts";
+import type { Recorder } from "../invoker/recorder.ts";
+import type { Registry } from "../invoker/registry.ts";
+import type { Scheduler } from "../scheduler/pool.ts";
+import type { LogRecord, Store, VersionRecord } from "../store/types.ts";
+import type { Auth, Scope } from "./auth.ts";
+import type { Deployer } from "./deploy.ts";
+
+/** What the routes need. */
+export interface ApiContext {
+  store: Store;
+  registry: Registry;
+  scheduler: Scheduler;
+  invoker: Invoker;
+  recorder: Recorder;
+  deployer: Deployer;
+  auth: Auth;
+  protections: Protections;
+  pricePlan: PricePlan;
+  dataDir: string;
+  /** Base URL the server answers on, for printing function URLs. */
+  baseUrl: () => string;
+  warmPool: () => Record<number, number>;
+}
+
+const TENANT = "default";
+
+const errorSchema = {
+  type: "object",
+  properties: {
+    error: {
+      type: "object",
+      properties: { code: { type: "string" }, message: { type: "string" }, details: {} },
+      required: ["code", "message"],
+    },
+  },
+};
+const nameParam = {
+  type: "object",
+  properties: { name: { type: "string", description: "Function name (^[a-z][a-z0-9-]{0,62}$)" } },
+  required: ["name"],
+};
+const versionSchema = {
+  type: "object",
+  properties: {
+    name: { type: "string" },
+    version: { type: "integer" },
+    hash: { type: "string" },
+    executor: { type: "string", enum: ["process", "isolate"] },
+    config: { type: "object", additionalProperties: true },
+    sizeBytes: { type: "integer" },
+    createdAt: { type: "integer", description: "ms since the epoch" },
+    latest: { type: "boolean" },
+  },
+};
+const errors = { 400: errorSchema, 401: errorSchema, 403: errorSchema, 404: errorSchema };
+
+function versionView(v: VersionRecord, latest: number) {
+  return {
+    name: v.name,
+    version: v.version,
+    hash: v.hash,
+    executor: v.executor,
+    config: v.config,
+    sizeBytes: v.sizeBytes,
+    createdAt: v.createdAt,
+    latest: v.version === latest,
+  };
+}
+
+/** Registers every control API route on `app`. */
+export function registerRoutes(app: FastifyInstance, ctx: ApiContext): void {
+  const guard =
+    (scope: Scope) =>
+    async (req: FastifyRequest): Promise<void> => {
+      await ctx.auth.require(req.headers.authorization, scope);
+    };
+
+  const fnOr404 = (name: string) => {
+    checkFunctionName(name);
+    const fn = ctx.registry.getFunction(TENANT, name);
+    if (!fn) {
+      throw new NimbusError("NIMBUS_FN_NOT_FOUND", `No function named '${name}'. List deployed functions with 'nimbus ls'.`);
+    }
+    return fn;
+  };
+
+  app.get(
+    "/api/v1/health",
+    { schema: { summary: "Liveness check (no key needed)", response: { 200: { type: "object", additionalProperties: true } } } },
+    async () => ({ ok: true }),
+  );
+
+  app.get(
+    "/api/v1/status",
+    {
+      onRequest: guard("read"),
+      schema: {
+        summary: "Server status: sandbox protections, warm pool",
+        security: [{ bearer: [] }],
+        response: { 200: { type: "object", additionalProperties: true }, ...errors },
+      },
+    },
+    async () => ({
+      url: ctx.baseUrl(),
+      dataDir: ctx.dataDir,
+      sandbox: ctx.protections,
+      warmPool: ctx.warmPool(),
+      pricePlan: ctx.pricePlan,
+    }),
+  );
+
+  app.get(
+    "/api/v1/functions",
+    {
+      onRequest: guard("read"),
+      schema: {
+        summary: "List functions",
+        security: [{ bearer: [] }],
+        response: {
+          200: {
+            type: "object",
+            properties: {
+              functions: {
+                type: "array",
+                items: {
+                  type: "object",
+                  properties: {
+                    name: { type: "string" },
+                    latest: { type: "integer" },
+                    executor: { type: "string" },
+                    url: { type: "string" },
+                    updatedAt: { type: "integer" },
+                    instances: { type: "integer" },
+                  },
+                },
+              },
+            },
+          },
+          ...errors,
+        },
+      },
+    },
+    async () => ({
+      functions: ctx.registry
+        .all()
+        .filter((f) => f.tenant === TENANT)
+        .sort((a, b) => a.name.localeCompare(b.name))
+        .map((f) => ({
+          name: f.name,
+          latest: f.latest,
+          executor: ctx.registry.getVersion(TENANT, f.name, f.latest)?.executor ?? "process",
+          url: `${ctx.baseUrl()}/fn/${f.name}`,
+          updatedAt: f.updatedAt,
+          instances: ctx.scheduler.poolsOf(TENANT, f.name).reduce((n, p) => n + p.instances.length, 0),
+        })),
+    }),
+  );
+
+  app.get<{ Params: { name: string } }>(
+    "/api/v1/functions/:name",
+    {
+      onRequest: guard("read"),
+      schema: {
+        summary: "Function details: latest version, config, instances by state, sandbox",
+        security: [{ bearer: [] }],
+        params: nameParam,
+        response: { 200: { type: "object", additionalProperties: true }, ...errors },
+      },
+    },
+    async (req) => {
+      const fn = fnOr404(req.params.name);
+      const latest = ctx.registry.getVersion(TENANT, fn.name, fn.latest)!;
+      const pools = ctx.scheduler.poolsOf(TENANT, fn.name).map((p) => p.stats());
+      const totals = { starting: 0, idle: 0, busy: 0, queued: 0 };
+      for (const s of pools) {
+        totals.starting += s.starting;
+        totals.idle += s.idle;
+        totals.busy += s.busy;
+        totals.queued += s.queued;
+      }
+      return {
+        name: fn.name,
+        url: `${ctx.baseUrl()}/fn/${fn.name}`,
+        latest: fn.latest,
+        createdAt: fn.createdAt,
+        updatedAt: fn.updatedAt,
+        version: versionView(latest, fn.latest),
+        instances: { ...totals, byVersion: pools },
+        sandbox: {
+          executor: latest.executor,
+          bwrap: ctx.protections.bwrap,
+          cgroups: ctx.protections.cgroups,
+          protectionsOff: ctx.protections.off,
+        },
+      };
+    },
+  );
+
+  app.delete<{ Params: { name: string } }>(
+    "/api/v1/functions/:name",
+    {
+      onRequest: guard("deploy"),
+      schema: {
+        summary: "Delete a function, its versions, logs and records",
+        security: [{ bearer: [] }],
+        params: nameParam,
+        response: { 200: { type: "object", properties: { deleted: { type: "string" } } }, ...errors },
+      },
+    },
+    async (req) => {
+      const fn = fnOr404(req.params.name);
+      await ctx.recorder.flush();
+      await ctx.scheduler.drop(TENANT, fn.name);
+      await ctx.store.deleteFunction(TENANT, fn.name);
+      await ctx.registry.refresh(TENANT, fn.name);
+      return { deleted: fn.name };
+    },
+  );
+
+  app.post<{ Params: { name: string }; Body: { code: string; sourceMap?: string; config?: Record<string, unknown> } }>(
+    "/api/v1/functions/:name/versions",
+    {
+      onRequest: guard("deploy"),
+      bodyLimit: 64 * 1024 * 1024,
+      schema: {
+        summary: "Deploy a new version (bundled code + config). Identical code and config returns the existing version.",
+        security: [{ bearer: [] }],
+        params: nameParam,
+        body: {
+          type: "object",
+          required: ["code"],
+          properties: {
+            code: { type: "string", description: "The bundled ES module" },
+            sourceMap: { type: "string", description: "Its source map (JSON)" },
+            config: {
+              type: "object",
+              additionalProperties: true,
+              description: "Function config (nimbus.json); overrides the inline `export const config`",
+            },
+          },
+        },
+        response: {
+          200: {
+            type: "object",
+            properties: {
+              version: versionSchema,
+              created: { type: "boolean" },
+              url: { type: "string" },
+              checkMs: { type: "number" },
+            },
+          },
+          ...errors,
+        },
+      },
+    },
+    async (req) => {
+      const r = await ctx.deployer.deploy(TENANT, { name: req.params.name, ...req.body });
+      const fn = ctx.registry.getFunction(TENANT, req.params.name)!;
+      return {
+        version: versionView(r.version, fn.latest),
+        created: r.created,
+        url: `${ctx.baseUrl()}/fn/${req.params.name}`,
+        checkMs: r.checkMs,
+      };
+    },
+  );
+
+  app.get<{ Params: { name: string } }>(
+    "/api/v1/functions/:name/versions",
+    {
+      onRequest: guard("read"),
+      schema: {
+        summary: "List a function's versions",
+        security: [{ bearer: [] }],
+        params: nameParam,
+        response: { 200: { type: "object", properties: { versions: { type: "array", items: versionSchema } } }, ...errors },
+      },
+    },
+    async (req) => {
+      const fn = fnOr404(req.params.name);
+      const versions = await ctx.store.listVersions(TENANT, fn.name);
+      return { versions: versions.map((v) => versionView(v, fn.latest)) };
+    },
+  );
+
+  app.post<{ Params: { name: string }; Body: { version: number } }>(
+    "/api/v1/functions/:name/rollback",
+    {
+      onRequest: guard("deploy"),
+      schema: {
+        summary: "Point `latest` at an earlier version",
+        security: [{ bearer: [] }],
+        params: nameParam,
+        body: { type: "object", required: ["version"], properties: { version: { type: "integer", minimum: 1 } } },
+        response: { 200: { type: "object", properties: { name: { type: "string" }, latest: { type: "integer" } } }, ...errors },
+      },
+    },
+    async (req) => {
+      const fn = fnOr404(req.params.name);
+      const v = ctx.registry.getVersion(TENANT, fn.name, req.body.version);
+      if (!v) {
+        throw new NimbusError(
+          "NIMBUS_VERSION_NOT_FOUND",
+          `Function '${fn.name}' has no version ${req.body.version}. List them with 'nimbus versions ${fn.name}'.`,
+        );
+      }
+      await ctx.store.setLatest(TENANT, fn.name, v.version);
+      await ctx.registry.refresh(TENANT, fn.name);
+      ctx.invoker.poolFor(v).ensureMin();
+      return { name: fn.name, latest: v.version };
+    },
+  );
+
+  app.post<{ Params: { name: string }; Querystring: { path?: string; method?: string; version?: number } }>(
+    "/api/v1/functions/:name/invoke",
+    {
+      onRequest: guard("invoke"),
+      schema: {
+        summary:
+          "Invoke a function synchronously; the request body is passed as is, the function's response (status, headers, body) comes back as is",
+        security: [{ bearer: [] }],
+        params: nameParam,
+        querystring: {
+          type: "object",
+          properties: {
+            path: { type: "string", description: "Path (and query) the function sees", default: "/" },
+            method: { type: "string", description: "HTTP method the function sees", default: "POST" },
+            version: { type: "integer", minimum: 1 },
+          },
+        },
+      },
+    },
+    async (req, reply) => {
+      checkFunctionName(req.params.name);
+      const v = ctx.invoker.resolve(TENANT, req.params.name, req.query.version);
+      const body = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
+      const headers: [string, string][] = [];
+      for (const [k, val] of Object.entries(req.headers)) {
+        if (k === "authorization" || k === "host" || k === "content-length" || val === undefined) continue;
+        headers.push([k, Array.isArray(val) ? val.join(", ") : val]);
+      }
+      reply.hijack();
+      const res = reply.raw;
+      const responder: Responder = {
+        head: (status, hs) => {
+          const flat: string[] = [];
+          for (const [k, val] of hs) if (k !== "content-length" && k !== "transfer-encoding") flat.push(k, val);
+          res.writeHead(status, flat);
+        },
+        chunk: (d) => res.write(d),
+        end: () => res.end(),
+        error: (err, headersSent) => {
+          if (headersSent) return void res.destroy();
+          const text = JSON.stringify(err.toBody());
+          res.writeHead(err.status, { "content-type": "application/json", ...err.headers });
+          res.end(text);
+        },
+      };
+      const path = req.query.path ?? "/";
+      await ctx.invoker.invoke(
+        {
+          tenant: TENANT,
+          name: v.name,
+          version: req.query.version,
+          method: (req.query.method ?? "POST").toUpperCase(),
+          path: path.startsWith("/") ? path : `/${path}`,
+          host: req.headers.host ?? "localhost",
+          headers,
+          body,
+          sourceIp: req.ip,
+          trigger: "api",
+        },
+        v,
+        responder,
+      );
+    },
+  );
+
+  app.get<{
+    Params: { name: string };
+    Querystring: { limit?: number; after?: number; invocation?: string; since?: number; follow?: boolean };
+  }>(
+    "/api/v1/functions/:name/logs",
+    {
+      onRequest: guard("read"),
+      schema: {
+        summary:
+          "Log lines of a function (oldest first). With follow=true the answer is an NDJSON stream of new lines that stays open.",
+        security: [{ bearer: [] }],
+        params: nameParam,
+        querystring: {
+          type: "object",
+          properties: {
+            limit: { type: "integer", minimum: 1, maximum: 10000, default: 100 },
+            after: { type: "integer", description: "Only lines with seq greater than this" },
+            invocation: { type: "string", description: "Only lines of this invocation id" },
+            since: { type: "integer", description: "Only lines at or after this time (ms since the epoch)" },
+            follow: { type: "boolean", default: false },
+          },
+        },
+        response: {
+          200: {
+            type: "object",
+            properties: {
+              lines: {
+                type: "array",
+                items: {
+                  type: "object",
+                  properties: {
+                    seq: { type: "integer" },
+                    t: { type: "integer" },
+                    level: { type: "string" },
+                    version: { type: "integer" },
+                    invocationId: { type: ["string", "null"] },
+                    msg: { type: "string" },
+                  },
+                },
+              },
+            },
+          },
+          ...errors,
+        },
+      },
+    },
+    async (req, reply: FastifyReply) => {
+      const fn = fnOr404(req.params.name);
+      await ctx.recorder.flush();
+      const lines = await ctx.store.listLogs({
+        tenant: TENANT,
+        fn: fn.name,
+        afterSeq: req.query.after,
+        invocationId: req.query.invocation,
+        since: req.query.since,
+        limit: req.query.limit ?? 100,
+      });
+      const view = (l: LogRecord) => ({
+        seq: l.seq,
+        t: l.t,
+        level: l.level,
+        version: l.version,
+        invocationId: l.invocationId,
+        msg: l.msg,
+      });
+      if (!req.query.follow) return { lines: lines.map(view) };
+      reply.hijack();
+      const res = reply.raw;
+      res.writeHead(200, { "content-type": "application/x-ndjson", "cache-control": "no-store" });
+      for (const l of lines) res.write(`${JSON.stringify(view(l))}\n`);
+      const unsubscribe = ctx.recorder.follow(TENANT, fn.name, (l) => {
+        if (!req.query.invocation || l.invocationId === req.query.invocation) res.write(`${JSON.stringify(view(l))}\n`);
+      });
+      const keepAlive = setInterval(() => res.write("\n"), 15_000);
+      res.on("close", () => {
+        clearInterval(keepAlive);
+        unsubscribe();
+      });
+    },
+  );
+
+  app.get<{ Params: { name: string }; Querystring: { limit?: number } }>(
+    "/api/v1/functions/:name/invocations",
+    {
+      onRequest: guard("read"),
+      schema: {
+        summary: "Recent invocation records of a function (newest first)",
+        security: [{ bearer: [] }],
+        params: nameParam,
+        querystring: { type: "object", properties: { limit: { type: "integer", minimum: 1, maximum: 10000, default: 50 } } },
+        response: { 200: { type: "object", additionalProperties: true }, ...errors },
+      },
+    },
+    async (req) => {
+      const fn = fnOr404(req.params.name);
+      await ctx.recorder.flush();
+      return { invocations: await ctx.store.listInvocations(TENANT, fn.name, req.query.limit ?? 50) };
+    },
+  );
+
+  app.get<{ Querystring: { from?: number; to?: number } }>(
+    "/api/v1/usage",
+    {
+      onRequest: guard("read"),
+      schema: {
+        summary: "Requests, GB-seconds, CPU ms and cost per function for a period, priced by the price plan",
+        security: [{ bearer: [] }],
+        querystring: {
+          type: "object",
+          properties: {
+            from: { type: "integer", description: "Start, ms since the epoch (default: 30 days ago)" },
+            to: { type: "integer", description: "End, ms since the epoch (default: now)" },
+          },
+        },
+        response: { 200: { type: "object", additionalProperties: true }, ...errors },
+      },
+    },
+    async (req) => {
+      await ctx.recorder.flush();
+      const to = req.query.to ?? Date.now() + 1;
+      const from = req.query.from ?? to - 30 * 86_400_000;
+      const rows = await ctx.store.usage(TENANT, from, to);
+      const functions = rows.map((r) => ({ ...r, cost: cost(ctx.pricePlan, r.requests, r.gbSeconds) }));
+      const total = functions.reduce(
+        (t, r) => ({
+          requests: t.requests + r.requests,
+          errors: t.errors + r.errors,
+          gbSeconds: t.gbSeconds + r.gbSeconds,
+          cpuMs: t.cpuMs + r.cpuMs,
+          billedMs: t.billedMs + r.billedMs,
+          cost: t.cost + r.cost,
+        }),
+        { requests: 0, errors: 0, gbSeconds: 0, cpuMs: 0, billedMs: 0, cost: 0 },
+      );
+      return { from, to, pricePlan: ctx.pricePlan, functions, total };
+    },
+  );
+
+}

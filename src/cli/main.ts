@@ -1,0 +1,401 @@
+/**
+ * The `nimbus` command. Every command except `serve` talks only to the control API.
+ * Exit codes: 0 success, 1 a user error (bad input, function failed), 2 a platform or
+ * connection error.
+ */
+import { readFileSync } from "node:fs";
+import { Command, Option } from "commander";
+import { bundle, resolveSources } from "../build/bundle.ts";
+import { NimbusError } from "../errors.ts";
+import { Client, fromBody } from "./client.ts";
+
+process.removeAllListeners("warning");
+
+const program = new Command();
+program
+  .name("nimbus")
+  .description("Nimbus: deploy a function, get a URL. Talks to the server at $NIMBUS_URL (default http://127.0.0.1:7070).")
+  .showHelpAfterError();
+
+// ---- output: one place formats success and errors ----
+function out(json: boolean, data: unknown, human: () => string): void {
+  process.stdout.write(json ? `${JSON.stringify(data, null, 2)}\n` : `${human()}\n`);
+}
+
+function table(rows: (string | number)[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => String(r[i] ?? "").length)));
+  return rows.map((r) => r.map((c, i) => String(c).padEnd(widths[i]!)).join("  ").trimEnd()).join("\n");
+}
+
+function fail(err: unknown, json: boolean): never {
+  const e = err instanceof NimbusError ? err : new NimbusError("NIMBUS_INTERNAL", (err as Error)?.message ?? String(err));
+  if (json) process.stderr.write(`${JSON.stringify(e.toBody(), null, 2)}\n`);
+  else {
+    process.stderr.write(`error ${e.code}: ${e.message}\n`);
+    const d = e.details as { stack?: string; location?: string } | undefined;
+    if (d?.location) process.stderr.write(`  at ${d.location}\n`);
+    if (d?.stack) process.stderr.write(`${d.stack.split("\n").map((l) => `  ${l}`).join("\n")}\n`);
+  }
+  process.exit(e.errorClass === "user" ? 1 : 2);
+}
+
+function action<A extends unknown[]>(fn: (...args: A) => Promise<void>) {
+  return async (...args: A): Promise<void> => {
+    const opts = args.find((a) => a && typeof a === "object" && !(a instanceof Command)) as { json?: boolean } | undefined;
+    try {
+      await fn(...args);
+    } catch (err) {
+      fail(err, Boolean(opts?.json));
+    }
+  };
+}
+
+const ms = (n: number) => `${n < 10 ? n.toFixed(1) : Math.round(n)} ms`;
+const when = (t: number) => new Date(t).toISOString().replace("T", " ").replace(/\.\d+Z$/, "Z");
+
+program
+  .command("serve")
+  .description("Run the platform (data plane and control API) on this machine")
+  .addOption(new Option("-p, --port <port>", "port to listen on").env("NIMBUS_PORT").default("7070"))
+  .addOption(new Option("--host <host>", "address to bind").env("NIMBUS_BIND").default("127.0.0.1"))
+  .addOption(new Option("--data-dir <dir>", "data directory").env("NIMBUS_HOME").default(".nimbus"))
+  .option("--prewarm <n>", "pre-started runtimes kept per memory size", "2")
+  .option("--no-sandbox", "run functions without bubblewrap/cgroups (reported as unprotected)")
+  .action(
+    action(async (o: { port: string; host: string; dataDir: string; prewarm: string; sandbox: boolean }) => {
+      const port = Number(o.port);
+      if (!Number.isInteger(port) || port < 0 || port > 65535) {
+        throw new NimbusError("NIMBUS_BAD_REQUEST", `--port must be a number from 0 to 65535, got '${o.port}'.`);
+      }
+      const { startServer } = await import("../server.ts");
+      const s = await startServer({
+        port,
+        host: o.host,
+        dataDir: o.dataDir,
+        prewarm: Number(o.prewarm),
+        noSandbox: !o.sandbox,
+      });
+      const p = s.protections;
+      const lines = [
+        `Nimbus is running at ${s.url}`,
+        `  data directory: ${s.dataDir}`,
+        `  admin key:      ${s.dataDir}/admin.key (the CLI on this machine finds it)`,
+        `  sandbox:        ${p.bwrap ? "bubblewrap active" : "bubblewrap OFF"}; cgroups ${p.cgroups ?? "OFF"}${p.cgroups ? ` (memory ${p.memoryLimit ? "on" : "off"}, cpu ${p.cpuLimit ? "on" : "off"}, pids ${p.pidsLimit ? "on" : "off"})` : ""}`,
+      ];
+      if (p.off.length) lines.push(...p.off.map((x) => `  WARNING, protection off: ${x}`));
+      lines.push(
+        "",
+        "Deploy your first function:",
+        "  npx nimbus deploy examples/hello.ts",
+        `  curl ${s.url}/fn/hello`,
+        "",
+        `Control API: ${s.url}/api/v1/openapi.json`,
+      );
+      process.stdout.write(`${lines.join("\n")}\n`);
+      let stopping = false;
+      const stop = (sig: string) => {
+        if (stopping) return;
+        stopping = true;
+        process.stdout.write(`${sig}: finishing in-flight invocations, then stopping…\n`);
+        s.close(30_000).then(
+          () => process.exit(0),
+          () => process.exit(1),
+        );
+      };
+      process.on("SIGTERM", () => stop("SIGTERM"));
+      process.on("SIGINT", () => stop("SIGINT"));
+    }),
+  );
+
+program
+  .command("deploy")
+  .description("Bundle and deploy a function file, or a directory with a nimbus.json")
+  .argument("<path>", "a .ts/.js file, or a directory with nimbus.json")
+  .option("-n, --name <name>", "function name (default: the file name)")
+  .option("--executor <kind>", "process | isolate (overrides config)")
+  .option("--json", "print JSON")
+  .action(
+    action(async (path: string, o: { name?: string; executor?: string; json?: boolean }) => {
+      const client = new Client();
+      const sources = resolveSources(path);
+      if (o.name && sources.length > 1) {
+        throw new NimbusError("NIMBUS_BAD_REQUEST", "--name applies to a single function; this nimbus.json declares several.");
+      }
+      const results: unknown[] = [];
+      const progress = (s: string) => {
+        if (!o.json) process.stderr.write(s);
+      };
+      for (const src of sources) {
+        const name = o.name ?? src.name;
+        const config = { ...src.config };
+        if (o.executor) config.executor = o.executor;
+        progress(`${name}: bundling ${src.entry} … `);
+        const b = await bundle(src.entry);
+        progress(`${ms(b.ms)} (${(b.code.length / 1024).toFixed(1)} KiB)\n${name}: uploading and activating … `);
+        const t0 = performance.now();
+        const r = await client.json<any>("POST", `/api/v1/functions/${encodeURIComponent(name)}/versions`, {
+          code: b.code,
+          sourceMap: b.sourceMap,
+          config,
+        });
+        const total = performance.now() - t0;
+        progress(
+          `${ms(total)} (load check ${ms(r.checkMs)})\n${name}: ${r.created ? `version ${r.version.version} is live` : `unchanged, version ${r.version.version} is live`}\n`,
+        );
+        results.push({ ...r, bundleMs: b.ms, uploadMs: total - r.checkMs });
+        if (!o.json) process.stdout.write(`${r.url}\n`);
+      }
+      if (o.json) out(true, sources.length === 1 ? results[0] : results, () => "");
+    }),
+  );
+
+program
+  .command("invoke")
+  .description("Invoke a function and print its response (body from --data, --data @file, or stdin)")
+  .argument("<name>", "function name")
+  .option("-d, --data <data>", "request body, or @file to read it from a file")
+  .option("--path <path>", "path (and query) the function sees", "/")
+  .option("-X, --method <method>", "HTTP method the function sees (default POST with data, else GET)")
+  .option("--version <n>", "invoke this version instead of latest")
+  .option("-H, --header <header...>", "extra request header 'name: value'")
+  .option("--json", "print status, headers and body as JSON")
+  .action(
+    action(
+      async (
+        name: string,
+        o: { data?: string; path: string; method?: string; version?: string; header?: string[]; json?: boolean },
+      ) => {
+        const client = new Client();
+        let body: Buffer | undefined;
+        if (o.data !== undefined) body = o.data.startsWith("@") ? readFileSync(o.data.slice(1)) : Buffer.from(o.data);
+        else if (!process.stdin.isTTY) {
+          const chunks: Buffer[] = [];
+          for await (const c of process.stdin) chunks.push(c as Buffer);
+          if (chunks.length) body = Buffer.concat(chunks);
+        }
+        const headers: Record<string, string> = {};
+        if (body && body.length > 0) {
+          const t = body.toString("utf8", 0, Math.min(body.length, 64)).trimStart();
+          headers["content-type"] = t.startsWith("{") || t.startsWith("[") ? "application/json" : "application/octet-stream";
+        }
+        for (const h of o.header ?? []) {
+          const i = h.indexOf(":");
+          if (i < 1) throw new NimbusError("NIMBUS_BAD_REQUEST", `--header must look like 'name: value', got '${h}'.`);
+          headers[h.slice(0, i).trim().toLowerCase()] = h.slice(i + 1).trim();
+        }
+        const method = o.method ?? (body && body.length > 0 ? "POST" : "GET");
+        const q = new URLSearchParams({ path: o.path, method });
+        if (o.version) q.set("version", o.version);
+        const res = await client.raw("POST", `/api/v1/functions/${encodeURIComponent(name)}/invoke?${q}`, {
+          body: body && body.length > 0 ? new Uint8Array(body) : undefined,
+          headers: body && body.length > 0 ? headers : { ...headers },
+        });
+        const data = Buffer.from(await res.arrayBuffer());
+        const isPlatformError = !res.ok && res.headers.get("x-nimbus-invocation-id") === null;
+        if (isPlatformError) {
+          let parsed: unknown;
+          try {
+            parsed = JSON.parse(data.toString("utf8"));
+          } catch {
+            parsed = { error: { message: data.toString("utf8") } };
+          }
+          throw fromBody(res.status, parsed);
+        }
+        if (o.json) {
+          const hs: Record<string, string> = {};
+          res.headers.forEach((v, k) => {
+            hs[k] = v;
+          });
+          out(true, { status: res.status, headers: hs, body: data.toString("utf8") }, () => "");
+        } else {
+          process.stdout.write(data);
+          if (data.length > 0 && data[data.length - 1] !== 10 && process.stdout.isTTY) process.stdout.write("\n");
+          if (res.status >= 400) {
+            process.stderr.write(`(status ${res.status}, invocation ${res.headers.get("x-nimbus-invocation-id")})\n`);
+            process.exitCode = 1;
+          }
+        }
+      },
+    ),
+  );
+
+program
+  .command("ls")
+  .description("List deployed functions")
+  .option("--json", "print JSON")
+  .action(
+    action(async (o: { json?: boolean }) => {
+      const r = await new Client().json<any>("GET", "/api/v1/functions");
+      out(Boolean(o.json), r, () =>
+        r.functions.length === 0
+          ? "No functions yet. Deploy one: npx nimbus deploy examples/hello.ts"
+          : table([
+              ["NAME", "VERSION", "EXECUTOR", "INSTANCES", "UPDATED", "URL"],
+              ...r.functions.map((f: any) => [f.name, f.latest, f.executor, f.instances, when(f.updatedAt), f.url]),
+            ]),
+      );
+    }),
+  );
+
+program
+  .command("info")
+  .description("Show a function: latest version, config, instances, sandbox")
+  .argument("<name>")
+  .option("--json", "print JSON")
+  .action(
+    action(async (name: string, o: { json?: boolean }) => {
+      const r = await new Client().json<any>("GET", `/api/v1/functions/${encodeURIComponent(name)}`);
+      out(Boolean(o.json), r, () => {
+        const c = r.version.config;
+        return [
+          `${r.name}  ${r.url}`,
+          `  latest version: ${r.latest} (${r.version.hash.slice(0, 12)}, ${(r.version.sizeBytes / 1024).toFixed(1)} KiB, ${when(r.version.createdAt)})`,
+          `  executor:       ${c.executor}`,
+          `  memory:         ${c.memory} MB   timeout: ${c.timeoutMs} ms   concurrency: ${c.concurrency}`,
+          `  instances:      min ${c.minInstances}, max ${c.maxInstances}; now ${r.instances.busy} busy, ${r.instances.idle} idle, ${r.instances.starting} starting, ${r.instances.queued} queued`,
+          `  idle timeout:   ${c.idleTimeoutMs} ms   auth: ${c.auth}   env: ${Object.keys(c.env).join(", ") || "(none)"}`,
+          `  sandbox:        bubblewrap ${r.sandbox.bwrap ? "on" : "OFF"}, cgroups ${r.sandbox.cgroups ?? "OFF"}`,
+          ...r.sandbox.protectionsOff.map((x: string) => `  WARNING, protection off: ${x}`),
+        ].join("\n");
+      });
+    }),
+  );
+
+program
+  .command("versions")
+  .description("List a function's versions")
+  .argument("<name>")
+  .option("--json", "print JSON")
+  .action(
+    action(async (name: string, o: { json?: boolean }) => {
+      const r = await new Client().json<any>("GET", `/api/v1/functions/${encodeURIComponent(name)}/versions`);
+      out(Boolean(o.json), r, () =>
+        table([
+          ["VERSION", "LATEST", "HASH", "EXECUTOR", "SIZE", "CREATED"],
+          ...r.versions.map((v: any) => [
+            v.version,
+            v.latest ? "*" : "",
+            v.hash.slice(0, 12),
+            v.executor,
+            `${(v.sizeBytes / 1024).toFixed(1)} KiB`,
+            when(v.createdAt),
+          ]),
+        ]),
+      );
+    }),
+  );
+
+program
+  .command("rollback")
+  .description("Point latest at an earlier version")
+  .argument("<name>")
+  .argument("<version>")
+  .option("--json", "print JSON")
+  .action(
+    action(async (name: string, version: string, o: { json?: boolean }) => {
+      const n = Number(version);
+      if (!Number.isInteger(n) || n < 1) throw new NimbusError("NIMBUS_BAD_REQUEST", `<version> must be a version number, got '${version}'.`);
+      const r = await new Client().json<any>("POST", `/api/v1/functions/${encodeURIComponent(name)}/rollback`, { version: n });
+      out(Boolean(o.json), r, () => `${r.name}: latest now points at version ${r.latest}`);
+    }),
+  );
+
+program
+  .command("rm")
+  .description("Delete a function with its versions, logs and records")
+  .argument("<name>")
+  .option("--json", "print JSON")
+  .action(
+    action(async (name: string, o: { json?: boolean }) => {
+      const r = await new Client().json<any>("DELETE", `/api/v1/functions/${encodeURIComponent(name)}`);
+      out(Boolean(o.json), r, () => `deleted ${r.deleted}`);
+    }),
+  );
+
+function logLine(l: any): string {
+  return `${when(l.t)} ${String(l.level).toUpperCase().padEnd(5)} v${l.version} ${l.invocationId ?? "-"}  ${l.msg}`;
+}
+
+program
+  .command("logs")
+  .description("Show a function's logs; --follow streams new lines")
+  .argument("<name>")
+  .option("-f, --follow", "keep streaming new lines")
+  .option("-n, --limit <n>", "lines to show", "100")
+  .option("--invocation <id>", "only this invocation's lines")
+  .option("--json", "print JSON (NDJSON with --follow)")
+  .action(
+    action(async (name: string, o: { follow?: boolean; limit: string; invocation?: string; json?: boolean }) => {
+      const client = new Client();
+      const q = new URLSearchParams({ limit: o.limit });
+      if (o.invocation) q.set("invocation", o.invocation);
+      if (!o.follow) {
+        const r = await client.json<any>("GET", `/api/v1/functions/${encodeURIComponent(name)}/logs?${q}`);
+        out(Boolean(o.json), r, () => r.lines.map(logLine).join("\n"));
+        return;
+      }
+      q.set("follow", "true");
+      const res = await client.raw("GET", `/api/v1/functions/${encodeURIComponent(name)}/logs?${q}`);
+      if (!res.ok) throw fromBody(res.status, await res.json().catch(() => ({})));
+      const decoder = new TextDecoder();
+      let buf = "";
+      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+        buf += decoder.decode(chunk, { stream: true });
+        let i = buf.indexOf("\n");
+        while (i >= 0) {
+          const line = buf.slice(0, i);
+          buf = buf.slice(i + 1);
+          if (line.trim()) process.stdout.write(`${o.json ? line : logLine(JSON.parse(line))}\n`);
+          i = buf.indexOf("\n");
+        }
+      }
+    }),
+  );
+
+function parseSince(s: string): number {
+  const m = /^(\d+)(m|h|d)$/.exec(s);
+  if (!m) throw new NimbusError("NIMBUS_BAD_REQUEST", `--since must look like 30m, 24h or 7d, got '${s}'.`);
+  return Number(m[1]) * { m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as "m" | "h" | "d"];
+}
+
+program
+  .command("usage")
+  .description("Requests, GB-seconds, CPU ms and cost per function for a period")
+  .option("--since <period>", "how far back: 30m, 24h, 7d", "30d")
+  .option("--json", "print JSON")
+  .action(
+    action(async (o: { since: string; json?: boolean }) => {
+      const to = Date.now() + 1;
+      const from = to - parseSince(o.since);
+      const r = await new Client().json<any>("GET", `/api/v1/usage?from=${from}&to=${to}`);
+      const usd = (n: number) => `$${n.toFixed(n < 0.01 ? 8 : 4)}`;
+      out(Boolean(o.json), r, () =>
+        [
+          `Usage ${when(r.from)} → ${when(r.to)}, price plan ${r.pricePlan.name} ($${r.pricePlan.perRequest * 1e6}/M requests, $${r.pricePlan.perGbSecond}/GB-s)`,
+          table([
+            ["FUNCTION", "REQUESTS", "ERRORS", "GB-S", "CPU MS", "BILLED MS", "COST"],
+            ...r.functions.map((f: any) => [
+              f.fn,
+              f.requests,
+              f.errors,
+              f.gbSeconds.toFixed(6),
+              f.cpuMs.toFixed(1),
+              f.billedMs,
+              usd(f.cost),
+            ]),
+            [
+              "TOTAL",
+              r.total.requests,
+              r.total.errors,
+              r.total.gbSeconds.toFixed(6),
+              r.total.cpuMs.toFixed(1),
+              r.total.billedMs,
+              usd(r.total.cost),
+            ],
+          ]),
+        ].join("\n"),
+      );
+    }),
+  );
+
+await program.parseAsync(process.argv);

@@ -1,0 +1,149 @@
+/**
+ * The one catalogue of Nimbus error codes. Every error a user or a caller can see has a
+ * stable code here, an HTTP status, and a class: `user` (the caller or the function's code
+ * can fix it) or `system` (the platform failed). Messages say what to do next.
+ */
+
+/** Whether the caller/function author can fix the error, or the platform failed. */
+export type ErrorClass = "user" | "system";
+
+/** One entry of the catalogue. */
+export interface ErrorSpec {
+  readonly status: number;
+  readonly class: ErrorClass;
+  /** The message used when none is given; says what to do next. */
+  readonly message: string;
+}
+
+/** Every stable error code Nimbus produces. */
+export const ERROR_CATALOGUE = {
+  NIMBUS_BAD_REQUEST: { status: 400, class: "user", message: "The request is malformed." },
+  NIMBUS_BAD_FUNCTION_NAME: {
+    status: 400,
+    class: "user",
+    message:
+      "Function names must match ^[a-z][a-z0-9-]{0,62}$ (lowercase letter first, then letters, digits, dashes).",
+  },
+  NIMBUS_BAD_CONFIG: { status: 400, class: "user", message: "The function's configuration is invalid." },
+  NIMBUS_BUILD_FAILED: { status: 400, class: "user", message: "Bundling the function failed." },
+  NIMBUS_DEPLOY_CHECK_FAILED: {
+    status: 400,
+    class: "user",
+    message: "The new version failed its load check; the previous version keeps serving.",
+  },
+  NIMBUS_UNAUTHORIZED: {
+    status: 401,
+    class: "user",
+    message: "A valid API key is required: send 'Authorization: Bearer <key>'.",
+  },
+  NIMBUS_FORBIDDEN: { status: 403, class: "user", message: "This API key lacks the scope for this action." },
+  NIMBUS_FN_NOT_FOUND: {
+    status: 404,
+    class: "user",
+    message: "No such function. List deployed functions with 'nimbus ls'.",
+  },
+  NIMBUS_VERSION_NOT_FOUND: {
+    status: 404,
+    class: "user",
+    message: "No such version of this function. List them with 'nimbus versions <name>'.",
+  },
+  NIMBUS_NOT_FOUND: { status: 404, class: "user", message: "Not found." },
+  NIMBUS_PAYLOAD_TOO_LARGE: {
+    status: 413,
+    class: "user",
+    message: "The request body exceeds the 6 MB limit for synchronous invocations.",
+  },
+  NIMBUS_THROTTLED: {
+    status: 429,
+    class: "user",
+    message: "The function is at its concurrency limit and its queue is full; retry after the indicated delay.",
+  },
+  NIMBUS_FUNCTION_ERROR: {
+    status: 500,
+    class: "user",
+    message: "The function threw an error. See 'nimbus logs <name>' for the stack trace.",
+  },
+  NIMBUS_BAD_RESPONSE: {
+    status: 502,
+    class: "user",
+    message: "The function returned a value that is not a valid response.",
+  },
+  NIMBUS_MEMORY_LIMIT: {
+    status: 502,
+    class: "user",
+    message: "The function exceeded its memory limit and was stopped. Raise 'memory' in its config.",
+  },
+  NIMBUS_INSTANCE_CRASHED: {
+    status: 502,
+    class: "user",
+    message: "The function's instance exited during the invocation; the next request gets a fresh instance.",
+  },
+  NIMBUS_TIMEOUT: {
+    status: 504,
+    class: "user",
+    message: "The function did not respond within its timeout. Raise 'timeout' in its config.",
+  },
+  NIMBUS_CPU_LIMIT: {
+    status: 504,
+    class: "user",
+    message: "The function exceeded its CPU-time limit ('cpuMs').",
+  },
+  NIMBUS_UNAVAILABLE: {
+    status: 503,
+    class: "system",
+    message: "The platform is shutting down or cannot start an instance right now; retry shortly.",
+  },
+  NIMBUS_INTERNAL: { status: 500, class: "system", message: "Internal platform error." },
+} as const satisfies Record<string, ErrorSpec>;
+
+/** A stable Nimbus error code. */
+export type ErrorCode = keyof typeof ERROR_CATALOGUE;
+
+/** The JSON body of every error answer: `{ error: { code, message, details? } }`. */
+export interface ErrorBody {
+  error: { code: ErrorCode; message: string; details?: unknown };
+}
+
+/**
+ * The one error class for every catalogued condition. Carries its code, status and class,
+ * optional structured details, and the original `cause`.
+ *
+ * @example
+ * throw new NimbusError("NIMBUS_FN_NOT_FOUND", `No function named '${name}'.`);
+ */
+export class NimbusError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly errorClass: ErrorClass;
+  readonly details: unknown;
+  /** Extra response headers (e.g. `retry-after` on 429). */
+  readonly headers: Record<string, string>;
+
+  constructor(
+    code: ErrorCode,
+    message?: string,
+    options: { cause?: unknown; details?: unknown; headers?: Record<string, string> } = {},
+  ) {
+    const spec = ERROR_CATALOGUE[code];
+    super(message ?? spec.message, { cause: options.cause });
+    this.name = "NimbusError";
+    this.code = code;
+    this.status = spec.status;
+    this.errorClass = spec.class;
+    this.details = options.details;
+    this.headers = options.headers ?? {};
+  }
+
+  /** The JSON body sent to callers. */
+  toBody(): ErrorBody {
+    const body: ErrorBody = { error: { code: this.code, message: this.message } };
+    if (this.details !== undefined) body.error.details = this.details;
+    return body;
+  }
+}
+
+/** Wraps any thrown value as a NimbusError (unknown errors become NIMBUS_INTERNAL). */
+export function toNimbusError(err: unknown): NimbusError {
+  if (err instanceof NimbusError) return err;
+  return new NimbusError("NIMBUS_INTERNAL", undefined, { cause: err });
+}

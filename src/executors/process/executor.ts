@@ -1,0 +1,406 @@
+/**
+ * The `process` executor: each instance is a Node 24 child process running the runtime shim,
+ * inside bubblewrap and cgroups where the host allows. A pool of pre-started generic
+ * runtimes (per memory size) makes a cold start pay only for importing the function's bundle.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { linkSync, copyFileSync, existsSync, mkdirSync, rmSync } from "node:fs";
+import type { Socket } from "node:net";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { NimbusError } from "../../errors.ts";
+import {
+  type Frame,
+  FrameDecoder,
+  FrameWriter,
+  type InvokeMeta,
+  type LoadedMeta,
+  type LoadMeta,
+  type LogMeta,
+  T,
+} from "../../runtime/protocol.ts";
+import type { Executor, Instance, InstanceSpec, InstanceState, LoadResult, ResponseSink } from "../types.ts";
+import { bwrapArgs, Cgroup, INSIDE, type Protections } from "./sandbox.ts";
+
+const RUNTIME_DIR = resolve(dirname(fileURLToPath(import.meta.url)), "../../runtime");
+
+/** Options of the process executor. */
+export interface ProcessExecutorOptions {
+  /** Data directory; instance code slots live under `<dataDir>/slots`. */
+  dataDir: string;
+  protections: Protections;
+  /**
+   * Pre-started generic runtimes kept ready per memory size in use.
+   * @default 2
+   */
+  prewarm?: number;
+  /** Memory size (MB) whose pool is kept warm from the start. @default 128 */
+  defaultMemoryMB?: number;
+  /** Private /tmp size per instance, MB. @default 64 */
+  tmpMB?: number;
+  /** CPU cap per instance, in cores. @default 1 */
+  cpus?: number;
+  /** Max processes/threads per instance. @default 64 */
+  pids?: number;
+  /** Receives lines an instance wrote outside any invocation (stdout/stderr, startup). */
+  onInstanceLog?: (functionName: string, line: LogMeta) => void;
+}
+
+let instanceSeq = 0;
+
+/** V8 heap limit for a memory size: leave room for Node's own ~40 MB outside the heap. */
+function heapMB(memoryMB: number): number {
+  return Math.max(32, memoryMB - 48);
+}
+
+/** One child process: generic until LOAD, then an instance of one function version. */
+class ProcessInstance implements Instance {
+  readonly id: string;
+  spec!: InstanceSpec;
+  startMs = 0;
+  prewarmed = false;
+  inflight = 0;
+  background = 0;
+  state: InstanceState = "starting";
+  lastUsed = Date.now();
+  readonly memoryMB: number;
+  readonly ready: Promise<void>;
+
+  private readonly child: ChildProcess;
+  private readonly socket: Socket;
+  private readonly writer: FrameWriter;
+  private readonly decoder = new FrameDecoder();
+  private readonly sinks = new Map<number, ResponseSink>();
+  private readonly cgroup: Cgroup | undefined;
+  private readonly slotDir: string;
+  private readonly exitCbs: ((reason: NimbusError | undefined) => void)[] = [];
+  private nextId = 1;
+  private stderrTail = "";
+  private killReason: NimbusError | undefined;
+  private exited = false;
+  private stopping = false;
+  private onReady!: () => void;
+  private onLoaded: ((m: LoadedMeta) => void) | undefined;
+  private readonly exec: ProcessExecutor;
+
+  constructor(exec: ProcessExecutor, memoryMB: number) {
+    this.exec = exec;
+    this.memoryMB = memoryMB;
+    this.id = `p${process.pid}-${++instanceSeq}`;
+    const o = exec.options;
+    const p = o.protections;
+    this.slotDir = join(o.dataDir, "slots", this.id);
+    mkdirSync(this.slotDir, { recursive: true });
+    const nodeArgs = [
+      `--max-old-space-size=${heapMB(memoryMB)}`,
+      "--enable-source-maps",
+      "--disable-warning=ExperimentalWarning",
+      "--stack-trace-limit=30",
+    ];
+    let cmd: string;
+    let args: string[];
+    if (p.bwrap) {
+      cmd = "bwrap";
+      args = bwrapArgs(
+        { nodeDir: dirname(process.execPath), runtimeDir: RUNTIME_DIR, codeDir: this.slotDir, tmpMB: o.tmpMB ?? 64 },
+        [INSIDE.node, ...nodeArgs, `${INSIDE.runtime}/shim.ts`],
+      );
+    } else {
+      cmd = process.execPath;
+      args = [...nodeArgs, join(RUNTIME_DIR, "shim.ts")];
+    }
+    if (p.cgroups) {
+      this.cgroup = new Cgroup(p, this.id, { memoryMB, cpus: o.cpus ?? 1, pids: o.pids ?? 64 });
+      // The wrapper joins the cgroups before exec, so every process of the sandbox is inside.
+      args = ["-c", 'for f in $(echo "$1" | tr , " "); do echo $$ > "$f"; done; shift; exec "$@"', "sh", this.cgroup.procsFiles.join(","), cmd, ...args];
+      cmd = "/bin/sh";
+    }
+    this.ready = new Promise((res) => {
+      this.onReady = res;
+    });
+    this.child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe", "pipe"], env: {} });
+    this.socket = this.child.stdio[3] as Socket;
+    this.writer = new FrameWriter(this.socket);
+    this.socket.on("data", (chunk: Buffer) => {
+      for (const f of this.decoder.push(chunk)) this.onFrame(f);
+    });
+    this.socket.on("error", () => {});
+    this.child.stdout!.setEncoding("utf8").on("data", (s: string) => this.onOutput("info", s));
+    this.child.stderr!.setEncoding("utf8").on("data", (s: string) => {
+      this.stderrTail = (this.stderrTail + s).slice(-8192);
+      this.onOutput("error", s);
+    });
+    this.child.on("exit", (code, signal) => this.onChildExit(code, signal));
+    this.child.on("error", (err) => {
+      this.stderrTail += `\nspawn failed: ${err.message}`;
+      this.onChildExit(null, null);
+    });
+  }
+
+  private onOutput(level: LogMeta["level"], text: string): void {
+    if (!this.spec) return;
+    for (const msg of text.split("\n")) {
+      if (!msg) continue;
+      const line: LogMeta = { level, t: Date.now(), msg };
+      // With one invocation running, raw output belongs to it.
+      if (this.sinks.size === 1) this.sinks.values().next().value!.log(line);
+      else this.exec.options.onInstanceLog?.(this.spec.functionName, line);
+    }
+  }
+
+  private onFrame(f: Frame): void {
+    switch (f.type) {
+      case T.READY:
+        this.onReady();
+        return;
+      case T.LOADED:
+        this.onLoaded?.(f.meta as LoadedMeta);
+        return;
+      case T.LOG: {
+        const sink = this.sinks.get(f.id);
+        if (sink) sink.log(f.meta);
+        else if (this.spec) this.exec.options.onInstanceLog?.(this.spec.functionName, f.meta);
+        return;
+      }
+    }
+    const sink = this.sinks.get(f.id);
+    if (!sink) return;
+    switch (f.type) {
+      case T.RESP_HEAD:
+        sink.head(f.meta.status, f.meta.headers);
+        break;
+      case T.RESP_CHUNK:
+        sink.chunk(f.payload);
+        break;
+      case T.RESP_END:
+        this.finish(f.id, f.meta.pending);
+        sink.end(f.meta.cpuMs, f.meta.pending);
+        break;
+      case T.INVOKE_ERROR:
+        this.finish(f.id, false);
+        sink.fail(new NimbusError(f.meta.code), f.meta.cpuMs, f.meta.stack);
+        break;
+      case T.DONE:
+        this.sinks.delete(f.id);
+        this.background--;
+        sink.done(f.meta.cpuMs);
+        break;
+    }
+  }
+
+  private finish(id: number, pending: boolean): void {
+    this.inflight--;
+    this.lastUsed = Date.now();
+    if (pending) this.background++;
+    else this.sinks.delete(id);
+    if (this.state === "busy" && this.inflight === 0) this.state = "idle";
+  }
+
+  /** Loads the function into this (ready, generic) runtime. */
+  async load(spec: InstanceSpec): Promise<LoadedMeta> {
+    this.spec = spec;
+    for (const f of ["index.mjs", "index.mjs.map"]) {
+      const src = join(spec.codeDir, f);
+      if (!existsSync(src)) continue;
+      try {
+        linkSync(src, join(this.slotDir, f));
+      } catch {
+        copyFileSync(src, join(this.slotDir, f));
+      }
+    }
+    const file = this.exec.options.protections.bwrap ? `${INSIDE.code}/index.mjs` : join(this.slotDir, "index.mjs");
+    const loaded = new Promise<LoadedMeta>((res) => {
+      this.onLoaded = res;
+    });
+    const meta: LoadMeta = {
+      file,
+      functionName: spec.functionName,
+      version: spec.version,
+      memoryMB: spec.memoryMB,
+      timeoutMs: spec.timeoutMs,
+      env: spec.env,
+    };
+    this.writer.send(T.LOAD, 0, meta);
+    const died = new Promise<LoadedMeta>((res) =>
+      this.onExit((reason) =>
+        res({ ok: false, loadMs: 0, error: { message: reason?.message ?? "the instance exited while loading" } }),
+      ),
+    );
+    const result = await Promise.race([loaded, died]);
+    if (result.ok) this.state = "idle";
+    return result;
+  }
+
+  invoke(meta: InvokeMeta, body: Buffer, sink: ResponseSink): void {
+    if (this.exited) {
+      sink.fail(this.killReason ?? new NimbusError("NIMBUS_INSTANCE_CRASHED"));
+      return;
+    }
+    const id = this.nextId++;
+    if (this.nextId > 0xfffffff0) this.nextId = 1;
+    this.sinks.set(id, sink);
+    this.writer.send(T.INVOKE, id, meta, body);
+  }
+
+  kill(reason: NimbusError): void {
+    if (this.exited) return;
+    this.killReason ??= reason;
+    this.state = "dead";
+    this.child.kill("SIGKILL");
+  }
+
+  async stop(): Promise<void> {
+    if (this.exited) return;
+    this.stopping = true;
+    this.state = "dead";
+    const gone = new Promise<void>((res) => this.onExit(() => res()));
+    this.socket.end();
+    const t = setTimeout(() => this.child.kill("SIGKILL"), 2000);
+    await gone;
+    clearTimeout(t);
+  }
+
+  onExit(cb: (reason: NimbusError | undefined) => void): void {
+    if (this.exited) cb(this.killReason);
+    else this.exitCbs.push(cb);
+  }
+
+  private onChildExit(code: number | null, signal: NodeJS.Signals | null): void {
+    if (this.exited) return;
+    this.exited = true;
+    this.state = "dead";
+    let reason = this.killReason;
+    if (!reason && !this.stopping) {
+      const oom =
+        /heap out of memory|Reached heap limit|Allocation failed/i.test(this.stderrTail) ||
+        (this.cgroup?.oomKilled() ?? false);
+      if (oom) {
+        reason = new NimbusError(
+          "NIMBUS_MEMORY_LIMIT",
+          `The function exceeded its memory limit of ${this.memoryMB} MB and was stopped. Raise 'memory' in its config.`,
+        );
+      } else {
+        reason = new NimbusError(
+          "NIMBUS_INSTANCE_CRASHED",
+          `The function's instance exited (${signal ? `signal ${signal}` : `exit code ${code}`}) during the invocation; the next request gets a fresh instance.`,
+        );
+      }
+      this.killReason = reason;
+    }
+    for (const sink of this.sinks.values()) sink.fail(reason ?? new NimbusError("NIMBUS_INSTANCE_CRASHED"));
+    this.sinks.clear();
+    this.inflight = 0;
+    this.background = 0;
+    this.socket.destroy();
+    this.cgroup?.remove();
+    rmSync(this.slotDir, { recursive: true, force: true });
+    this.exec.forget(this);
+    for (const cb of this.exitCbs.splice(0)) cb(reason);
+  }
+}
+
+/** The process executor. */
+export class ProcessExecutor implements Executor {
+  readonly kind = "process" as const;
+  readonly options: ProcessExecutorOptions;
+  private readonly warm = new Map<number, ProcessInstance[]>();
+  private readonly all = new Set<ProcessInstance>();
+  private readonly lastWanted = new Map<number, number>();
+  private closed = false;
+
+  constructor(options: ProcessExecutorOptions) {
+    this.options = options;
+    mkdirSync(join(options.dataDir, "slots"), { recursive: true });
+    this.lastWanted.set(options.defaultMemoryMB ?? 128, Number.POSITIVE_INFINITY);
+    this.refill(options.defaultMemoryMB ?? 128);
+  }
+
+  /** Pre-started runtimes ready now, per memory size. */
+  warmCounts(): Record<number, number> {
+    const out: Record<number, number> = {};
+    for (const [mb, list] of this.warm) out[mb] = list.length;
+    return out;
+  }
+
+  /** Resolves once the warm pool for `memoryMB` holds its target count (for tests/benchmarks). */
+  async waitWarm(memoryMB = this.options.defaultMemoryMB ?? 128): Promise<void> {
+    this.refill(memoryMB);
+    await Promise.all((this.warm.get(memoryMB) ?? []).map((p) => p.ready));
+  }
+
+  private refill(memoryMB: number): void {
+    if (this.closed) return;
+    const target = this.options.prewarm ?? 2;
+    let list = this.warm.get(memoryMB);
+    if (!list) {
+      list = [];
+      this.warm.set(memoryMB, list);
+    }
+    while (list.length < target) {
+      const p = new ProcessInstance(this, memoryMB);
+      this.all.add(p);
+      list.push(p);
+    }
+  }
+
+  /** Called by an instance when it exits. */
+  forget(p: ProcessInstance): void {
+    this.all.delete(p);
+    const list = this.warm.get(p.memoryMB);
+    const i = list?.indexOf(p) ?? -1;
+    if (list && i >= 0) {
+      list.splice(i, 1);
+      // A pre-started runtime died before use (e.g. spawn failure): do not respawn in a loop.
+    }
+  }
+
+  private async takeRuntime(memoryMB: number): Promise<{ p: ProcessInstance; prewarmed: boolean }> {
+    if (this.closed) throw new NimbusError("NIMBUS_UNAVAILABLE");
+    this.lastWanted.set(memoryMB, Date.now());
+    const list = this.warm.get(memoryMB);
+    const p = list?.shift();
+    // Refill in the next turn: the spawn must not delay this cold start.
+    setImmediate(() => this.refill(memoryMB));
+    if (p) {
+      await p.ready;
+      return { p, prewarmed: true };
+    }
+    const fresh = new ProcessInstance(this, memoryMB);
+    this.all.add(fresh);
+    const died = new Promise<never>((_, rej) =>
+      fresh.onExit((reason) => rej(reason ?? new NimbusError("NIMBUS_UNAVAILABLE", "The runtime failed to start."))),
+    );
+    await Promise.race([fresh.ready, died]);
+    return { p: fresh, prewarmed: false };
+  }
+
+  async start(spec: InstanceSpec): Promise<Instance> {
+    const t0 = performance.now();
+    const { p, prewarmed } = await this.takeRuntime(spec.memoryMB);
+    const result = await p.load(spec);
+    if (!result.ok) {
+      p.kill(new NimbusError("NIMBUS_FUNCTION_ERROR"));
+      throw new NimbusError("NIMBUS_FUNCTION_ERROR", `The function failed to load: ${result.error?.message}`, {
+        details: { stack: result.error?.stack },
+      });
+    }
+    p.prewarmed = prewarmed;
+    p.startMs = performance.now() - t0;
+    return p;
+  }
+
+  async check(spec: InstanceSpec): Promise<LoadResult> {
+    const { p } = await this.takeRuntime(spec.memoryMB);
+    try {
+      return await p.load(spec);
+    } finally {
+      await p.stop();
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.all([...this.all].map((p) => p.stop()));
+    this.warm.clear();
+  }
+}

@@ -1,0 +1,264 @@
+/**
+ * The process sandbox: bubblewrap namespaces plus cgroup (v1 or v2) limits, each used when
+ * the host allows it. What is missing is reported, never silently skipped.
+ */
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+
+/** Which protections are active on this host. */
+export interface Protections {
+  /** bubblewrap namespaces (filesystem, pid, ipc, uts, user) are used. */
+  bwrap: boolean;
+  /** cgroup version whose controllers Nimbus can write, or null. */
+  cgroups: "v1" | "v2" | null;
+  memoryLimit: boolean;
+  cpuLimit: boolean;
+  pidsLimit: boolean;
+  /** Human-readable list of protections that are OFF, empty when fully sandboxed. */
+  off: string[];
+}
+
+/** Limits applied to one instance's cgroup. */
+export interface CgroupLimits {
+  memoryMB: number;
+  /** CPU cap in cores (e.g. 1 = one full core). */
+  cpus: number;
+  pids: number;
+}
+
+const V1_ROOT = "/sys/fs/cgroup";
+const GROUP = "nimbus";
+
+function canWrite(dir: string): boolean {
+  const probe = join(dir, `${GROUP}-probe-${process.pid}`);
+  try {
+    mkdirSync(probe, { recursive: false });
+    rmdirSync(probe);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function hasBwrap(): boolean {
+  try {
+    execFileSync("bwrap", ["--ro-bind", "/", "/", "--unshare-all", "--uid", "1000", "true"], { stdio: "ignore" });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Detects what the host allows. `disable` turns the sandbox off on purpose
+ * (NIMBUS_SANDBOX=off), which is then reported like a missing protection.
+ */
+export function detectProtections(disable = false): Protections {
+  const off: string[] = [];
+  const bwrap = !disable && hasBwrap();
+  if (!bwrap) {
+    off.push(
+      disable
+        ? "bubblewrap disabled by NIMBUS_SANDBOX=off: functions can read host files and see the platform"
+        : "bubblewrap (bwrap) not found or not usable: functions run without filesystem/pid isolation (apt-get install bubblewrap)",
+    );
+  }
+  let cgroups: Protections["cgroups"] = null;
+  let memoryLimit = false;
+  let cpuLimit = false;
+  let pidsLimit = false;
+  if (!disable) {
+    if (existsSync(join(V1_ROOT, "cgroup.controllers"))) {
+      const controllers = readFileSync(join(V1_ROOT, "cgroup.controllers"), "utf8");
+      if (canWrite(V1_ROOT)) {
+        cgroups = "v2";
+        try {
+          writeFileSync(join(V1_ROOT, "cgroup.subtree_control"), "+memory +cpu +pids");
+        } catch {
+          // Already enabled, or not delegable; checked per controller below.
+        }
+        memoryLimit = controllers.includes("memory");
+        cpuLimit = controllers.includes("cpu");
+        pidsLimit = controllers.includes("pids");
+      }
+    } else {
+      memoryLimit = existsSync(join(V1_ROOT, "memory")) && canWrite(join(V1_ROOT, "memory"));
+      cpuLimit = existsSync(join(V1_ROOT, "cpu")) && canWrite(join(V1_ROOT, "cpu"));
+      pidsLimit = existsSync(join(V1_ROOT, "pids")) && canWrite(join(V1_ROOT, "pids"));
+      if (memoryLimit || cpuLimit || pidsLimit) cgroups = "v1";
+    }
+  }
+  if (!memoryLimit) off.push("cgroup memory limit (only V8's --max-old-space-size bounds memory)");
+  if (!cpuLimit) off.push("cgroup CPU limit");
+  if (!pidsLimit) off.push("cgroup process-count limit");
+  return { bwrap, cgroups, memoryLimit, cpuLimit, pidsLimit, off };
+}
+
+/** One instance's cgroup(s); `procsFiles` are written with the instance's pid. */
+export class Cgroup {
+  readonly dirs: string[] = [];
+  readonly procsFiles: string[] = [];
+  private readonly version: "v1" | "v2";
+  private readonly memoryDir: string | undefined;
+
+  constructor(p: Protections, name: string, limits: CgroupLimits) {
+    if (!p.cgroups) throw new Error("cgroups are not available");
+    this.version = p.cgroups;
+    const memBytes = String(limits.memoryMB * 1024 * 1024);
+    const period = 100_000;
+    const quota = String(Math.round(limits.cpus * period));
+    if (p.cgroups === "v2") {
+      const dir = join(V1_ROOT, GROUP, name);
+      mkdirSync(dir, { recursive: true });
+      this.dirs.push(dir);
+      if (p.memoryLimit) {
+        writeFileSync(join(dir, "memory.max"), memBytes);
+        tryWrite(join(dir, "memory.swap.max"), "0");
+      }
+      if (p.cpuLimit) writeFileSync(join(dir, "cpu.max"), `${quota} ${period}`);
+      if (p.pidsLimit) writeFileSync(join(dir, "pids.max"), String(limits.pids));
+      this.procsFiles.push(join(dir, "cgroup.procs"));
+      this.memoryDir = dir;
+    } else {
+      const mk = (controller: string): string => {
+        const dir = join(V1_ROOT, controller, GROUP, name);
+        mkdirSync(dir, { recursive: true });
+        this.dirs.push(dir);
+        this.procsFiles.push(join(dir, "cgroup.procs"));
+        return dir;
+      };
+      if (p.memoryLimit) {
+        const dir = mk("memory");
+        writeFileSync(join(dir, "memory.limit_in_bytes"), memBytes);
+        tryWrite(join(dir, "memory.memsw.limit_in_bytes"), memBytes);
+        this.memoryDir = dir;
+      }
+      if (p.cpuLimit) {
+        const dir = mk("cpu");
+        writeFileSync(join(dir, "cpu.cfs_period_us"), String(period));
+        writeFileSync(join(dir, "cpu.cfs_quota_us"), quota);
+      }
+      if (p.pidsLimit) writeFileSync(join(mk("pids"), "pids.max"), String(limits.pids));
+    }
+  }
+
+  /** True when the kernel's OOM killer killed a process of this cgroup. */
+  oomKilled(): boolean {
+    if (!this.memoryDir) return false;
+    try {
+      const file = this.version === "v2" ? "memory.events" : "memory.oom_control";
+      const m = /oom_kill (\d+)/.exec(readFileSync(join(this.memoryDir, file), "utf8"));
+      return m !== null && Number(m[1]) > 0;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Changes the memory limit (used when a pre-started process is assigned a function). */
+  setMemoryMB(mb: number): void {
+    if (!this.memoryDir) return;
+    const bytes = String(mb * 1024 * 1024);
+    if (this.version === "v2") writeFileSync(join(this.memoryDir, "memory.max"), bytes);
+    else {
+      // memsw must stay >= limit: raise it first when growing, lower it last when shrinking.
+      tryWrite(join(this.memoryDir, "memory.memsw.limit_in_bytes"), bytes);
+      writeFileSync(join(this.memoryDir, "memory.limit_in_bytes"), bytes);
+      tryWrite(join(this.memoryDir, "memory.memsw.limit_in_bytes"), bytes);
+    }
+  }
+
+  /** Removes the cgroup directories (after the processes are gone). */
+  remove(): void {
+    for (const dir of this.dirs) {
+      for (let i = 0; i < 20; i++) {
+        try {
+          rmdirSync(dir);
+          break;
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code === "ENOENT") break;
+          // EBUSY right after the exit: the kernel has not reaped the task yet.
+          const until = Date.now() + 5;
+          while (Date.now() < until) {}
+        }
+      }
+    }
+  }
+}
+
+function tryWrite(file: string, value: string): void {
+  try {
+    writeFileSync(file, value);
+  } catch {
+    // Optional knob (e.g. memsw without swap accounting).
+  }
+}
+
+/** What the sandboxed process sees and where. */
+export interface SandboxMounts {
+  /** Host directory holding the node binary. */
+  nodeDir: string;
+  /** Host directory holding the runtime shim (src/runtime). */
+  runtimeDir: string;
+  /** Host directory holding the function's code (read-only in the sandbox). */
+  codeDir: string;
+  /** Size of the private /tmp, in MB. */
+  tmpMB: number;
+}
+
+/** Paths as seen inside the sandbox. */
+export const INSIDE = { node: "/nimbus/node/node", runtime: "/nimbus/runtime", code: "/fn" } as const;
+
+/** The bwrap argument list that runs `argv` in a fresh sandbox. */
+export function bwrapArgs(m: SandboxMounts, argv: string[]): string[] {
+  const args = [
+    "--unshare-all",
+    "--share-net",
+    "--uid",
+    "1000",
+    "--gid",
+    "1000",
+    "--die-with-parent",
+    "--new-session",
+    "--clearenv",
+    "--hostname",
+    "nimbus",
+    "--ro-bind",
+    "/usr/lib",
+    "/usr/lib",
+    "--symlink",
+    "usr/lib",
+    "/lib",
+  ];
+  if (existsSync("/usr/lib64")) args.push("--ro-bind", "/usr/lib64", "/usr/lib64", "--symlink", "usr/lib64", "/lib64");
+  for (const f of ["/etc/resolv.conf", "/etc/hosts", "/etc/ssl/certs", "/usr/share/zoneinfo", "/usr/share/ca-certificates"]) {
+    if (existsSync(f)) args.push("--ro-bind", f, f);
+  }
+  args.push(
+    "--proc",
+    "/proc",
+    "--dev",
+    "/dev",
+    "--size",
+    String(m.tmpMB * 1024 * 1024),
+    "--tmpfs",
+    "/tmp",
+    "--ro-bind",
+    m.nodeDir,
+    dirname(INSIDE.node),
+    "--ro-bind",
+    m.runtimeDir,
+    INSIDE.runtime,
+    "--ro-bind",
+    m.codeDir,
+    INSIDE.code,
+    "--chdir",
+    "/tmp",
+    "--setenv",
+    "HOME",
+    "/tmp",
+    "--",
+    ...argv,
+  );
+  return args;
+}

@@ -1,0 +1,85 @@
+/**
+ * The Executor seam: one interface, implemented by `process` (a sandboxed Node child per
+ * instance) and `isolate` (V8 isolates). The scheduler only sees these types.
+ */
+import type { NimbusError } from "../errors.ts";
+import type { HandlerShape, InvokeMeta, LogMeta } from "../runtime/protocol.ts";
+
+/** Executor kinds. */
+export type ExecutorKind = "process" | "isolate";
+
+/** Everything needed to start an instance of one function version. */
+export interface InstanceSpec {
+  functionName: string;
+  tenant: string;
+  version: number;
+  /** Host directory holding `index.mjs` (+ `index.mjs.map`) of this version. */
+  codeDir: string;
+  memoryMB: number;
+  timeoutMs: number;
+  env: Record<string, string>;
+}
+
+/** What loading a bundle reported. */
+export interface LoadResult {
+  ok: boolean;
+  shape?: HandlerShape;
+  config?: unknown;
+  loadMs: number;
+  error?: { message: string; stack?: string };
+}
+
+/** Receives one invocation's response as it streams out of the instance. */
+export interface ResponseSink {
+  head(status: number, headers: [string, string][]): void;
+  chunk(data: Buffer): void;
+  /** The response is complete. `pending`: waitUntil work still runs (a `done` follows). */
+  end(cpuMs: number, pending: boolean): void;
+  /** The invocation failed; `cpuMs` when the instance could measure it. */
+  fail(err: NimbusError, cpuMs?: number, stack?: string): void;
+  log(line: LogMeta): void;
+  /** Background work (`ctx.waitUntil`) settled. */
+  done(cpuMs: number): void;
+}
+
+/** Instance lifecycle states. */
+export type InstanceState = "starting" | "idle" | "busy" | "draining" | "dead";
+
+/** One running sandbox of one version. */
+export interface Instance {
+  readonly id: string;
+  readonly spec: InstanceSpec;
+  /** Time from asking for the instance to it being ready to serve, ms. */
+  readonly startMs: number;
+  /** Whether the bundle came from a pre-started runtime (only the import was paid). */
+  readonly prewarmed: boolean;
+  /** Invocations now running on the instance. */
+  inflight: number;
+  /** Invocations whose response ended but whose `waitUntil` work still runs. */
+  background: number;
+  state: InstanceState;
+  /** Last time (ms since epoch) an invocation ended on it. */
+  lastUsed: number;
+  /**
+   * Starts one invocation; the sink receives the response. The scheduler has already
+   * counted it in `inflight` (the instance decrements it when the invocation ends).
+   */
+  invoke(meta: InvokeMeta, body: Buffer, sink: ResponseSink): void;
+  /** Kills the instance; every running invocation fails with `reason`. */
+  kill(reason: NimbusError): void;
+  /** Stops gracefully (no invocation is running). */
+  stop(): Promise<void>;
+  /** Called once when the instance is gone, whatever the cause. */
+  onExit(cb: (reason: NimbusError | undefined) => void): void;
+}
+
+/** An executor: starts instances, checks bundles at deploy time. */
+export interface Executor {
+  readonly kind: ExecutorKind;
+  /** Starts an instance and loads the function into it. Throws NimbusError on load failure. */
+  start(spec: InstanceSpec): Promise<Instance>;
+  /** Loads a bundle in a throwaway instance to check it before activation. */
+  check(spec: InstanceSpec): Promise<LoadResult>;
+  /** Stops every instance and pre-started runtime. */
+  close(): Promise<void>;
+}

@@ -1,0 +1,241 @@
+/**
+ * The HTTP data plane: `/fn/<name>[@<version>]/<path>` → invoker. No framework on this
+ * path: parse, check limits and auth, buffer the (bounded) body, stream the response.
+ */
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Auth } from "../api/auth.ts";
+import { FUNCTION_NAME } from "../build/config.ts";
+import { NimbusError } from "../errors.ts";
+import type { Invoker, Responder } from "../invoker/invoker.ts";
+
+/** Largest synchronous request body, bytes (as Lambda's 6 MB). */
+export const MAX_BODY = 6 * 1024 * 1024;
+
+const HOP_BY_HOP = new Set(["connection", "keep-alive", "transfer-encoding", "content-length", "upgrade"]);
+const EMPTY = Buffer.alloc(0);
+
+/** Writes a catalogued error as JSON. */
+export function sendError(res: ServerResponse, err: NimbusError): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const body = JSON.stringify(err.toBody());
+  res.writeHead(err.status, {
+    "content-type": "application/json",
+    "content-length": Buffer.byteLength(body),
+    ...err.headers,
+  });
+  res.end(body);
+}
+
+/**
+ * A responder that writes to an HTTP response. Frames that arrive together (head, body,
+ * end) become one `res.end(body)` with a content-length; a body still streaming goes out
+ * chunk by chunk (chunked encoding) as it is produced.
+ */
+export class HttpResponder implements Responder {
+  private readonly res: ServerResponse;
+  private readonly isHead: boolean;
+  private status = 0;
+  private headers: [string, string][] = [];
+  private chunks: Buffer[] = [];
+  private pending = false;
+  private started = false;
+  private ended = false;
+
+  constructor(res: ServerResponse, isHead: boolean) {
+    this.res = res;
+    this.isHead = isHead;
+  }
+
+  head(status: number, headers: [string, string][]): void {
+    this.status = status;
+    this.headers = headers;
+    this.pending = true;
+    process.nextTick(this.flushHead);
+  }
+
+  private rawHeaders(extra?: [string, string]): string[] {
+    const flat: string[] = [];
+    for (const [k, v] of this.headers) {
+      if (HOP_BY_HOP.has(k)) continue;
+      flat.push(k, v);
+    }
+    if (extra) flat.push(extra[0], extra[1]);
+    return flat;
+  }
+
+  private readonly flushHead = (): void => {
+    if (!this.pending || this.ended) return;
+    this.pending = false;
+    this.started = true;
+    this.res.writeHead(this.status, this.rawHeaders());
+    for (const c of this.chunks) this.res.write(c);
+    this.chunks = [];
+  };
+
+  chunk(data: Buffer): void {
+    if (this.started) this.res.write(data);
+    else this.chunks.push(data);
+  }
+
+  end(): void {
+    this.ended = true;
+    if (this.started) {
+      this.res.end();
+      return;
+    }
+    this.pending = false;
+    const body = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks);
+    this.chunks = [];
+    this.res.writeHead(this.status, this.rawHeaders(["content-length", String(body.length)]));
+    this.res.end(this.isHead ? undefined : body);
+  }
+
+  error(err: NimbusError): void {
+    this.ended = true;
+    if (this.started) {
+      // The status line is gone: cut the response so the client sees it is incomplete.
+      this.res.destroy();
+      return;
+    }
+    sendError(this.res, err);
+  }
+}
+
+/** Reads a request body up to `limit` bytes; rejects with 413 past it without buffering more. */
+export function readBody(req: IncomingMessage, limit = MAX_BODY): Promise<Buffer> {
+  const declared = req.headers["content-length"];
+  if (declared !== undefined && Number(declared) > limit) {
+    return Promise.reject(
+      new NimbusError(
+        "NIMBUS_PAYLOAD_TOO_LARGE",
+        `The request body is ${declared} bytes; the limit is ${limit} bytes (6 MB). Send large payloads by reference (e.g. a URL).`,
+      ),
+    );
+  }
+  if (declared === "0" || (declared === undefined && req.headers["transfer-encoding"] === undefined)) {
+    return Promise.resolve(EMPTY);
+  }
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on("data", (c: Buffer) => {
+      size += c.length;
+      if (size > limit) {
+        req.removeAllListeners("data");
+        req.pause();
+        reject(
+          new NimbusError(
+            "NIMBUS_PAYLOAD_TOO_LARGE",
+            `The request body exceeds the limit of ${limit} bytes (6 MB). Send large payloads by reference (e.g. a URL).`,
+          ),
+        );
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on("end", () => resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size)));
+    req.on("error", reject);
+  });
+}
+
+/** Splits `/fn/<name>[@<version>]<rest>`; throws 400/404 on malformed input. */
+export function parseFunctionPath(url: string): { name: string; version?: number; path: string } {
+  // url starts with "/fn/"
+  const rest = url.slice(4);
+  let end = rest.length;
+  for (let i = 0; i < rest.length; i++) {
+    const c = rest.charCodeAt(i);
+    if (c === 47 /* / */ || c === 63 /* ? */) {
+      end = i;
+      break;
+    }
+  }
+  const target = decodeURIComponent(rest.slice(0, end));
+  let path = rest.slice(end);
+  if (path === "" || path[0] === "?") path = `/${path}`;
+  const at = target.indexOf("@");
+  const name = at < 0 ? target : target.slice(0, at);
+  if (!FUNCTION_NAME.test(name)) {
+    throw new NimbusError(
+      "NIMBUS_BAD_FUNCTION_NAME",
+      `Invalid function name ${JSON.stringify(name)} in the URL: names must match ^[a-z][a-z0-9-]{0,62}$.`,
+    );
+  }
+  if (at < 0) return { name, path };
+  const selector = target.slice(at + 1);
+  if (selector === "latest") return { name, path };
+  if (!/^[1-9][0-9]{0,8}$/.test(selector)) {
+    throw new NimbusError(
+      "NIMBUS_BAD_REQUEST",
+      `Invalid version selector '@${selector}': use a version number (e.g. /fn/${name}@3/) or @latest.`,
+    );
+  }
+  return { name, version: Number(selector), path };
+}
+
+/** The gateway. */
+export class Gateway {
+  private readonly invoker: Invoker;
+  private readonly auth: Auth;
+  private readonly tenant: string;
+
+  constructor(invoker: Invoker, auth: Auth, tenant = "default") {
+    this.invoker = invoker;
+    this.auth = auth;
+    this.tenant = tenant;
+  }
+
+  /** Handles one `/fn/...` request. */
+  handle(req: IncomingMessage, res: ServerResponse): void {
+    this.run(req, res).catch((err: unknown) => {
+      sendError(res, err instanceof NimbusError ? err : new NimbusError("NIMBUS_INTERNAL", undefined, { cause: err }));
+    });
+  }
+
+  private async run(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    let target: ReturnType<typeof parseFunctionPath>;
+    let v: ReturnType<Invoker["resolve"]>;
+    try {
+      target = parseFunctionPath(req.url ?? "/fn/");
+      v = this.invoker.resolve(this.tenant, target.name, target.version);
+      if (v.config.auth === "key") await this.auth.require(req.headers.authorization, "invoke");
+    } catch (err) {
+      // Do not read a body we are refusing; close so the client does not keep sending it.
+      res.shouldKeepAlive = false;
+      throw err;
+    }
+    let body: Buffer;
+    try {
+      body = await readBody(req);
+    } catch (err) {
+      res.shouldKeepAlive = false;
+      throw err;
+    }
+    const raw = req.rawHeaders;
+    const headers: [string, string][] = [];
+    for (let i = 0; i < raw.length; i += 2) {
+      const k = raw[i]!.toLowerCase();
+      if (k === "authorization" && v.config.auth === "key") continue;
+      headers.push([k, raw[i + 1]!]);
+    }
+    await this.invoker.invoke(
+      {
+        tenant: this.tenant,
+        name: target.name,
+        version: target.version,
+        method: req.method ?? "GET",
+        path: target.path,
+        host: req.headers.host ?? "localhost",
+        headers,
+        body,
+        sourceIp: req.socket.remoteAddress ?? "",
+        trigger: "http",
+      },
+      v,
+      new HttpResponder(res, req.method === "HEAD"),
+    );
+  }
+}

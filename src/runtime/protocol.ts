@@ -1,0 +1,203 @@
+/**
+ * The frame protocol between the platform and an instance (runtime shim), over one stream
+ * socket. Shared by both sides; imports nothing from the platform.
+ *
+ * Frame: `u32 length` (of everything after it) · `u8 type` · `u32 id` · `u32 metaLength` ·
+ * `meta` (UTF-8 JSON, may be empty) · `payload` (raw bytes, never base64).
+ *
+ * Every frame produced in one event-loop turn goes out in one `write` (see {@link FrameWriter}):
+ * the cost of this hop is the number of write system calls, not the encoding.
+ */
+import type { Socket } from "node:net";
+
+/** Frame types. */
+export const T = {
+  /** instance → platform: the generic runtime is up and warm. meta: {pid} */
+  READY: 1,
+  /** platform → instance: load a function. meta: {@link LoadMeta} */
+  LOAD: 2,
+  /** instance → platform: load result. meta: {@link LoadedMeta} */
+  LOADED: 3,
+  /** platform → instance: one invocation. meta: {@link InvokeMeta}; payload: request body */
+  INVOKE: 4,
+  /** instance → platform: response status and headers. meta: {@link ResponseHeadMeta} */
+  RESP_HEAD: 5,
+  /** instance → platform: a chunk of the response body. payload: bytes */
+  RESP_CHUNK: 6,
+  /** instance → platform: the response is complete. meta: {@link ResponseEndMeta} */
+  RESP_END: 7,
+  /** instance → platform: the invocation failed. meta: {@link InvokeErrorMeta} */
+  INVOKE_ERROR: 8,
+  /** instance → platform: one log line. meta: {@link LogMeta} */
+  LOG: 9,
+  /** instance → platform: every `ctx.waitUntil` promise of the invocation settled. meta: {cpuMs} */
+  DONE: 10,
+} as const;
+
+/** What the platform tells a runtime to load. */
+export interface LoadMeta {
+  /** Absolute path (inside the sandbox) of the bundle to import. */
+  file: string;
+  functionName: string;
+  version: number;
+  memoryMB: number;
+  timeoutMs: number;
+  /** The function's environment variables (and nothing else). */
+  env: Record<string, string>;
+}
+
+/** The handler shapes the runtime can adapt. */
+export type HandlerShape = "fetch-object" | "fetch-function" | "lambda";
+
+/** The load result. */
+export interface LoadedMeta {
+  ok: boolean;
+  shape?: HandlerShape;
+  /** The module's `export const config`, if any (JSON-cloned). */
+  config?: unknown;
+  loadMs: number;
+  error?: { message: string; stack?: string };
+}
+
+/** One invocation as the platform hands it over. */
+export interface InvokeMeta {
+  invocationId: string;
+  method: string;
+  /** Full URL as the function sees it (path below the function's mount). */
+  url: string;
+  /** Header pairs, lower-case names, repeated names kept. */
+  headers: [string, string][];
+  /** Milliseconds since the epoch at which the invocation times out. */
+  deadline: number;
+  sourceIp: string;
+  trigger: string;
+}
+
+/** Response status and headers. */
+export interface ResponseHeadMeta {
+  status: number;
+  headers: [string, string][];
+}
+
+/** End of a response. */
+export interface ResponseEndMeta {
+  /** CPU time the instance spent on this invocation so far, in ms (process.cpuUsage). */
+  cpuMs: number;
+  /** Whether `ctx.waitUntil` work is still running; a DONE frame follows when it settles. */
+  pending: boolean;
+}
+
+/** A failed invocation. */
+export interface InvokeErrorMeta {
+  code: "NIMBUS_FUNCTION_ERROR" | "NIMBUS_BAD_RESPONSE";
+  message: string;
+  stack?: string;
+  cpuMs: number;
+}
+
+/** One captured log line. */
+export interface LogMeta {
+  level: "debug" | "info" | "warn" | "error";
+  /** Milliseconds since the epoch. */
+  t: number;
+  msg: string;
+}
+
+/** A decoded frame. */
+export interface Frame {
+  type: number;
+  id: number;
+  meta: any;
+  payload: Buffer;
+}
+
+const HEADER = 13;
+const EMPTY = Buffer.alloc(0);
+
+/** Encodes one frame. */
+export function encodeFrame(type: number, id: number, meta: unknown, payload?: Uint8Array): Buffer {
+  const metaStr = meta === undefined ? "" : JSON.stringify(meta);
+  const metaLen = Buffer.byteLength(metaStr);
+  const payloadLen = payload ? payload.byteLength : 0;
+  const buf = Buffer.allocUnsafe(HEADER + metaLen + payloadLen);
+  buf.writeUInt32LE(HEADER - 4 + metaLen + payloadLen, 0);
+  buf.writeUInt8(type, 4);
+  buf.writeUInt32LE(id, 5);
+  buf.writeUInt32LE(metaLen, 9);
+  if (metaLen > 0) buf.write(metaStr, HEADER, "utf8");
+  if (payload && payloadLen > 0) buf.set(payload, HEADER + metaLen);
+  return buf;
+}
+
+/**
+ * Incremental frame decoder: push socket data, get complete frames back in order.
+ */
+export class FrameDecoder {
+  private buffered: Buffer = EMPTY;
+
+  /** Feeds bytes; returns every frame now complete. */
+  push(chunk: Buffer): Frame[] {
+    let buf = this.buffered.length === 0 ? chunk : Buffer.concat([this.buffered, chunk]);
+    const frames: Frame[] = [];
+    let off = 0;
+    while (buf.length - off >= 4) {
+      const len = buf.readUInt32LE(off);
+      if (buf.length - off - 4 < len) break;
+      const type = buf.readUInt8(off + 4);
+      const id = buf.readUInt32LE(off + 5);
+      const metaLen = buf.readUInt32LE(off + 9);
+      const metaStart = off + HEADER;
+      const payloadStart = metaStart + metaLen;
+      const end = off + 4 + len;
+      const meta = metaLen > 0 ? JSON.parse(buf.toString("utf8", metaStart, payloadStart)) : undefined;
+      // Copy payloads out of the shared buffer only when it is kept (concat) — a subarray of
+      // `chunk` would pin the whole read buffer.
+      const payload = payloadStart === end ? EMPTY : Buffer.from(buf.subarray(payloadStart, end));
+      frames.push({ type, id, meta, payload });
+      off = end;
+    }
+    this.buffered = off === buf.length ? EMPTY : buf.subarray(off);
+    if (this.buffered.length > 0 && off > 0) this.buffered = Buffer.from(this.buffered);
+    buf = EMPTY;
+    return frames;
+  }
+}
+
+/**
+ * Collects frames and writes all the frames of one event-loop turn in a single write.
+ */
+export class FrameWriter {
+  private queue: Buffer[] = [];
+  private queuedBytes = 0;
+  private scheduled = false;
+  private readonly socket: Socket;
+
+  constructor(socket: Socket) {
+    this.socket = socket;
+  }
+
+  /** Queues a frame for the end of this turn. */
+  send(type: number, id: number, meta?: unknown, payload?: Uint8Array): void {
+    const frame = encodeFrame(type, id, meta, payload);
+    this.queue.push(frame);
+    this.queuedBytes += frame.length;
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(this.flush);
+    }
+  }
+
+  /** Writes everything queued now. */
+  readonly flush = (): void => {
+    this.scheduled = false;
+    if (this.queue.length === 0 || this.socket.destroyed) {
+      this.queue = [];
+      this.queuedBytes = 0;
+      return;
+    }
+    const data = this.queue.length === 1 ? this.queue[0]! : Buffer.concat(this.queue, this.queuedBytes);
+    this.queue = [];
+    this.queuedBytes = 0;
+    this.socket.write(data);
+  };
+}

@@ -1,0 +1,248 @@
+/**
+ * The runtime shim: the program inside every process instance. It starts generic (warm,
+ * but with no function), waits for a LOAD frame, imports the function's bundle once, then
+ * adapts each INVOKE frame to the function's handler shape and streams the response back.
+ *
+ * Talks to the platform over fd 3 (a socketpair set up by the spawner). Imports nothing
+ * from the platform.
+ */
+import { AsyncLocalStorage } from "node:async_hooks";
+import { Socket } from "node:net";
+import { pathToFileURL } from "node:url";
+import { format } from "node:util";
+import { fromLambdaResult, toLambdaEvent } from "./lambda.ts";
+import {
+  type Frame,
+  FrameDecoder,
+  FrameWriter,
+  type HandlerShape,
+  type InvokeMeta,
+  type LoadMeta,
+  type LogMeta,
+  T,
+} from "./protocol.ts";
+
+const socket = new Socket({ fd: 3, readable: true, writable: true });
+const writer = new FrameWriter(socket);
+const decoder = new FrameDecoder();
+const current = new AsyncLocalStorage<number>();
+
+let handlerShape: HandlerShape | undefined;
+let mod: any;
+let load: LoadMeta | undefined;
+let envObject: Record<string, string> = {};
+
+// ---- console capture: every line is tagged with the invocation that wrote it ----
+function capture(level: LogMeta["level"]) {
+  return (...args: unknown[]): void => {
+    const id = current.getStore() ?? 0;
+    writer.send(T.LOG, id, { level, t: Date.now(), msg: format(...args) } satisfies LogMeta);
+  };
+}
+console.log = capture("info");
+console.info = capture("info");
+console.debug = capture("debug");
+console.trace = capture("debug");
+console.warn = capture("warn");
+console.error = capture("error");
+
+process.on("unhandledRejection", (reason) => {
+  const id = current.getStore() ?? 0;
+  const msg = reason instanceof Error ? (reason.stack ?? String(reason)) : format(reason);
+  writer.send(T.LOG, id, { level: "error", t: Date.now(), msg: `Unhandled rejection: ${msg}` });
+});
+
+function cpuMsSince(start: NodeJS.CpuUsage): number {
+  const d = process.cpuUsage(start);
+  return (d.user + d.system) / 1000;
+}
+
+function errorInfo(err: unknown): { message: string; stack?: string } {
+  if (err instanceof Error) return { message: err.message, stack: err.stack };
+  return { message: format(err) };
+}
+
+async function handleLoad(frame: Frame): Promise<void> {
+  const start = performance.now();
+  load = frame.meta as LoadMeta;
+  envObject = { ...load.env };
+  // A clean environment holding only the function's own variables.
+  for (const k of Object.keys(process.env)) delete process.env[k];
+  Object.assign(process.env, envObject);
+  try {
+    mod = await import(pathToFileURL(load.file).href);
+    const def = mod.default;
+    if (def && typeof def === "object" && typeof def.fetch === "function") handlerShape = "fetch-object";
+    else if (typeof def === "function") handlerShape = "fetch-function";
+    else if (typeof mod.handler === "function") handlerShape = "lambda";
+    else {
+      throw new Error(
+        "No handler found: export a Web-standard handler (`export default { fetch(request, env, ctx) { … } }` " +
+          "or `export default async (request) => new Response(…)`) or an AWS Lambda handler " +
+          "(`export const handler = async (event, context) => …`).",
+      );
+    }
+    let config: unknown;
+    try {
+      config = mod.config === undefined ? undefined : JSON.parse(JSON.stringify(mod.config));
+    } catch (err) {
+      throw new Error(`export const config must be JSON-serialisable: ${errorInfo(err).message}`);
+    }
+    writer.send(T.LOADED, frame.id, { ok: true, shape: handlerShape, config, loadMs: performance.now() - start });
+  } catch (err) {
+    writer.send(T.LOADED, frame.id, { ok: false, error: errorInfo(err), loadMs: performance.now() - start });
+  }
+}
+
+/** Sends a Response's status, headers and body, chunk by chunk as the body produces them. */
+async function sendResponse(id: number, response: Response): Promise<void> {
+  const headers: [string, string][] = [];
+  response.headers.forEach((value, name) => {
+    if (name !== "set-cookie") headers.push([name, value]);
+  });
+  for (const c of response.headers.getSetCookie()) headers.push(["set-cookie", c]);
+  writer.send(T.RESP_HEAD, id, { status: response.status, headers });
+  if (response.body) {
+    const reader = response.body.getReader();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      if (value && value.byteLength > 0) {
+        writer.send(T.RESP_CHUNK, id, undefined, typeof value === "string" ? Buffer.from(value) : value);
+      }
+    }
+  }
+}
+
+async function handleInvoke(frame: Frame): Promise<void> {
+  const id = frame.id;
+  const meta = frame.meta as InvokeMeta;
+  const cpuStart = process.cpuUsage();
+  const background: Promise<unknown>[] = [];
+  await current.run(id, async () => {
+    try {
+      if (handlerShape === "lambda") {
+        const event = toLambdaEvent({
+          invocationId: meta.invocationId,
+          method: meta.method,
+          url: meta.url,
+          headers: meta.headers,
+          body: frame.payload,
+          sourceIp: meta.sourceIp,
+          functionName: load!.functionName,
+          time: Date.now(),
+        });
+        const context = {
+          awsRequestId: meta.invocationId,
+          functionName: load!.functionName,
+          functionVersion: String(load!.version),
+          invokedFunctionArn: `arn:nimbus:lambda:local:nimbus:function:${load!.functionName}`,
+          memoryLimitInMB: String(load!.memoryMB),
+          logGroupName: `/nimbus/${load!.functionName}`,
+          logStreamName: `${load!.functionName}/${load!.version}/${process.pid}`,
+          callbackWaitsForEmptyEventLoop: true,
+          getRemainingTimeInMillis: () => Math.max(0, meta.deadline - Date.now()),
+        };
+        const fn = mod.handler as (...a: unknown[]) => unknown;
+        let result: unknown;
+        if (fn.length >= 3) {
+          // Callback-style handler (event, context, callback).
+          result = await new Promise((resolve, reject) => {
+            const r = fn(event, context, (err: unknown, value: unknown) => (err ? reject(err) : resolve(value)));
+            if (r && typeof (r as Promise<unknown>).then === "function") (r as Promise<unknown>).then(resolve, reject);
+          });
+        } else {
+          result = await fn(event, context);
+        }
+        let adapted: ReturnType<typeof fromLambdaResult>;
+        try {
+          adapted = fromLambdaResult(result);
+        } catch (err) {
+          return badResponse(id, errorInfo(err).message, cpuStart);
+        }
+        writer.send(T.RESP_HEAD, id, { status: adapted.status, headers: adapted.headers });
+        if (adapted.body.byteLength > 0) writer.send(T.RESP_CHUNK, id, undefined, adapted.body);
+      } else {
+        const init: RequestInit & { duplex?: string } = { method: meta.method, headers: meta.headers };
+        if (meta.method !== "GET" && meta.method !== "HEAD" && frame.payload.byteLength > 0) init.body = frame.payload as unknown as BodyInit;
+        const request = new Request(meta.url, init);
+        const ctx = {
+          waitUntil(p: Promise<unknown>) {
+            background.push(Promise.resolve(p).catch((err) => console.error("waitUntil promise rejected:", err)));
+          },
+          passThroughOnException() {},
+        };
+        const response =
+          handlerShape === "fetch-object" ? await mod.default.fetch(request, envObject, ctx) : await mod.default(request, envObject, ctx);
+        if (!(response instanceof Response)) {
+          return badResponse(
+            id,
+            `The fetch handler must return a Response (or a Promise of one), got ${response === null ? "null" : typeof response}.`,
+            cpuStart,
+          );
+        }
+        await sendResponse(id, response);
+      }
+      writer.send(T.RESP_END, id, { cpuMs: cpuMsSince(cpuStart), pending: background.length > 0 });
+    } catch (err) {
+      const info = errorInfo(err);
+      console.error(`Invocation failed: ${info.stack ?? info.message}`);
+      writer.send(T.INVOKE_ERROR, id, {
+        code: "NIMBUS_FUNCTION_ERROR",
+        message: info.message,
+        stack: info.stack,
+        cpuMs: cpuMsSince(cpuStart),
+      });
+    }
+  });
+  if (background.length > 0) {
+    await Promise.allSettled(background);
+    writer.send(T.DONE, id, { cpuMs: cpuMsSince(cpuStart) });
+  }
+}
+
+function badResponse(id: number, message: string, cpuStart: NodeJS.CpuUsage): void {
+  console.error(`Bad response: ${message}`);
+  writer.send(T.INVOKE_ERROR, id, { code: "NIMBUS_BAD_RESPONSE", message, cpuMs: cpuMsSince(cpuStart) });
+}
+
+socket.on("data", (chunk: Buffer) => {
+  for (const frame of decoder.push(chunk)) {
+    if (frame.type === T.INVOKE) void handleInvoke(frame);
+    else if (frame.type === T.LOAD) void handleLoad(frame);
+  }
+});
+// The platform went away: nothing left to serve.
+socket.on("close", () => process.exit(0));
+socket.on("error", () => process.exit(0));
+
+// Warm what every invocation touches before declaring readiness, so that a cold start
+// only pays for importing the function's own bundle: the ESM loader, the Web classes
+// (undici's Request/Response are loaded lazily by Node), streams, URL parsing.
+async function prewarm(): Promise<void> {
+  const warmModule: string = "data:text/javascript,export default 1";
+  await import(warmModule);
+  const req = new Request("http://localhost/warm?x=1", { method: "POST", headers: { a: "b" }, body: "x" });
+  await req.arrayBuffer();
+  const res = new Response("warm", { headers: { "content-type": "text/plain" } });
+  const reader = res.body!.getReader();
+  while (!(await reader.read()).done) {}
+  res.headers.getSetCookie();
+  Response.json({ a: 1 });
+  new URL("http://localhost/a?b=c").searchParams.get("b");
+  toLambdaEvent({
+    invocationId: "warm",
+    method: "GET",
+    url: "http://localhost/warm?x=1",
+    headers: [["content-type", "text/plain"]],
+    body: new Uint8Array(1),
+    sourceIp: "127.0.0.1",
+    functionName: "warm",
+    time: Date.now(),
+  });
+  fromLambdaResult({ statusCode: 200, body: "x" });
+  await current.run(0, async () => format("%s", "warm"));
+}
+
+await prewarm();
+writer.send(T.READY, 0, { pid: process.pid });

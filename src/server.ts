@@ -1,0 +1,203 @@
+/**
+ * `nimbus serve`: composes store, executors, scheduler, invoker, gateway and control API
+ * into one HTTP server (data plane on `/fn/…`, control API on `/api/v1/…`).
+ */
+import { mkdirSync } from "node:fs";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { join, resolve } from "node:path";
+import swagger from "@fastify/swagger";
+import Fastify, { type FastifyError } from "fastify";
+import { Auth } from "./api/auth.ts";
+import { Deployer } from "./api/deploy.ts";
+import { registerRoutes } from "./api/routes.ts";
+import { NimbusError } from "./errors.ts";
+import { ProcessExecutor } from "./executors/process/executor.ts";
+import { detectProtections, type Protections } from "./executors/process/sandbox.ts";
+import type { Executor, ExecutorKind } from "./executors/types.ts";
+import { Gateway, sendError } from "./gateway/gateway.ts";
+import { Invoker } from "./invoker/invoker.ts";
+import { loadPricePlan } from "./invoker/pricing.ts";
+import { Recorder } from "./invoker/recorder.ts";
+import { Registry } from "./invoker/registry.ts";
+import { Scheduler } from "./scheduler/pool.ts";
+import { SqliteStore } from "./store/sqlite/store.ts";
+
+/** Options of `nimbus serve`. */
+export interface ServeOptions {
+  /** @default 7070 */
+  port?: number;
+  /** @default "127.0.0.1" */
+  host?: string;
+  /** Data directory. @default "./.nimbus" (or $NIMBUS_HOME) */
+  dataDir?: string;
+  /** Pre-started runtimes per memory size. @default 2 */
+  prewarm?: number;
+  /** Turn the sandbox off on purpose (reported as such). @default false */
+  noSandbox?: boolean;
+  /** Idle-reaper period, ms. @default 1000 */
+  reapIntervalMs?: number;
+  /** Where platform messages go. @default stderr */
+  log?: (msg: string) => void;
+}
+
+/** A running server. */
+export interface RunningServer {
+  url: string;
+  dataDir: string;
+  adminKey: string;
+  protections: Protections;
+  server: Server;
+  /** Graceful stop: stop accepting, finish in-flight invocations (up to `deadlineMs`), stop instances. */
+  close(deadlineMs?: number): Promise<void>;
+}
+
+/** Starts the platform. */
+export async function startServer(opts: ServeOptions = {}): Promise<RunningServer> {
+  const log = opts.log ?? ((m: string) => process.stderr.write(`${m}\n`));
+  const dataDir = resolve(opts.dataDir ?? process.env.NIMBUS_HOME ?? ".nimbus");
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const store = new SqliteStore(join(dataDir, "nimbus.db"));
+  const protections = detectProtections(opts.noSandbox ?? process.env.NIMBUS_SANDBOX === "off");
+  const registry = new Registry(store);
+  await registry.load("default");
+  const recorder = new Recorder(store, (err) => log(`nimbus: writing records failed: ${String(err)}`));
+  const processExecutor = new ProcessExecutor({
+    dataDir,
+    protections,
+    prewarm: opts.prewarm,
+    onInstanceLog: (fn, line) => {
+      const v = registry.getFunction("default", fn);
+      recorder.log({
+        tenant: "default",
+        fn,
+        version: v?.latest ?? 0,
+        invocationId: null,
+        t: line.t,
+        level: line.level,
+        msg: line.msg,
+      });
+    },
+  });
+  const executors: Partial<Record<ExecutorKind, Executor>> = { process: processExecutor };
+  const scheduler = new Scheduler({ executors, reapIntervalMs: opts.reapIntervalMs });
+  const invoker = new Invoker(registry, scheduler, recorder);
+  const auth = new Auth(store);
+  const adminKey = await auth.ensureAdminKey(dataDir);
+  const gateway = new Gateway(invoker, auth);
+  const deployer = new Deployer({
+    store,
+    registry,
+    executors,
+    dataDir,
+    onActivated: (v) => invoker.poolFor(v).ensureMin(),
+  });
+  const pricePlan = loadPricePlan(dataDir);
+
+  let baseUrl = "";
+  const app = Fastify({
+    logger: false,
+    bodyLimit: 8 * 1024 * 1024,
+    serverFactory: (handler) =>
+      createServer((req: IncomingMessage, res: ServerResponse) => {
+        if (req.url?.startsWith("/fn/")) gateway.handle(req, res);
+        else handler(req, res);
+      }),
+  });
+  app.addContentTypeParser("*", { parseAs: "buffer" }, (_req, body, done) => done(null, body));
+  await app.register(swagger, {
+    openapi: {
+      openapi: "3.1.0",
+      info: {
+        title: "Nimbus control API",
+        version: "1",
+        description:
+          "Deploy, invoke and inspect functions. Every route except /api/v1/health and this document needs 'Authorization: Bearer <key>' (the admin key is in <data dir>/admin.key). Functions themselves answer at /fn/<name>[@<version>]/<path>.",
+      },
+      components: { securitySchemes: { bearer: { type: "http", scheme: "bearer" } } },
+    },
+  });
+  app.setErrorHandler((err: FastifyError | NimbusError, _req, reply) => {
+    let e: NimbusError;
+    if (err instanceof NimbusError) e = err;
+    else if ((err as FastifyError).validation) {
+      e = new NimbusError("NIMBUS_BAD_REQUEST", `Invalid request: ${err.message}.`);
+    } else if ((err as FastifyError).statusCode === 413) {
+      e = new NimbusError("NIMBUS_PAYLOAD_TOO_LARGE", err.message);
+    } else if ((err as FastifyError).statusCode && (err as FastifyError).statusCode! < 500) {
+      e = new NimbusError("NIMBUS_BAD_REQUEST", err.message);
+    } else {
+      log(`nimbus: internal error: ${err.stack ?? err.message}`);
+      e = new NimbusError("NIMBUS_INTERNAL");
+    }
+    void reply.code(e.status).headers(e.headers).send(e.toBody());
+  });
+  app.setNotFoundHandler((req, reply) => {
+    const e = new NimbusError(
+      "NIMBUS_NOT_FOUND",
+      `No route ${req.method} ${req.url}. Functions answer at /fn/<name>; the control API is documented at /api/v1/openapi.json.`,
+    );
+    void reply.code(404).send(e.toBody());
+  });
+  app.get("/api/v1/openapi.json", { schema: { hide: true } }, async () => app.swagger());
+  app.get("/", { schema: { hide: true } }, async () => ({
+    name: "nimbus",
+    functions: `${baseUrl}/fn/<name>`,
+    api: `${baseUrl}/api/v1/openapi.json`,
+  }));
+  registerRoutes(app, {
+    store,
+    registry,
+    scheduler,
+    invoker,
+    recorder,
+    deployer,
+    auth,
+    protections,
+    pricePlan,
+    dataDir,
+    baseUrl: () => baseUrl,
+    warmPool: () => processExecutor.warmCounts(),
+  });
+  await app.ready();
+  const server = app.server;
+  // Slow clients are cut off; keep-alive connections are reused.
+  server.headersTimeout = 10_000;
+  server.requestTimeout = 120_000;
+  server.keepAliveTimeout = 5_000;
+  await app.listen({ port: opts.port ?? 7070, host: opts.host ?? "127.0.0.1" });
+  const addr = server.address() as AddressInfo;
+  const host = addr.family === "IPv6" ? `[${addr.address}]` : addr.address;
+  baseUrl = `http://${host}:${addr.port}`;
+
+  // Provisioned instances for every function's latest version.
+  for (const f of registry.all()) {
+    const v = registry.getVersion(f.tenant, f.name, f.latest);
+    if (v && v.config.minInstances > 0) invoker.poolFor(v).ensureMin();
+  }
+
+  let closing: Promise<void> | undefined;
+  return {
+    url: baseUrl,
+    dataDir,
+    adminKey,
+    protections,
+    server,
+    close(deadlineMs = 10_000) {
+      closing ??= (async () => {
+        server.close();
+        server.closeIdleConnections();
+        await Promise.race([invoker.drain(), new Promise((r) => setTimeout(r, deadlineMs))]);
+        await scheduler.close(0);
+        await processExecutor.close();
+        await app.close().catch(() => {});
+        server.closeAllConnections();
+        await recorder.close();
+        await store.close();
+      })();
+      return closing;
+    },
+  };
+}
+
+export { sendError };

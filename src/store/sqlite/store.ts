@@ -1,0 +1,305 @@
+/**
+ * The embedded store on `node:sqlite` (WAL mode): no server, one file in the data directory.
+ */
+import { DatabaseSync, type StatementSync } from "node:sqlite";
+import type {
+  ApiKeyRecord,
+  FunctionRecord,
+  InvocationRecord,
+  LogQuery,
+  LogRecord,
+  Store,
+  UsageRow,
+  VersionRecord,
+} from "../types.ts";
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS functions (
+  tenant TEXT NOT NULL, name TEXT NOT NULL, latest INTEGER NOT NULL,
+  created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,
+  PRIMARY KEY (tenant, name));
+CREATE TABLE IF NOT EXISTS versions (
+  tenant TEXT NOT NULL, name TEXT NOT NULL, version INTEGER NOT NULL, hash TEXT NOT NULL,
+  executor TEXT NOT NULL, config TEXT NOT NULL, code_dir TEXT NOT NULL, size_bytes INTEGER NOT NULL,
+  created_at INTEGER NOT NULL, PRIMARY KEY (tenant, name, version));
+CREATE INDEX IF NOT EXISTS versions_hash ON versions (tenant, name, hash);
+CREATE TABLE IF NOT EXISTS invocations (
+  id TEXT PRIMARY KEY, tenant TEXT NOT NULL, fn TEXT NOT NULL, version INTEGER NOT NULL,
+  trigger TEXT NOT NULL, start INTEGER NOT NULL, duration_ms REAL NOT NULL, billed_ms INTEGER NOT NULL,
+  memory_mb INTEGER NOT NULL, gb_seconds REAL NOT NULL, cpu_ms REAL NOT NULL, cold_start INTEGER NOT NULL,
+  status INTEGER NOT NULL, error_code TEXT, first_byte_ms REAL);
+CREATE INDEX IF NOT EXISTS invocations_fn ON invocations (tenant, fn, start);
+CREATE INDEX IF NOT EXISTS invocations_start ON invocations (tenant, start);
+CREATE TABLE IF NOT EXISTS logs (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, tenant TEXT NOT NULL, fn TEXT NOT NULL, version INTEGER NOT NULL,
+  invocation_id TEXT, t INTEGER NOT NULL, level TEXT NOT NULL, msg TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS logs_fn ON logs (tenant, fn, seq);
+CREATE INDEX IF NOT EXISTS logs_invocation ON logs (invocation_id);
+CREATE TABLE IF NOT EXISTS api_keys (
+  id TEXT PRIMARY KEY, tenant TEXT NOT NULL, hash TEXT NOT NULL UNIQUE, scopes TEXT NOT NULL,
+  created_at INTEGER NOT NULL);
+`;
+
+type Row = Record<string, any>;
+
+function toVersion(r: Row): VersionRecord {
+  return {
+    tenant: r.tenant,
+    name: r.name,
+    version: Number(r.version),
+    hash: r.hash,
+    executor: r.executor,
+    config: JSON.parse(r.config),
+    codeDir: r.code_dir,
+    sizeBytes: Number(r.size_bytes),
+    createdAt: Number(r.created_at),
+  };
+}
+
+function toInvocation(r: Row): InvocationRecord {
+  return {
+    id: r.id,
+    tenant: r.tenant,
+    fn: r.fn,
+    version: Number(r.version),
+    trigger: r.trigger,
+    start: Number(r.start),
+    durationMs: Number(r.duration_ms),
+    billedMs: Number(r.billed_ms),
+    memoryMB: Number(r.memory_mb),
+    gbSeconds: Number(r.gb_seconds),
+    cpuMs: Number(r.cpu_ms),
+    coldStart: Boolean(r.cold_start),
+    status: Number(r.status),
+    errorCode: r.error_code ?? null,
+    firstByteMs: r.first_byte_ms === null ? null : Number(r.first_byte_ms),
+  };
+}
+
+function toFunction(r: Row): FunctionRecord {
+  return {
+    tenant: r.tenant,
+    name: r.name,
+    latest: Number(r.latest),
+    createdAt: Number(r.created_at),
+    updatedAt: Number(r.updated_at),
+  };
+}
+
+/** The SQLite store. */
+export class SqliteStore implements Store {
+  private readonly db: DatabaseSync;
+  private readonly stmts = new Map<string, StatementSync>();
+
+  /** Opens (creating if needed) the database at `file`. */
+  constructor(file: string) {
+    this.db = new DatabaseSync(file);
+    this.db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;");
+    this.db.exec(SCHEMA);
+  }
+
+  private q(sql: string): StatementSync {
+    let s = this.stmts.get(sql);
+    if (!s) {
+      s = this.db.prepare(sql);
+      this.stmts.set(sql, s);
+    }
+    return s;
+  }
+
+  async listFunctions(tenant: string): Promise<FunctionRecord[]> {
+    return this.q("SELECT * FROM functions WHERE tenant = ? ORDER BY name").all(tenant).map(toFunction);
+  }
+
+  async getFunction(tenant: string, name: string): Promise<FunctionRecord | undefined> {
+    const r = this.q("SELECT * FROM functions WHERE tenant = ? AND name = ?").get(tenant, name);
+    return r ? toFunction(r) : undefined;
+  }
+
+  async deleteFunction(tenant: string, name: string): Promise<void> {
+    this.db.exec("BEGIN");
+    try {
+      for (const table of ["functions", "versions"]) {
+        this.q(`DELETE FROM ${table} WHERE tenant = ? AND name = ?`).run(tenant, name);
+      }
+      for (const table of ["invocations", "logs"]) {
+        this.q(`DELETE FROM ${table} WHERE tenant = ? AND fn = ?`).run(tenant, name);
+      }
+      this.db.exec("COMMIT");
+    } catch (err) {
+      this.db.exec("ROLLBACK");
+      throw err;
+    }
+  }
+
+  async listVersions(tenant: string, name: string): Promise<VersionRecord[]> {
+    return this.q("SELECT * FROM versions WHERE tenant = ? AND name = ? ORDER BY version")
+      .all(tenant, name)
+      .map(toVersion);
+  }
+
+  async getVersion(tenant: string, name: string, version: number): Promise<VersionRecord | undefined> {
+    const r = this.q("SELECT * FROM versions WHERE tenant = ? AND name = ? AND version = ?").get(tenant, name, version);
+    return r ? toVersion(r) : undefined;
+  }
+
+  async findVersionByHash(tenant: string, name: string, hash: string): Promise<VersionRecord | undefined> {
+    const r = this.q("SELECT * FROM versions WHERE tenant = ? AND name = ? AND hash = ? ORDER BY version DESC").get(
+      tenant,
+      name,
+      hash,
+    );
+    return r ? toVersion(r) : undefined;
+  }
+
+  async addVersion(v: Omit<VersionRecord, "version">): Promise<VersionRecord> {
+    this.db.exec("BEGIN IMMEDIATE");
+    try {
+      const row = this.q("SELECT MAX(version) AS v FROM versions WHERE tenant = ? AND name = ?").get(v.tenant, v.name);
+      const version = Number(row?.v ?? 0) + 1;
+      this.q(
+        "INSERT INTO versions (tenant, name, version, hash, executor, config, code_dir, size_bytes, created_at) VALUES (?,?,?,?,?,?,?,?,?)",
+      ).run(v.tenant, v.name, version, v.hash, v.executor, JSON.stringify(v.config), v.codeDir, v.sizeBytes, v.createdAt);
+      this.q(
+        `INSERT INTO functions (tenant, name, latest, created_at, updated_at) VALUES (?,?,?,?,?)
+         ON CONFLICT (tenant, name) DO UPDATE SET latest = excluded.latest, updated_at = excluded.updated_at`,
+      ).run(v.tenant, v.name, version, v.createdAt, v.createdAt);
+      this.db.exec("COMMIT");
+      return { ...v, version };
+    } catch (err) {
+      this.db.exec("ROLLBACK");
+      throw err;
+    }
+  }
+
+  async setLatest(tenant: string, name: string, version: number): Promise<void> {
+    this.q("UPDATE functions SET latest = ?, updated_at = ? WHERE tenant = ? AND name = ?").run(
+      version,
+      Date.now(),
+      tenant,
+      name,
+    );
+  }
+
+  async writeBatch(invocations: InvocationRecord[], logs: LogRecord[]): Promise<void> {
+    if (invocations.length === 0 && logs.length === 0) return;
+    const inv = this.q(
+      `INSERT OR REPLACE INTO invocations (id, tenant, fn, version, trigger, start, duration_ms, billed_ms, memory_mb,
+       gb_seconds, cpu_ms, cold_start, status, error_code, first_byte_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+    );
+    const log = this.q("INSERT INTO logs (tenant, fn, version, invocation_id, t, level, msg) VALUES (?,?,?,?,?,?,?)");
+    this.db.exec("BEGIN");
+    try {
+      for (const r of invocations) {
+        inv.run(
+          r.id,
+          r.tenant,
+          r.fn,
+          r.version,
+          r.trigger,
+          r.start,
+          r.durationMs,
+          r.billedMs,
+          r.memoryMB,
+          r.gbSeconds,
+          r.cpuMs,
+          r.coldStart ? 1 : 0,
+          r.status,
+          r.errorCode,
+          r.firstByteMs,
+        );
+      }
+      for (const l of logs) log.run(l.tenant, l.fn, l.version, l.invocationId, l.t, l.level, l.msg);
+      this.db.exec("COMMIT");
+    } catch (err) {
+      this.db.exec("ROLLBACK");
+      throw err;
+    }
+  }
+
+  async listInvocations(tenant: string, fn: string, limit: number): Promise<InvocationRecord[]> {
+    return this.q("SELECT * FROM invocations WHERE tenant = ? AND fn = ? ORDER BY start DESC LIMIT ?")
+      .all(tenant, fn, limit)
+      .map(toInvocation);
+  }
+
+  async getInvocation(id: string): Promise<InvocationRecord | undefined> {
+    const r = this.q("SELECT * FROM invocations WHERE id = ?").get(id);
+    return r ? toInvocation(r) : undefined;
+  }
+
+  async listLogs(q: LogQuery): Promise<LogRecord[]> {
+    const where = ["tenant = ?", "fn = ?"];
+    const args: (string | number)[] = [q.tenant, q.fn];
+    if (q.afterSeq !== undefined) {
+      where.push("seq > ?");
+      args.push(q.afterSeq);
+    }
+    if (q.invocationId) {
+      where.push("invocation_id = ?");
+      args.push(q.invocationId);
+    }
+    if (q.since !== undefined) {
+      where.push("t >= ?");
+      args.push(q.since);
+    }
+    const limit = q.limit ?? 1000;
+    // The newest `limit` lines, returned oldest first.
+    const rows = this.db
+      .prepare(`SELECT * FROM (SELECT * FROM logs WHERE ${where.join(" AND ")} ORDER BY seq DESC LIMIT ?) ORDER BY seq`)
+      .all(...args, limit);
+    return rows.map((r: Row) => ({
+      seq: Number(r.seq),
+      tenant: r.tenant,
+      fn: r.fn,
+      version: Number(r.version),
+      invocationId: r.invocation_id ?? null,
+      t: Number(r.t),
+      level: r.level,
+      msg: r.msg,
+    }));
+  }
+
+  async usage(tenant: string, from: number, to: number): Promise<UsageRow[]> {
+    return this.q(
+      `SELECT fn, COUNT(*) AS requests, SUM(CASE WHEN error_code IS NULL THEN 0 ELSE 1 END) AS errors,
+       SUM(gb_seconds) AS gb, SUM(cpu_ms) AS cpu, SUM(billed_ms) AS billed
+       FROM invocations WHERE tenant = ? AND start >= ? AND start < ? GROUP BY fn ORDER BY fn`,
+    )
+      .all(tenant, from, to)
+      .map((r: Row) => ({
+        fn: r.fn,
+        requests: Number(r.requests),
+        errors: Number(r.errors),
+        gbSeconds: Number(r.gb),
+        cpuMs: Number(r.cpu),
+        billedMs: Number(r.billed),
+      }));
+  }
+
+  async addApiKey(k: ApiKeyRecord): Promise<void> {
+    this.q("INSERT INTO api_keys (id, tenant, hash, scopes, created_at) VALUES (?,?,?,?,?)").run(
+      k.id,
+      k.tenant,
+      k.hash,
+      k.scopes.join(","),
+      k.createdAt,
+    );
+  }
+
+  async findApiKey(hash: string): Promise<ApiKeyRecord | undefined> {
+    const r = this.q("SELECT * FROM api_keys WHERE hash = ?").get(hash);
+    if (!r) return undefined;
+    return {
+      id: String(r.id),
+      tenant: String(r.tenant),
+      hash: String(r.hash),
+      scopes: String(r.scopes).split(","),
+      createdAt: Number(r.created_at),
+    };
+  }
+
+  async close(): Promise<void> {
+    this.db.close();
+  }
+}

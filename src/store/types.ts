@@ -1,0 +1,118 @@
+/**
+ * The Store seam: durable records of functions, versions, invocations, logs and keys.
+ * `sqlite` (embedded default) implements it; a `postgres` one is planned for cluster mode.
+ * Every method is async so both can implement it.
+ */
+import type { FunctionConfig } from "../build/config.ts";
+import type { ExecutorKind } from "../executors/types.ts";
+
+/** A deployed function. */
+export interface FunctionRecord {
+  tenant: string;
+  name: string;
+  /** The version `latest` points at. */
+  latest: number;
+  createdAt: number;
+  updatedAt: number;
+}
+
+/** An immutable version of a function. */
+export interface VersionRecord {
+  tenant: string;
+  name: string;
+  version: number;
+  /** sha256 of bundle + config. */
+  hash: string;
+  executor: ExecutorKind;
+  config: FunctionConfig;
+  /** Host directory holding the bundle. */
+  codeDir: string;
+  sizeBytes: number;
+  createdAt: number;
+}
+
+/** One invocation's record. */
+export interface InvocationRecord {
+  id: string;
+  tenant: string;
+  fn: string;
+  version: number;
+  trigger: string;
+  /** Start, ms since the epoch. */
+  start: number;
+  durationMs: number;
+  billedMs: number;
+  memoryMB: number;
+  gbSeconds: number;
+  cpuMs: number;
+  coldStart: boolean;
+  status: number;
+  errorCode: string | null;
+  /** Time to the first response byte, ms. */
+  firstByteMs: number | null;
+}
+
+/** One captured log line. */
+export interface LogRecord {
+  seq?: number;
+  tenant: string;
+  fn: string;
+  version: number;
+  invocationId: string | null;
+  t: number;
+  level: string;
+  msg: string;
+}
+
+/** Usage aggregated per function over a period. */
+export interface UsageRow {
+  fn: string;
+  requests: number;
+  errors: number;
+  gbSeconds: number;
+  cpuMs: number;
+  billedMs: number;
+}
+
+/** An API key (hashed). */
+export interface ApiKeyRecord {
+  id: string;
+  tenant: string;
+  hash: string;
+  scopes: string[];
+  createdAt: number;
+}
+
+/** Filters for listing logs. */
+export interface LogQuery {
+  tenant: string;
+  fn: string;
+  /** Only lines with seq greater than this. */
+  afterSeq?: number;
+  invocationId?: string;
+  since?: number;
+  limit?: number;
+}
+
+/** The durable store. */
+export interface Store {
+  listFunctions(tenant: string): Promise<FunctionRecord[]>;
+  getFunction(tenant: string, name: string): Promise<FunctionRecord | undefined>;
+  /** Deletes a function, its versions, logs and records. */
+  deleteFunction(tenant: string, name: string): Promise<void>;
+  listVersions(tenant: string, name: string): Promise<VersionRecord[]>;
+  getVersion(tenant: string, name: string, version: number): Promise<VersionRecord | undefined>;
+  findVersionByHash(tenant: string, name: string, hash: string): Promise<VersionRecord | undefined>;
+  /** Adds the next version (number assigned here) and points `latest` at it. */
+  addVersion(v: Omit<VersionRecord, "version">): Promise<VersionRecord>;
+  setLatest(tenant: string, name: string, version: number): Promise<void>;
+  /** Writes invocation records and log lines in one transaction. */
+  writeBatch(invocations: InvocationRecord[], logs: LogRecord[]): Promise<void>;
+  listInvocations(tenant: string, fn: string, limit: number): Promise<InvocationRecord[]>;
+  getInvocation(id: string): Promise<InvocationRecord | undefined>;
+  listLogs(q: LogQuery): Promise<LogRecord[]>;
+  usage(tenant: string, from: number, to: number): Promise<UsageRow[]>;
+  addApiKey(k: ApiKeyRecord): Promise<void>;
+  findApiKey(hash: string): Promise<ApiKeyRecord | undefined>;
+  close(): Promise<void>;
+}
