@@ -172,9 +172,12 @@ export function observe(
   sample: Sample,
   cfg: Pick<AutoscalerConfig, "stableWindowMs">,
 ): AutoscalerState {
-  if (!Number.isFinite(sample.t)) throw new RangeError(`autoscaler: sample time must be finite, got ${sample.t}.`);
+  if (!Number.isFinite(sample.t))
+    throw new RangeError(`autoscaler: sample time must be finite, got ${sample.t}.`);
   if (!Number.isFinite(sample.concurrency) || sample.concurrency < 0) {
-    throw new RangeError(`autoscaler: sample concurrency must be a finite number >= 0, got ${sample.concurrency}.`);
+    throw new RangeError(
+      `autoscaler: sample concurrency must be a finite number >= 0, got ${sample.concurrency}.`,
+    );
   }
   const s: Sample = { t: sample.t, concurrency: sample.concurrency };
   const samples = [...state.samples];
@@ -226,9 +229,11 @@ function checkConfig(cfg: AutoscalerConfig): void {
   }
   if (!finite(cfg.panicThreshold) || cfg.panicThreshold <= 0) fail("panicThreshold", "> 0");
   if (!(cfg.maxScaleUpRate >= 1)) fail("maxScaleUpRate", ">= 1");
-  if (!finite(cfg.maxScaleDownRate) || cfg.maxScaleDownRate < 1) fail("maxScaleDownRate", "a finite number >= 1");
+  if (!finite(cfg.maxScaleDownRate) || cfg.maxScaleDownRate < 1)
+    fail("maxScaleDownRate", "a finite number >= 1");
   if (!finite(cfg.scaleDownDelayMs) || cfg.scaleDownDelayMs < 0) fail("scaleDownDelayMs", ">= 0");
-  if (!Number.isInteger(cfg.minInstances) || cfg.minInstances < 0) fail("minInstances", "a whole number >= 0");
+  if (!Number.isInteger(cfg.minInstances) || cfg.minInstances < 0)
+    fail("minInstances", "a whole number >= 0");
   if (!Number.isInteger(cfg.maxInstances) || cfg.maxInstances < cfg.minInstances) {
     fail("maxInstances", `a whole number >= minInstances (${cfg.minInstances})`);
   }
@@ -351,7 +356,8 @@ export function decide(
     { t: now, desired },
   ];
   const delayed = Math.max(...desiredHistory.map((h) => h.desired));
-  if (delayed > desired) reasons.push(`scale-down delayed: ${delayed} wanted within ${cfg.scaleDownDelayMs} ms`);
+  if (delayed > desired)
+    reasons.push(`scale-down delayed: ${delayed} wanted within ${cfg.scaleDownDelayMs} ms`);
 
   let final = delayed;
   if (final === 0) {
@@ -359,6 +365,8 @@ export function decide(
     // at the defaults) — and then the idle timeout must also have passed since the last load:
     // load until 10 s, idle timeout 120 s → 1 instance until 130 s, 0 from 130 s. Whichever of
     // the two is longer decides when. Nothing ready: keep 0, no need to start one for no load.
+    // The guard matters where ceil's 1e-9 tolerance rounds a tiny average over a huge target
+    // to 0: concurrency 1e9 → 7e8 per instance, average 0.5 → 7e-10 instances → ceil gives 0.
     const latest = samples.at(-1);
     if (stableAvg > 0 || (latest !== undefined && latest.concurrency > 0)) {
       final = 1;
