@@ -104,6 +104,19 @@ export class HttpResponder implements Responder {
   }
 }
 
+/** Bytes of a refused body we read and drop so the client can read the 413; past this we cut. */
+const DISCARD_LIMIT = 64 * 1024 * 1024;
+
+/** Reads and drops the rest of a refused body (never buffered), cutting the connection past a cap. */
+export function discard(req: IncomingMessage): void {
+  let dropped = 0;
+  req.on("data", (c: Buffer) => {
+    dropped += c.length;
+    if (dropped > DISCARD_LIMIT) req.socket.destroy();
+  });
+  req.resume();
+}
+
 /** Reads a request body up to `limit` bytes; rejects with 413 past it without buffering more. */
 export function readBody(req: IncomingMessage, limit = MAX_BODY): Promise<Buffer> {
   const declared = req.headers["content-length"];
@@ -125,7 +138,7 @@ export function readBody(req: IncomingMessage, limit = MAX_BODY): Promise<Buffer
       size += c.length;
       if (size > limit) {
         req.removeAllListeners("data");
-        req.pause();
+        discard(req);
         reject(
           new NimbusError(
             "NIMBUS_PAYLOAD_TOO_LARGE",
@@ -203,15 +216,21 @@ export class Gateway {
       v = this.invoker.resolve(this.tenant, target.name, target.version);
       if (v.config.auth === "key") await this.auth.require(req.headers.authorization, "invoke");
     } catch (err) {
-      // Do not read a body we are refusing; close so the client does not keep sending it.
-      res.shouldKeepAlive = false;
+      // Drop (never buffer) the body of a refused request.
+      discard(req);
       throw err;
     }
     let body: Buffer;
     try {
       body = await readBody(req);
     } catch (err) {
-      res.shouldKeepAlive = false;
+      // Read and drop the rest of a refused body so the client gets the 413 (a client still
+      // writing would see a reset otherwise); a huge declared body is cut off instead.
+      const declared = Number(req.headers["content-length"] ?? 0);
+      if (declared > DISCARD_LIMIT) {
+        res.shouldKeepAlive = false;
+        res.once("finish", () => req.socket.destroy());
+      } else discard(req);
       throw err;
     }
     const raw = req.rawHeaders;
