@@ -56,7 +56,8 @@ export const ERROR_CATALOGUE = {
   NIMBUS_THROTTLED: {
     status: 429,
     class: "user",
-    message: "The function is at its concurrency limit and its queue is full; retry after the indicated delay.",
+    message:
+      "The function is at its concurrency limit and its queue is full; retry after the indicated delay.",
   },
   NIMBUS_FUNCTION_ERROR: {
     status: 500,

@@ -41,10 +41,14 @@ describe("deploy, versions and rollback", () => {
     const ja = JSON.parse(a.stdout);
     assert.equal(ja.version.version, 1);
     assert.equal(ja.created, true);
-    const again = JSON.parse((await s.cli(["deploy", versionFile(work, "one"), "--name", "ver", "--json"])).stdout);
+    const again = JSON.parse(
+      (await s.cli(["deploy", versionFile(work, "one"), "--name", "ver", "--json"])).stdout,
+    );
     assert.equal(again.version.version, 1);
     assert.equal(again.created, false);
-    const b = JSON.parse((await s.cli(["deploy", versionFile(work, "two"), "--name", "ver", "--json"])).stdout);
+    const b = JSON.parse(
+      (await s.cli(["deploy", versionFile(work, "two"), "--name", "ver", "--json"])).stdout,
+    );
     assert.equal(b.version.version, 2);
     assert.equal(await (await fetch(`${s.url}/fn/ver`)).text(), "two");
     assert.equal(await (await fetch(`${s.url}/fn/ver@1`)).text(), "one");
@@ -145,7 +149,10 @@ describe("deploy, versions and rollback", () => {
       join(dir, "a.ts"),
       'import shout from "tiny-shout";\nexport default { fetch: () => new Response(shout("hello " + (process.env.WHO ?? ""))) };\n',
     );
-    writeFileSync(join(dir, "b.ts"), "export const handler = async () => ({ statusCode: 200, body: 'bee' });\n");
+    writeFileSync(
+      join(dir, "b.ts"),
+      "export const handler = async () => ({ statusCode: 200, body: 'bee' });\n",
+    );
     writeFileSync(
       join(dir, "nimbus.json"),
       JSON.stringify({

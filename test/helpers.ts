@@ -25,7 +25,11 @@ export interface TestServer {
   /** Runs the CLI against this server. */
   cli(args: string[], input?: string): Promise<{ code: number; stdout: string; stderr: string }>;
   /** Bundles and deploys a fixture file through the API. Returns the parsed answer and status. */
-  deploy(name: string, file: string, config?: Record<string, unknown>): Promise<{ status: number; body: any }>;
+  deploy(
+    name: string,
+    file: string,
+    config?: Record<string, unknown>,
+  ): Promise<{ status: number; body: any }>;
   /** fetch against the server with the admin key. */
   api(method: string, path: string, body?: unknown): Promise<{ status: number; body: any }>;
 }
@@ -108,7 +112,10 @@ export async function startTestServer(
         const child = execFile(
           process.execPath,
           ["--disable-warning=ExperimentalWarning", MAIN, ...args],
-          { env: { ...process.env, NIMBUS_URL: url, NIMBUS_HOME: dataDir, NIMBUS_TOKEN: "" }, maxBuffer: 64 << 20 },
+          {
+            env: { ...process.env, NIMBUS_URL: url, NIMBUS_HOME: dataDir, NIMBUS_TOKEN: "" },
+            maxBuffer: 64 << 20,
+          },
           (error, stdout, stderr) => res({ code: error ? Number(error.code ?? 1) : 0, stdout, stderr }),
         );
         if (input !== undefined) child.stdin!.end(input);
@@ -117,7 +124,11 @@ export async function startTestServer(
     },
     async deploy(name, file, config = {}) {
       const b = await bundle(resolve(FIXTURES, file));
-      return api("POST", `/api/v1/functions/${name}/versions`, { code: b.code, sourceMap: b.sourceMap, config });
+      return api("POST", `/api/v1/functions/${name}/versions`, {
+        code: b.code,
+        sourceMap: b.sourceMap,
+        config,
+      });
     },
     api,
   };

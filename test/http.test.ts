@@ -139,7 +139,11 @@ describe("function shapes over HTTP", () => {
         c.enqueue(chunk);
       },
     });
-    const res = await fetch(`${s.url}/fn/echo`, { method: "POST", body: stream, duplex: "half" } as RequestInit);
+    const res = await fetch(`${s.url}/fn/echo`, {
+      method: "POST",
+      body: stream,
+      duplex: "half",
+    } as RequestInit);
     assert.equal(res.status, 413);
   });
 

@@ -55,7 +55,10 @@ export class Deployer {
   async deploy(tenant: string, input: DeployInput): Promise<DeployResult> {
     checkFunctionName(input.name);
     if (typeof input.code !== "string" || input.code.length === 0) {
-      throw new NimbusError("NIMBUS_BAD_REQUEST", "'code' must be the bundled module's source (a non-empty string).");
+      throw new NimbusError(
+        "NIMBUS_BAD_REQUEST",
+        "'code' must be the bundled module's source (a non-empty string).",
+      );
     }
     // Validate what the manifest says before spending a sandbox on it.
     const manifest = input.config ?? {};
@@ -70,7 +73,8 @@ export class Deployer {
     const existing = await this.store.findVersionByHash(tenant, input.name, hash);
     if (existing) {
       const fn = await this.store.getFunction(tenant, input.name);
-      if (fn && fn.latest !== existing.version) await this.store.setLatest(tenant, input.name, existing.version);
+      if (fn && fn.latest !== existing.version)
+        await this.store.setLatest(tenant, input.name, existing.version);
       await this.registry.refresh(tenant, input.name);
       this.onActivated(existing);
       return { version: existing, created: false, checkMs: 0 };
@@ -78,14 +82,18 @@ export class Deployer {
     const codeDir = join(this.dataDir, "code", tenant, input.name, hash.slice(0, 32));
     mkdirSync(codeDir, { recursive: true });
     let code = input.code;
-    if (input.sourceMap && !/\/\/# sourceMappingURL=/.test(code)) code += "\n//# sourceMappingURL=index.mjs.map\n";
+    if (input.sourceMap && !/\/\/# sourceMappingURL=/.test(code))
+      code += "\n//# sourceMappingURL=index.mjs.map\n";
     writeFileSync(join(codeDir, "index.mjs"), code);
     if (input.sourceMap) writeFileSync(join(codeDir, "index.mjs.map"), input.sourceMap);
 
     const preliminary = validateConfig(manifest);
     const executor = this.executors[preliminary.executor];
     if (!executor) {
-      throw new NimbusError("NIMBUS_BAD_CONFIG", `config.executor: '${preliminary.executor}' is not available on this server.`);
+      throw new NimbusError(
+        "NIMBUS_BAD_CONFIG",
+        `config.executor: '${preliminary.executor}' is not available on this server.`,
+      );
     }
     const t0 = performance.now();
     const loaded = await executor.check({
@@ -114,7 +122,11 @@ export class Deployer {
     if (config.executor !== preliminary.executor) {
       // The inline config chose another executor: check the bundle there too.
       const other = this.executors[config.executor];
-      if (!other) throw new NimbusError("NIMBUS_BAD_CONFIG", `config.executor: '${config.executor}' is not available on this server.`);
+      if (!other)
+        throw new NimbusError(
+          "NIMBUS_BAD_CONFIG",
+          `config.executor: '${config.executor}' is not available on this server.`,
+        );
       const again = await other.check({
         functionName: input.name,
         tenant,
@@ -125,9 +137,13 @@ export class Deployer {
         env: config.env,
       });
       if (!again.ok) {
-        throw new NimbusError("NIMBUS_DEPLOY_CHECK_FAILED", `The new version failed to load: ${again.error?.message}`, {
-          details: { stack: again.error?.stack, location: firstLocation(again.error?.stack) },
-        });
+        throw new NimbusError(
+          "NIMBUS_DEPLOY_CHECK_FAILED",
+          `The new version failed to load: ${again.error?.message}`,
+          {
+            details: { stack: again.error?.stack, location: firstLocation(again.error?.stack) },
+          },
+        );
       }
       config = validateConfig({ ...(inline as Record<string, unknown> | undefined), ...manifest });
     }
@@ -152,7 +168,8 @@ export function firstLocation(stack: string | undefined): string | undefined {
   if (!stack) return undefined;
   for (const line of stack.split("\n")) {
     const m = /\(?((?:file:\/\/)?[^\s()]+?):(\d+):(\d+)\)?\s*$/.exec(line.trim());
-    if (m && !m[1]!.includes("/nimbus/runtime/") && !m[1]!.startsWith("node:")) return `${m[1]}:${m[2]}:${m[3]}`;
+    if (m && !m[1]!.includes("/nimbus/runtime/") && !m[1]!.startsWith("node:"))
+      return `${m[1]}:${m[2]}:${m[3]}`;
   }
   return undefined;
 }

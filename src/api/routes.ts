@@ -7,6 +7,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { checkFunctionName } from "../build/config.ts";
 import { NimbusError } from "../errors.ts";
 import type { Protections } from "../executors/process/sandbox.ts";
+import { MAX_BODY } from "../gateway/gateway.ts";
 import type { Invoker, Responder } from "../invoker/invoker.ts";
 import { cost, type PricePlan } from "../invoker/pricing.ts";
 import type { Recorder } from "../invoker/recorder.ts";
@@ -90,14 +91,22 @@ export function registerRoutes(app: FastifyInstance, ctx: ApiContext): void {
     checkFunctionName(name);
     const fn = ctx.registry.getFunction(TENANT, name);
     if (!fn) {
-      throw new NimbusError("NIMBUS_FN_NOT_FOUND", `No function named '${name}'. List deployed functions with 'nimbus ls'.`);
+      throw new NimbusError(
+        "NIMBUS_FN_NOT_FOUND",
+        `No function named '${name}'. List deployed functions with 'nimbus ls'.`,
+      );
     }
     return fn;
   };
 
   app.get(
     "/api/v1/health",
-    { schema: { summary: "Liveness check (no key needed)", response: { 200: { type: "object", additionalProperties: true } } } },
+    {
+      schema: {
+        summary: "Liveness check (no key needed)",
+        response: { 200: { type: "object", additionalProperties: true } },
+      },
+    },
     async () => ({ ok: true }),
   );
 
@@ -228,13 +237,17 @@ export function registerRoutes(app: FastifyInstance, ctx: ApiContext): void {
     },
   );
 
-  app.post<{ Params: { name: string }; Body: { code: string; sourceMap?: string; config?: Record<string, unknown> } }>(
+  app.post<{
+    Params: { name: string };
+    Body: { code: string; sourceMap?: string; config?: Record<string, unknown> };
+  }>(
     "/api/v1/functions/:name/versions",
     {
       onRequest: guard("deploy"),
       bodyLimit: 64 * 1024 * 1024,
       schema: {
-        summary: "Deploy a new version (bundled code + config). Identical code and config returns the existing version.",
+        summary:
+          "Deploy a new version (bundled code + config). Identical code and config returns the existing version.",
         security: [{ bearer: [] }],
         params: nameParam,
         body: {
@@ -284,7 +297,10 @@ export function registerRoutes(app: FastifyInstance, ctx: ApiContext): void {
         summary: "List a function's versions",
         security: [{ bearer: [] }],
         params: nameParam,
-        response: { 200: { type: "object", properties: { versions: { type: "array", items: versionSchema } } }, ...errors },
+        response: {
+          200: { type: "object", properties: { versions: { type: "array", items: versionSchema } } },
+          ...errors,
+        },
       },
     },
     async (req) => {
@@ -302,8 +318,15 @@ export function registerRoutes(app: FastifyInstance, ctx: ApiContext): void {
         summary: "Point `latest` at an earlier version",
         security: [{ bearer: [] }],
         params: nameParam,
-        body: { type: "object", required: ["version"], properties: { version: { type: "integer", minimum: 1 } } },
-        response: { 200: { type: "object", properties: { name: { type: "string" }, latest: { type: "integer" } } }, ...errors },
+        body: {
+          type: "object",
+          required: ["version"],
+          properties: { version: { type: "integer", minimum: 1 } },
+        },
+        response: {
+          200: { type: "object", properties: { name: { type: "string" }, latest: { type: "integer" } } },
+          ...errors,
+        },
       },
     },
     async (req) => {
@@ -322,70 +345,80 @@ export function registerRoutes(app: FastifyInstance, ctx: ApiContext): void {
     },
   );
 
-  app.post<{ Params: { name: string }; Querystring: { path?: string; method?: string; version?: number } }>(
-    "/api/v1/functions/:name/invoke",
-    {
-      onRequest: guard("invoke"),
-      schema: {
-        summary:
-          "Invoke a function synchronously; the request body is passed as is, the function's response (status, headers, body) comes back as is",
-        security: [{ bearer: [] }],
-        params: nameParam,
-        querystring: {
-          type: "object",
-          properties: {
-            path: { type: "string", description: "Path (and query) the function sees", default: "/" },
-            method: { type: "string", description: "HTTP method the function sees", default: "POST" },
-            version: { type: "integer", minimum: 1 },
+  // The invoke route takes any body as raw bytes, whatever its content type.
+  app.register(async (child) => {
+    child.removeAllContentTypeParsers();
+    child.addContentTypeParser("*", { parseAs: "buffer" }, (_req, body, done) => done(null, body));
+    child.post<{
+      Params: { name: string };
+      Querystring: { path?: string; method?: string; version?: number };
+    }>(
+      "/api/v1/functions/:name/invoke",
+      {
+        onRequest: guard("invoke"),
+        bodyLimit: MAX_BODY,
+        schema: {
+          summary:
+            "Invoke a function synchronously; the request body is passed as is, the function's response (status, headers, body) comes back as is",
+          security: [{ bearer: [] }],
+          params: nameParam,
+          querystring: {
+            type: "object",
+            properties: {
+              path: { type: "string", description: "Path (and query) the function sees", default: "/" },
+              method: { type: "string", description: "HTTP method the function sees", default: "POST" },
+              version: { type: "integer", minimum: 1 },
+            },
           },
         },
       },
-    },
-    async (req, reply) => {
-      checkFunctionName(req.params.name);
-      const v = ctx.invoker.resolve(TENANT, req.params.name, req.query.version);
-      const body = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
-      const headers: [string, string][] = [];
-      for (const [k, val] of Object.entries(req.headers)) {
-        if (k === "authorization" || k === "host" || k === "content-length" || val === undefined) continue;
-        headers.push([k, Array.isArray(val) ? val.join(", ") : val]);
-      }
-      reply.hijack();
-      const res = reply.raw;
-      const responder: Responder = {
-        head: (status, hs) => {
-          const flat: string[] = [];
-          for (const [k, val] of hs) if (k !== "content-length" && k !== "transfer-encoding") flat.push(k, val);
-          res.writeHead(status, flat);
-        },
-        chunk: (d) => res.write(d),
-        end: () => res.end(),
-        error: (err, headersSent) => {
-          if (headersSent) return void res.destroy();
-          const text = JSON.stringify(err.toBody());
-          res.writeHead(err.status, { "content-type": "application/json", ...err.headers });
-          res.end(text);
-        },
-      };
-      const path = req.query.path ?? "/";
-      await ctx.invoker.invoke(
-        {
-          tenant: TENANT,
-          name: v.name,
-          version: req.query.version,
-          method: (req.query.method ?? "POST").toUpperCase(),
-          path: path.startsWith("/") ? path : `/${path}`,
-          host: req.headers.host ?? "localhost",
-          headers,
-          body,
-          sourceIp: req.ip,
-          trigger: "api",
-        },
-        v,
-        responder,
-      );
-    },
-  );
+      async (req, reply) => {
+        checkFunctionName(req.params.name);
+        const v = ctx.invoker.resolve(TENANT, req.params.name, req.query.version);
+        const body = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
+        const headers: [string, string][] = [];
+        for (const [k, val] of Object.entries(req.headers)) {
+          if (k === "authorization" || k === "host" || k === "content-length" || val === undefined) continue;
+          headers.push([k, Array.isArray(val) ? val.join(", ") : val]);
+        }
+        reply.hijack();
+        const res = reply.raw;
+        const responder: Responder = {
+          head: (status, hs) => {
+            const flat: string[] = [];
+            for (const [k, val] of hs)
+              if (k !== "content-length" && k !== "transfer-encoding") flat.push(k, val);
+            res.writeHead(status, flat);
+          },
+          chunk: (d) => res.write(d),
+          end: () => res.end(),
+          error: (err, headersSent) => {
+            if (headersSent) return void res.destroy();
+            const text = JSON.stringify(err.toBody());
+            res.writeHead(err.status, { "content-type": "application/json", ...err.headers });
+            res.end(text);
+          },
+        };
+        const path = req.query.path ?? "/";
+        await ctx.invoker.invoke(
+          {
+            tenant: TENANT,
+            name: v.name,
+            version: req.query.version,
+            method: (req.query.method ?? "POST").toUpperCase(),
+            path: path.startsWith("/") ? path : `/${path}`,
+            host: req.headers.host ?? "localhost",
+            headers,
+            body,
+            sourceIp: req.ip,
+            trigger: "api",
+          },
+          v,
+          responder,
+        );
+      },
+    );
+  });
 
   app.get<{
     Params: { name: string };
@@ -458,7 +491,8 @@ export function registerRoutes(app: FastifyInstance, ctx: ApiContext): void {
       res.writeHead(200, { "content-type": "application/x-ndjson", "cache-control": "no-store" });
       for (const l of lines) res.write(`${JSON.stringify(view(l))}\n`);
       const unsubscribe = ctx.recorder.follow(TENANT, fn.name, (l) => {
-        if (!req.query.invocation || l.invocationId === req.query.invocation) res.write(`${JSON.stringify(view(l))}\n`);
+        if (!req.query.invocation || l.invocationId === req.query.invocation)
+          res.write(`${JSON.stringify(view(l))}\n`);
       });
       const keepAlive = setInterval(() => res.write("\n"), 15_000);
       res.on("close", () => {
@@ -476,7 +510,10 @@ export function registerRoutes(app: FastifyInstance, ctx: ApiContext): void {
         summary: "Recent invocation records of a function (newest first)",
         security: [{ bearer: [] }],
         params: nameParam,
-        querystring: { type: "object", properties: { limit: { type: "integer", minimum: 1, maximum: 10000, default: 50 } } },
+        querystring: {
+          type: "object",
+          properties: { limit: { type: "integer", minimum: 1, maximum: 10000, default: 50 } },
+        },
         response: { 200: { type: "object", additionalProperties: true }, ...errors },
       },
     },
@@ -524,5 +561,4 @@ export function registerRoutes(app: FastifyInstance, ctx: ApiContext): void {
       return { from, to, pricePlan: ctx.pricePlan, functions, total };
     },
   );
-
 }

@@ -25,7 +25,10 @@ export interface Bundle {
 
 /** Derives a function name from a file name: `hello-world.ts` → `hello-world`. */
 export function nameFromFile(file: string): string {
-  const base = file.split("/").pop()!.replace(/\.(m|c)?(t|j)sx?$/, "");
+  const base = file
+    .split("/")
+    .pop()!
+    .replace(/\.(m|c)?(t|j)sx?$/, "");
   return base === "index" ? dirname(file).split("/").pop()!.toLowerCase() : base.toLowerCase();
 }
 
@@ -57,14 +60,21 @@ export function resolveSources(path: string): FunctionSource[] {
   }
   const m = readManifest(manifest);
   const out: FunctionSource[] = [];
-  const fns: Record<string, Record<string, unknown>> =
-    m.functions ?? (m.name ? { [String(m.name)]: m as Record<string, unknown> } : {});
+  const fns: Record<string, Record<string, unknown>> = m.functions ??
+  (m.name ? { [String(m.name)]: m as Record<string, unknown> } : {});
   for (const [name, def] of Object.entries(fns)) {
     if (typeof def.entry !== "string") {
-      throw new NimbusError("NIMBUS_BAD_CONFIG", `${manifest}: functions.${name}.entry must be the path of the entry file.`);
+      throw new NimbusError(
+        "NIMBUS_BAD_CONFIG",
+        `${manifest}: functions.${name}.entry must be the path of the entry file.`,
+      );
     }
     const entry = resolve(abs, def.entry);
-    if (!existsSync(entry)) throw new NimbusError("NIMBUS_BAD_CONFIG", `${manifest}: functions.${name}.entry: ${def.entry} does not exist.`);
+    if (!existsSync(entry))
+      throw new NimbusError(
+        "NIMBUS_BAD_CONFIG",
+        `${manifest}: functions.${name}.entry: ${def.entry} does not exist.`,
+      );
     out.push({ name, entry, config: withoutEntry(def) });
   }
   if (out.length === 0) throw new NimbusError("NIMBUS_BAD_CONFIG", `${manifest} declares no functions.`);
@@ -125,9 +135,13 @@ export async function bundle(entry: string): Promise<Bundle> {
   } catch (err) {
     const errors = (err as { errors?: Message[] }).errors;
     if (errors?.length) {
-      throw new NimbusError("NIMBUS_BUILD_FAILED", `Bundling ${entry} failed:\n${errors.map(formatMessage).join("\n")}`, {
-        details: { errors: errors.map(formatMessage) },
-      });
+      throw new NimbusError(
+        "NIMBUS_BUILD_FAILED",
+        `Bundling ${entry} failed:\n${errors.map(formatMessage).join("\n")}`,
+        {
+          details: { errors: errors.map(formatMessage) },
+        },
+      );
     }
     throw new NimbusError("NIMBUS_BUILD_FAILED", `Bundling ${entry} failed: ${(err as Error).message}`);
   }

@@ -69,7 +69,8 @@ function bad(field: string, message: string): NimbusError {
  */
 export function parseDuration(field: string, value: unknown): number {
   if (typeof value === "number") {
-    if (!Number.isFinite(value) || value <= 0) throw bad(field, `must be a positive number of seconds, got ${value}.`);
+    if (!Number.isFinite(value) || value <= 0)
+      throw bad(field, `must be a positive number of seconds, got ${value}.`);
     return Math.round(value * 1000);
   }
   if (typeof value === "string") {
@@ -80,7 +81,10 @@ export function parseDuration(field: string, value: unknown): number {
       if (n > 0) return Math.round(n * unit);
     }
   }
-  throw bad(field, `must be seconds (a number) or a string like "500ms", "10s", "5m"; got ${JSON.stringify(value)}.`);
+  throw bad(
+    field,
+    `must be seconds (a number) or a string like "500ms", "10s", "5m"; got ${JSON.stringify(value)}.`,
+  );
 }
 
 function int(field: string, value: unknown, min: number, max: number): number {
@@ -122,13 +126,15 @@ export function validateConfig(raw: unknown): FunctionConfig {
       throw bad("env", "must be an object of string values.");
     }
     for (const [k, v] of Object.entries(r.env)) {
-      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k)) throw bad(`env.${k}`, "names must match ^[A-Za-z_][A-Za-z0-9_]*$.");
+      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k))
+        throw bad(`env.${k}`, "names must match ^[A-Za-z_][A-Za-z0-9_]*$.");
       if (typeof v !== "string") throw bad(`env.${k}`, `must be a string, got ${typeof v}.`);
       c.env[k] = v;
     }
   }
   if (r.auth !== undefined) {
-    if (r.auth !== "public" && r.auth !== "key") throw bad("auth", `must be "public" or "key", got ${JSON.stringify(r.auth)}.`);
+    if (r.auth !== "public" && r.auth !== "key")
+      throw bad("auth", `must be "public" or "key", got ${JSON.stringify(r.auth)}.`);
     c.auth = r.auth;
   }
   if (r.executor !== undefined) {

@@ -15,7 +15,10 @@ export interface ClientConfig {
 
 /** Reads NIMBUS_URL / NIMBUS_TOKEN, falling back to the local data directory's admin key. */
 export function clientConfig(): ClientConfig {
-  const url = (process.env.NIMBUS_URL ?? `http://127.0.0.1:${process.env.NIMBUS_PORT ?? 7070}`).replace(/\/$/, "");
+  const url = (process.env.NIMBUS_URL ?? `http://127.0.0.1:${process.env.NIMBUS_PORT ?? 7070}`).replace(
+    /\/$/,
+    "",
+  );
   let token = process.env.NIMBUS_TOKEN;
   if (!token) {
     const file = join(resolve(process.env.NIMBUS_HOME ?? ".nimbus"), ADMIN_KEY_FILE);
@@ -33,11 +36,20 @@ export class Client {
   }
 
   /** Raw request; returns the fetch Response (errors are not thrown). */
-  async raw(method: string, path: string, init: { body?: BodyInit; headers?: Record<string, string> } = {}): Promise<Response> {
+  async raw(
+    method: string,
+    path: string,
+    init: { body?: BodyInit; headers?: Record<string, string> } = {},
+  ): Promise<Response> {
     const headers: Record<string, string> = { ...init.headers };
     if (this.config.token) headers.authorization = `Bearer ${this.config.token}`;
     try {
-      return await fetch(`${this.config.url}${path}`, { method, headers, body: init.body, duplex: "half" } as RequestInit);
+      return await fetch(`${this.config.url}${path}`, {
+        method,
+        headers,
+        body: init.body,
+        duplex: "half",
+      } as RequestInit);
     } catch (err) {
       throw new NimbusError(
         "NIMBUS_UNAVAILABLE",

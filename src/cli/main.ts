@@ -14,7 +14,9 @@ process.removeAllListeners("warning");
 const program = new Command();
 program
   .name("nimbus")
-  .description("Nimbus: deploy a function, get a URL. Talks to the server at $NIMBUS_URL (default http://127.0.0.1:7070).")
+  .description(
+    "Nimbus: deploy a function, get a URL. Talks to the server at $NIMBUS_URL (default http://127.0.0.1:7070).",
+  )
   .showHelpAfterError();
 
 // ---- output: one place formats success and errors ----
@@ -24,24 +26,42 @@ function out(json: boolean, data: unknown, human: () => string): void {
 
 function table(rows: (string | number)[][]): string {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => String(r[i] ?? "").length)));
-  return rows.map((r) => r.map((c, i) => String(c).padEnd(widths[i]!)).join("  ").trimEnd()).join("\n");
+  return rows
+    .map((r) =>
+      r
+        .map((c, i) => String(c).padEnd(widths[i]!))
+        .join("  ")
+        .trimEnd(),
+    )
+    .join("\n");
 }
 
 function fail(err: unknown, json: boolean): never {
-  const e = err instanceof NimbusError ? err : new NimbusError("NIMBUS_INTERNAL", (err as Error)?.message ?? String(err));
+  const e =
+    err instanceof NimbusError
+      ? err
+      : new NimbusError("NIMBUS_INTERNAL", (err as Error)?.message ?? String(err));
   if (json) process.stderr.write(`${JSON.stringify(e.toBody(), null, 2)}\n`);
   else {
     process.stderr.write(`error ${e.code}: ${e.message}\n`);
     const d = e.details as { stack?: string; location?: string } | undefined;
     if (d?.location) process.stderr.write(`  at ${d.location}\n`);
-    if (d?.stack) process.stderr.write(`${d.stack.split("\n").map((l) => `  ${l}`).join("\n")}\n`);
+    if (d?.stack)
+      process.stderr.write(
+        `${d.stack
+          .split("\n")
+          .map((l) => `  ${l}`)
+          .join("\n")}\n`,
+      );
   }
   process.exit(e.errorClass === "user" ? 1 : 2);
 }
 
 function action<A extends unknown[]>(fn: (...args: A) => Promise<void>) {
   return async (...args: A): Promise<void> => {
-    const opts = args.find((a) => a && typeof a === "object" && !(a instanceof Command)) as { json?: boolean } | undefined;
+    const opts = args.find((a) => a && typeof a === "object" && !(a instanceof Command)) as
+      | { json?: boolean }
+      | undefined;
     try {
       await fn(...args);
     } catch (err) {
@@ -51,7 +71,11 @@ function action<A extends unknown[]>(fn: (...args: A) => Promise<void>) {
 }
 
 const ms = (n: number) => `${n < 10 ? n.toFixed(1) : Math.round(n)} ms`;
-const when = (t: number) => new Date(t).toISOString().replace("T", " ").replace(/\.\d+Z$/, "Z");
+const when = (t: number) =>
+  new Date(t)
+    .toISOString()
+    .replace("T", " ")
+    .replace(/\.\d+Z$/, "Z");
 
 program
   .command("serve")
@@ -65,7 +89,10 @@ program
     action(async (o: { port: string; host: string; dataDir: string; prewarm: string; sandbox: boolean }) => {
       const port = Number(o.port);
       if (!Number.isInteger(port) || port < 0 || port > 65535) {
-        throw new NimbusError("NIMBUS_BAD_REQUEST", `--port must be a number from 0 to 65535, got '${o.port}'.`);
+        throw new NimbusError(
+          "NIMBUS_BAD_REQUEST",
+          `--port must be a number from 0 to 65535, got '${o.port}'.`,
+        );
       }
       const { startServer } = await import("../server.ts");
       const s = await startServer({
@@ -119,7 +146,10 @@ program
       const client = new Client();
       const sources = resolveSources(path);
       if (o.name && sources.length > 1) {
-        throw new NimbusError("NIMBUS_BAD_REQUEST", "--name applies to a single function; this nimbus.json declares several.");
+        throw new NimbusError(
+          "NIMBUS_BAD_REQUEST",
+          "--name applies to a single function; this nimbus.json declares several.",
+        );
       }
       const results: unknown[] = [];
       const progress = (s: string) => {
@@ -131,7 +161,9 @@ program
         if (o.executor) config.executor = o.executor;
         progress(`${name}: bundling ${src.entry} … `);
         const b = await bundle(src.entry);
-        progress(`${ms(b.ms)} (${(b.code.length / 1024).toFixed(1)} KiB)\n${name}: uploading and activating … `);
+        progress(
+          `${ms(b.ms)} (${(b.code.length / 1024).toFixed(1)} KiB)\n${name}: uploading and activating … `,
+        );
         const t0 = performance.now();
         const r = await client.json<any>("POST", `/api/v1/functions/${encodeURIComponent(name)}/versions`, {
           code: b.code,
@@ -163,11 +195,19 @@ program
     action(
       async (
         name: string,
-        o: { data?: string; path: string; method?: string; version?: string; header?: string[]; json?: boolean },
+        o: {
+          data?: string;
+          path: string;
+          method?: string;
+          version?: string;
+          header?: string[];
+          json?: boolean;
+        },
       ) => {
         const client = new Client();
         let body: Buffer | undefined;
-        if (o.data !== undefined) body = o.data.startsWith("@") ? readFileSync(o.data.slice(1)) : Buffer.from(o.data);
+        if (o.data !== undefined)
+          body = o.data.startsWith("@") ? readFileSync(o.data.slice(1)) : Buffer.from(o.data);
         else if (!process.stdin.isTTY) {
           const chunks: Buffer[] = [];
           for await (const c of process.stdin) chunks.push(c as Buffer);
@@ -176,11 +216,13 @@ program
         const headers: Record<string, string> = {};
         if (body && body.length > 0) {
           const t = body.toString("utf8", 0, Math.min(body.length, 64)).trimStart();
-          headers["content-type"] = t.startsWith("{") || t.startsWith("[") ? "application/json" : "application/octet-stream";
+          headers["content-type"] =
+            t.startsWith("{") || t.startsWith("[") ? "application/json" : "application/octet-stream";
         }
         for (const h of o.header ?? []) {
           const i = h.indexOf(":");
-          if (i < 1) throw new NimbusError("NIMBUS_BAD_REQUEST", `--header must look like 'name: value', got '${h}'.`);
+          if (i < 1)
+            throw new NimbusError("NIMBUS_BAD_REQUEST", `--header must look like 'name: value', got '${h}'.`);
           headers[h.slice(0, i).trim().toLowerCase()] = h.slice(i + 1).trim();
         }
         const method = o.method ?? (body && body.length > 0 ? "POST" : "GET");
@@ -209,9 +251,12 @@ program
           out(true, { status: res.status, headers: hs, body: data.toString("utf8") }, () => "");
         } else {
           process.stdout.write(data);
-          if (data.length > 0 && data[data.length - 1] !== 10 && process.stdout.isTTY) process.stdout.write("\n");
+          if (data.length > 0 && data[data.length - 1] !== 10 && process.stdout.isTTY)
+            process.stdout.write("\n");
           if (res.status >= 400) {
-            process.stderr.write(`(status ${res.status}, invocation ${res.headers.get("x-nimbus-invocation-id")})\n`);
+            process.stderr.write(
+              `(status ${res.status}, invocation ${res.headers.get("x-nimbus-invocation-id")})\n`,
+            );
             process.exitCode = 1;
           }
         }
@@ -231,7 +276,14 @@ program
           ? "No functions yet. Deploy one: npx nimbus deploy examples/hello.ts"
           : table([
               ["NAME", "VERSION", "EXECUTOR", "INSTANCES", "UPDATED", "URL"],
-              ...r.functions.map((f: any) => [f.name, f.latest, f.executor, f.instances, when(f.updatedAt), f.url]),
+              ...r.functions.map((f: any) => [
+                f.name,
+                f.latest,
+                f.executor,
+                f.instances,
+                when(f.updatedAt),
+                f.url,
+              ]),
             ]),
       );
     }),
@@ -294,8 +346,13 @@ program
   .action(
     action(async (name: string, version: string, o: { json?: boolean }) => {
       const n = Number(version);
-      if (!Number.isInteger(n) || n < 1) throw new NimbusError("NIMBUS_BAD_REQUEST", `<version> must be a version number, got '${version}'.`);
-      const r = await new Client().json<any>("POST", `/api/v1/functions/${encodeURIComponent(name)}/rollback`, { version: n });
+      if (!Number.isInteger(n) || n < 1)
+        throw new NimbusError("NIMBUS_BAD_REQUEST", `<version> must be a version number, got '${version}'.`);
+      const r = await new Client().json<any>(
+        "POST",
+        `/api/v1/functions/${encodeURIComponent(name)}/rollback`,
+        { version: n },
+      );
       out(Boolean(o.json), r, () => `${r.name}: latest now points at version ${r.latest}`);
     }),
   );
@@ -325,31 +382,33 @@ program
   .option("--invocation <id>", "only this invocation's lines")
   .option("--json", "print JSON (NDJSON with --follow)")
   .action(
-    action(async (name: string, o: { follow?: boolean; limit: string; invocation?: string; json?: boolean }) => {
-      const client = new Client();
-      const q = new URLSearchParams({ limit: o.limit });
-      if (o.invocation) q.set("invocation", o.invocation);
-      if (!o.follow) {
-        const r = await client.json<any>("GET", `/api/v1/functions/${encodeURIComponent(name)}/logs?${q}`);
-        out(Boolean(o.json), r, () => r.lines.map(logLine).join("\n"));
-        return;
-      }
-      q.set("follow", "true");
-      const res = await client.raw("GET", `/api/v1/functions/${encodeURIComponent(name)}/logs?${q}`);
-      if (!res.ok) throw fromBody(res.status, await res.json().catch(() => ({})));
-      const decoder = new TextDecoder();
-      let buf = "";
-      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-        buf += decoder.decode(chunk, { stream: true });
-        let i = buf.indexOf("\n");
-        while (i >= 0) {
-          const line = buf.slice(0, i);
-          buf = buf.slice(i + 1);
-          if (line.trim()) process.stdout.write(`${o.json ? line : logLine(JSON.parse(line))}\n`);
-          i = buf.indexOf("\n");
+    action(
+      async (name: string, o: { follow?: boolean; limit: string; invocation?: string; json?: boolean }) => {
+        const client = new Client();
+        const q = new URLSearchParams({ limit: o.limit });
+        if (o.invocation) q.set("invocation", o.invocation);
+        if (!o.follow) {
+          const r = await client.json<any>("GET", `/api/v1/functions/${encodeURIComponent(name)}/logs?${q}`);
+          out(Boolean(o.json), r, () => r.lines.map(logLine).join("\n"));
+          return;
         }
-      }
-    }),
+        q.set("follow", "true");
+        const res = await client.raw("GET", `/api/v1/functions/${encodeURIComponent(name)}/logs?${q}`);
+        if (!res.ok) throw fromBody(res.status, await res.json().catch(() => ({})));
+        const decoder = new TextDecoder();
+        let buf = "";
+        for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+          buf += decoder.decode(chunk, { stream: true });
+          let i = buf.indexOf("\n");
+          while (i >= 0) {
+            const line = buf.slice(0, i);
+            buf = buf.slice(i + 1);
+            if (line.trim()) process.stdout.write(`${o.json ? line : logLine(JSON.parse(line))}\n`);
+            i = buf.indexOf("\n");
+          }
+        }
+      },
+    ),
   );
 
 function parseSince(s: string): number {

@@ -204,7 +204,10 @@ export class Gateway {
   /** Handles one `/fn/...` request. */
   handle(req: IncomingMessage, res: ServerResponse): void {
     this.run(req, res).catch((err: unknown) => {
-      sendError(res, err instanceof NimbusError ? err : new NimbusError("NIMBUS_INTERNAL", undefined, { cause: err }));
+      sendError(
+        res,
+        err instanceof NimbusError ? err : new NimbusError("NIMBUS_INTERNAL", undefined, { cause: err }),
+      );
     });
   }
 

@@ -64,7 +64,10 @@ export class Invoker {
   resolve(tenant: string, name: string, version?: number): VersionRecord {
     const fn = this.registry.getFunction(tenant, name);
     if (!fn) {
-      throw new NimbusError("NIMBUS_FN_NOT_FOUND", `No function named '${name}'. List deployed functions with 'nimbus ls'.`);
+      throw new NimbusError(
+        "NIMBUS_FN_NOT_FOUND",
+        `No function named '${name}'. List deployed functions with 'nimbus ls'.`,
+      );
     }
     const v = this.registry.getVersion(tenant, name, version ?? fn.latest);
     if (!v) {
@@ -110,7 +113,10 @@ export class Invoker {
    */
   async invoke(req: InvokeRequest, v: VersionRecord, responder: Responder): Promise<void> {
     if (this.draining) {
-      responder.error(new NimbusError("NIMBUS_UNAVAILABLE", "The server is shutting down; retry shortly."), false);
+      responder.error(
+        new NimbusError("NIMBUS_UNAVAILABLE", "The server is shutting down; retry shortly."),
+        false,
+      );
       return;
     }
     this.active++;
@@ -212,7 +218,10 @@ export class Invoker {
           // runtime; the caller sees only the generic message and the invocation id.
           const own = err.code === "NIMBUS_FUNCTION_ERROR" || err.code === "NIMBUS_BAD_RESPONSE";
           if (!own) log({ level: "error", t: Date.now(), msg: `${err.code}: ${err.message}` });
-          fail(new NimbusError(err.code, own ? undefined : err.message, { details: { invocationId } }), measuredCpu);
+          fail(
+            new NimbusError(err.code, own ? undefined : err.message, { details: { invocationId } }),
+            measuredCpu,
+          );
         },
         log,
         done: () => {},
@@ -227,10 +236,15 @@ export class Invoker {
       }, v.config.timeoutMs);
       instance.invoke(meta, req.body, sink);
     } catch (err) {
-      const e = err instanceof NimbusError ? err : new NimbusError("NIMBUS_INTERNAL", undefined, { cause: err });
+      const e =
+        err instanceof NimbusError ? err : new NimbusError("NIMBUS_INTERNAL", undefined, { cause: err });
       if (e.code === "NIMBUS_FUNCTION_ERROR") {
         // The new instance failed to load the module (it threw at import).
-        log({ level: "error", t: Date.now(), msg: `${e.message}\n${(e.details as { stack?: string })?.stack ?? ""}` });
+        log({
+          level: "error",
+          t: Date.now(),
+          msg: `${e.message}\n${(e.details as { stack?: string })?.stack ?? ""}`,
+        });
         fail(new NimbusError("NIMBUS_FUNCTION_ERROR", undefined, { details: { invocationId } }));
       } else fail(e);
     }

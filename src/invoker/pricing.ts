@@ -18,7 +18,7 @@ export interface PricePlan {
 
 /** AWS Lambda x86 list price. */
 export const LAMBDA_X86_PRICE: PricePlan = {
-  perRequest: 0.2 / 1_000_000,
+  perRequest: 0.0000002,
   perGbSecond: 0.0000166667,
   currency: "USD",
   name: "aws-lambda-x86-list",

@@ -37,7 +37,8 @@ export class Registry {
   /** Re-reads one function (and its versions) from the store after a change. */
   async refresh(tenant: string, name: string): Promise<void> {
     const f = await this.store.getFunction(tenant, name);
-    for (const k of [...this.versions.keys()]) if (k.startsWith(`${tenant}/${name}@`)) this.versions.delete(k);
+    for (const k of [...this.versions.keys()])
+      if (k.startsWith(`${tenant}/${name}@`)) this.versions.delete(k);
     if (!f) {
       this.functions.delete(`${tenant}/${name}`);
       return;

@@ -51,7 +51,8 @@ export interface AdaptedResponse {
   body: Uint8Array;
 }
 
-const TEXT_TYPES = /^(text\/|application\/(json|xml|javascript|x-www-form-urlencoded|graphql|[a-z0-9.+-]*\+(json|xml)))/i;
+const TEXT_TYPES =
+  /^(text\/|application\/(json|xml|javascript|x-www-form-urlencoded|graphql|[a-z0-9.+-]*\+(json|xml)))/i;
 const B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 const B64_INDEX = new Int16Array(128).fill(-1);
 for (let i = 0; i < B64.length; i++) B64_INDEX[B64.charCodeAt(i)] = i;
@@ -116,7 +117,8 @@ export function toLambdaEvent(input: LambdaRequestInput): HttpApiEventV2 {
   if (rawQueryString) {
     queryStringParameters = {};
     for (const [k, v] of url.searchParams) {
-      queryStringParameters[k] = queryStringParameters[k] === undefined ? v : `${queryStringParameters[k]},${v}`;
+      queryStringParameters[k] =
+        queryStringParameters[k] === undefined ? v : `${queryStringParameters[k]},${v}`;
     }
   }
   const date = new Date(input.time);
@@ -176,7 +178,9 @@ export function fromLambdaResult(result: unknown): AdaptedResponse {
     };
     const status = Number(r.statusCode);
     if (!Number.isInteger(status) || status < 100 || status > 599) {
-      throw new TypeError(`statusCode must be an integer from 100 to 599, got ${JSON.stringify(r.statusCode)}.`);
+      throw new TypeError(
+        `statusCode must be an integer from 100 to 599, got ${JSON.stringify(r.statusCode)}.`,
+      );
     }
     const headers: [string, string][] = [];
     for (const [k, v] of Object.entries(r.headers ?? {})) headers.push([k.toLowerCase(), String(v)]);

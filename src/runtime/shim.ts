@@ -88,7 +88,12 @@ async function handleLoad(frame: Frame): Promise<void> {
     } catch (err) {
       throw new Error(`export const config must be JSON-serialisable: ${errorInfo(err).message}`);
     }
-    writer.send(T.LOADED, frame.id, { ok: true, shape: handlerShape, config, loadMs: performance.now() - start });
+    writer.send(T.LOADED, frame.id, {
+      ok: true,
+      shape: handlerShape,
+      config,
+      loadMs: performance.now() - start,
+    });
   } catch (err) {
     writer.send(T.LOADED, frame.id, { ok: false, error: errorInfo(err), loadMs: performance.now() - start });
   }
@@ -148,8 +153,11 @@ async function handleInvoke(frame: Frame): Promise<void> {
         if (fn.length >= 3) {
           // Callback-style handler (event, context, callback).
           result = await new Promise((resolve, reject) => {
-            const r = fn(event, context, (err: unknown, value: unknown) => (err ? reject(err) : resolve(value)));
-            if (r && typeof (r as Promise<unknown>).then === "function") (r as Promise<unknown>).then(resolve, reject);
+            const r = fn(event, context, (err: unknown, value: unknown) =>
+              err ? reject(err) : resolve(value),
+            );
+            if (r && typeof (r as Promise<unknown>).then === "function")
+              (r as Promise<unknown>).then(resolve, reject);
           });
         } else {
           result = await fn(event, context);
@@ -164,16 +172,21 @@ async function handleInvoke(frame: Frame): Promise<void> {
         if (adapted.body.byteLength > 0) writer.send(T.RESP_CHUNK, id, undefined, adapted.body);
       } else {
         const init: RequestInit & { duplex?: string } = { method: meta.method, headers: meta.headers };
-        if (meta.method !== "GET" && meta.method !== "HEAD" && frame.payload.byteLength > 0) init.body = frame.payload as unknown as BodyInit;
+        if (meta.method !== "GET" && meta.method !== "HEAD" && frame.payload.byteLength > 0)
+          init.body = frame.payload as unknown as BodyInit;
         const request = new Request(meta.url, init);
         const ctx = {
           waitUntil(p: Promise<unknown>) {
-            background.push(Promise.resolve(p).catch((err) => console.error("waitUntil promise rejected:", err)));
+            background.push(
+              Promise.resolve(p).catch((err) => console.error("waitUntil promise rejected:", err)),
+            );
           },
           passThroughOnException() {},
         };
         const response =
-          handlerShape === "fetch-object" ? await mod.default.fetch(request, envObject, ctx) : await mod.default(request, envObject, ctx);
+          handlerShape === "fetch-object"
+            ? await mod.default.fetch(request, envObject, ctx)
+            : await mod.default(request, envObject, ctx);
         if (!(response instanceof Response)) {
           return badResponse(
             id,

@@ -54,7 +54,11 @@ export class VersionPool {
     const free = this.findFree();
     if (free) return Promise.resolve(this.grant(free));
     if (this.closed) return Promise.reject(new NimbusError("NIMBUS_UNAVAILABLE"));
-    if (this.waiters.length >= this.config.maxQueue + this.startable()) {
+    // Room: the queue itself, plus what starting instances and instances still startable will take.
+    if (
+      this.waiters.length >=
+      this.config.maxQueue + this.starting * this.config.concurrency + this.startable()
+    ) {
       return Promise.reject(this.throttled());
     }
     return new Promise<Lease>((resolve, reject) => {
@@ -86,7 +90,9 @@ export class VersionPool {
   }
 
   private startable(): number {
-    return Math.max(0, this.config.maxInstances - this.instances.length - this.starting) * this.config.concurrency;
+    return (
+      Math.max(0, this.config.maxInstances - this.instances.length - this.starting) * this.config.concurrency
+    );
   }
 
   private findFree(): Instance | undefined {
@@ -131,8 +137,11 @@ export class VersionPool {
     }
   }
 
-  /** Starts one instance; it joins the pool and serves the queue when ready. */
-  startOne(): void {
+  /**
+   * Starts one instance; it joins the pool and serves the queue when ready. A provisioned
+   * instance (minInstances) counts as warm: its first request is not a cold start.
+   */
+  startOne(provisioned = false): void {
     this.starting++;
     this.executor.start(this.spec).then(
       (instance) => {
@@ -142,6 +151,7 @@ export class VersionPool {
           return;
         }
         this.instances.push(instance);
+        if (provisioned) this.served.add(instance);
         instance.onExit(() => {
           const i = this.instances.indexOf(instance);
           if (i >= 0) this.instances.splice(i, 1);
@@ -152,7 +162,8 @@ export class VersionPool {
       },
       (err: unknown) => {
         this.starting--;
-        const e = err instanceof NimbusError ? err : new NimbusError("NIMBUS_UNAVAILABLE", undefined, { cause: err });
+        const e =
+          err instanceof NimbusError ? err : new NimbusError("NIMBUS_UNAVAILABLE", undefined, { cause: err });
         // Every waiter would hit the same failure: answer them all now.
         for (const w of this.waiters.splice(0)) {
           clearTimeout(w.timer);
@@ -164,7 +175,8 @@ export class VersionPool {
 
   /** Starts instances until `minInstances` are up (provisioned, module loaded). */
   ensureMin(): void {
-    while (!this.closed && this.instances.length + this.starting < this.config.minInstances) this.startOne();
+    while (!this.closed && this.instances.length + this.starting < this.config.minInstances)
+      this.startOne(true);
   }
 
   /** Stops instances idle past the idle window (keeping minInstances). */
@@ -258,7 +270,12 @@ export class Scheduler {
     let n = 0;
     for (const [key, p] of this.pools) {
       n += p.reap(now);
-      if (p.instances.length === 0 && p.stats().starting === 0 && p.stats().queued === 0 && p.config.minInstances === 0) {
+      if (
+        p.instances.length === 0 &&
+        p.stats().starting === 0 &&
+        p.stats().queued === 0 &&
+        p.config.minInstances === 0
+      ) {
         this.pools.delete(key);
       }
     }

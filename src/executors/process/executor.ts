@@ -102,7 +102,12 @@ class ProcessInstance implements Instance {
     if (p.bwrap) {
       cmd = "bwrap";
       args = bwrapArgs(
-        { nodeDir: dirname(process.execPath), runtimeDir: RUNTIME_DIR, codeDir: this.slotDir, tmpMB: o.tmpMB ?? 64 },
+        {
+          nodeDir: dirname(process.execPath),
+          runtimeDir: RUNTIME_DIR,
+          codeDir: this.slotDir,
+          tmpMB: o.tmpMB ?? 64,
+        },
         [INSIDE.node, ...nodeArgs, `${INSIDE.runtime}/shim.ts`],
       );
     } else {
@@ -112,7 +117,14 @@ class ProcessInstance implements Instance {
     if (p.cgroups) {
       this.cgroup = new Cgroup(p, this.id, { memoryMB, cpus: o.cpus ?? 1, pids: o.pids ?? 64 });
       // The wrapper joins the cgroups before exec, so every process of the sandbox is inside.
-      args = ["-c", 'for f in $(echo "$1" | tr , " "); do echo $$ > "$f"; done; shift; exec "$@"', "sh", this.cgroup.procsFiles.join(","), cmd, ...args];
+      args = [
+        "-c",
+        'for f in $(echo "$1" | tr , " "); do echo $$ > "$f"; done; shift; exec "$@"',
+        "sh",
+        this.cgroup.procsFiles.join(","),
+        cmd,
+        ...args,
+      ];
       cmd = "/bin/sh";
     }
     this.ready = new Promise((res) => {
@@ -208,7 +220,9 @@ class ProcessInstance implements Instance {
         copyFileSync(src, join(this.slotDir, f));
       }
     }
-    const file = this.exec.options.protections.bwrap ? `${INSIDE.code}/index.mjs` : join(this.slotDir, "index.mjs");
+    const file = this.exec.options.protections.bwrap
+      ? `${INSIDE.code}/index.mjs`
+      : join(this.slotDir, "index.mjs");
     const loaded = new Promise<LoadedMeta>((res) => {
       this.onLoaded = res;
     });
@@ -223,7 +237,11 @@ class ProcessInstance implements Instance {
     this.writer.send(T.LOAD, 0, meta);
     const died = new Promise<LoadedMeta>((res) =>
       this.onExit((reason) =>
-        res({ ok: false, loadMs: 0, error: { message: reason?.message ?? "the instance exited while loading" } }),
+        res({
+          ok: false,
+          loadMs: 0,
+          error: { message: reason?.message ?? "the instance exited while loading" },
+        }),
       ),
     );
     const result = await Promise.race([loaded, died]);
@@ -368,7 +386,9 @@ export class ProcessExecutor implements Executor {
     const fresh = new ProcessInstance(this, memoryMB);
     this.all.add(fresh);
     const died = new Promise<never>((_, rej) =>
-      fresh.onExit((reason) => rej(reason ?? new NimbusError("NIMBUS_UNAVAILABLE", "The runtime failed to start."))),
+      fresh.onExit((reason) =>
+        rej(reason ?? new NimbusError("NIMBUS_UNAVAILABLE", "The runtime failed to start.")),
+      ),
     );
     await Promise.race([fresh.ready, died]);
     return { p: fresh, prewarmed: false };
@@ -380,9 +400,13 @@ export class ProcessExecutor implements Executor {
     const result = await p.load(spec);
     if (!result.ok) {
       p.kill(new NimbusError("NIMBUS_FUNCTION_ERROR"));
-      throw new NimbusError("NIMBUS_FUNCTION_ERROR", `The function failed to load: ${result.error?.message}`, {
-        details: { stack: result.error?.stack },
-      });
+      throw new NimbusError(
+        "NIMBUS_FUNCTION_ERROR",
+        `The function failed to load: ${result.error?.message}`,
+        {
+          details: { stack: result.error?.stack },
+        },
+      );
     }
     p.prewarmed = prewarmed;
     p.startMs = performance.now() - t0;

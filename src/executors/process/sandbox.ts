@@ -43,7 +43,9 @@ function canWrite(dir: string): boolean {
 
 function hasBwrap(): boolean {
   try {
-    execFileSync("bwrap", ["--ro-bind", "/", "/", "--unshare-all", "--uid", "1000", "true"], { stdio: "ignore" });
+    execFileSync("bwrap", ["--ro-bind", "/", "/", "--unshare-all", "--uid", "1000", "true"], {
+      stdio: "ignore",
+    });
     return true;
   } catch {
     return false;
@@ -230,8 +232,15 @@ export function bwrapArgs(m: SandboxMounts, argv: string[]): string[] {
     "usr/lib",
     "/lib",
   ];
-  if (existsSync("/usr/lib64")) args.push("--ro-bind", "/usr/lib64", "/usr/lib64", "--symlink", "usr/lib64", "/lib64");
-  for (const f of ["/etc/resolv.conf", "/etc/hosts", "/etc/ssl/certs", "/usr/share/zoneinfo", "/usr/share/ca-certificates"]) {
+  if (existsSync("/usr/lib64"))
+    args.push("--ro-bind", "/usr/lib64", "/usr/lib64", "--symlink", "usr/lib64", "/lib64");
+  for (const f of [
+    "/etc/resolv.conf",
+    "/etc/hosts",
+    "/etc/ssl/certs",
+    "/usr/share/zoneinfo",
+    "/usr/share/ca-certificates",
+  ]) {
     if (existsSync(f)) args.push("--ro-bind", f, f);
   }
   args.push(

@@ -139,27 +139,42 @@ export class SqliteStore implements Store {
   }
 
   async getVersion(tenant: string, name: string, version: number): Promise<VersionRecord | undefined> {
-    const r = this.q("SELECT * FROM versions WHERE tenant = ? AND name = ? AND version = ?").get(tenant, name, version);
+    const r = this.q("SELECT * FROM versions WHERE tenant = ? AND name = ? AND version = ?").get(
+      tenant,
+      name,
+      version,
+    );
     return r ? toVersion(r) : undefined;
   }
 
   async findVersionByHash(tenant: string, name: string, hash: string): Promise<VersionRecord | undefined> {
-    const r = this.q("SELECT * FROM versions WHERE tenant = ? AND name = ? AND hash = ? ORDER BY version DESC").get(
-      tenant,
-      name,
-      hash,
-    );
+    const r = this.q(
+      "SELECT * FROM versions WHERE tenant = ? AND name = ? AND hash = ? ORDER BY version DESC",
+    ).get(tenant, name, hash);
     return r ? toVersion(r) : undefined;
   }
 
   async addVersion(v: Omit<VersionRecord, "version">): Promise<VersionRecord> {
     this.db.exec("BEGIN IMMEDIATE");
     try {
-      const row = this.q("SELECT MAX(version) AS v FROM versions WHERE tenant = ? AND name = ?").get(v.tenant, v.name);
+      const row = this.q("SELECT MAX(version) AS v FROM versions WHERE tenant = ? AND name = ?").get(
+        v.tenant,
+        v.name,
+      );
       const version = Number(row?.v ?? 0) + 1;
       this.q(
         "INSERT INTO versions (tenant, name, version, hash, executor, config, code_dir, size_bytes, created_at) VALUES (?,?,?,?,?,?,?,?,?)",
-      ).run(v.tenant, v.name, version, v.hash, v.executor, JSON.stringify(v.config), v.codeDir, v.sizeBytes, v.createdAt);
+      ).run(
+        v.tenant,
+        v.name,
+        version,
+        v.hash,
+        v.executor,
+        JSON.stringify(v.config),
+        v.codeDir,
+        v.sizeBytes,
+        v.createdAt,
+      );
       this.q(
         `INSERT INTO functions (tenant, name, latest, created_at, updated_at) VALUES (?,?,?,?,?)
          ON CONFLICT (tenant, name) DO UPDATE SET latest = excluded.latest, updated_at = excluded.updated_at`,
@@ -187,7 +202,9 @@ export class SqliteStore implements Store {
       `INSERT OR REPLACE INTO invocations (id, tenant, fn, version, trigger, start, duration_ms, billed_ms, memory_mb,
        gb_seconds, cpu_ms, cold_start, status, error_code, first_byte_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
     );
-    const log = this.q("INSERT INTO logs (tenant, fn, version, invocation_id, t, level, msg) VALUES (?,?,?,?,?,?,?)");
+    const log = this.q(
+      "INSERT INTO logs (tenant, fn, version, invocation_id, t, level, msg) VALUES (?,?,?,?,?,?,?)",
+    );
     this.db.exec("BEGIN");
     try {
       for (const r of invocations) {
@@ -246,7 +263,9 @@ export class SqliteStore implements Store {
     const limit = q.limit ?? 1000;
     // The newest `limit` lines, returned oldest first.
     const rows = this.db
-      .prepare(`SELECT * FROM (SELECT * FROM logs WHERE ${where.join(" AND ")} ORDER BY seq DESC LIMIT ?) ORDER BY seq`)
+      .prepare(
+        `SELECT * FROM (SELECT * FROM logs WHERE ${where.join(" AND ")} ORDER BY seq DESC LIMIT ?) ORDER BY seq`,
+      )
       .all(...args, limit);
     return rows.map((r: Row) => ({
       seq: Number(r.seq),
