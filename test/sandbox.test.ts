@@ -79,3 +79,23 @@ describe("the process sandbox", () => {
     assert.equal(await keyed.text(), "in");
   });
 });
+
+describe("without the sandbox", () => {
+  it("still runs, and says at start and in info exactly which protections are off", async () => {
+    const s = await startTestServer({ args: ["--no-sandbox"] });
+    try {
+      assert.match(s.stdout(), /sandbox:\s+bubblewrap OFF; cgroups OFF/);
+      assert.match(s.stdout(), /WARNING, protection off: bubblewrap disabled/);
+      assert.match(s.stdout(), /WARNING, protection off: cgroup memory limit/);
+      assert.equal((await s.deploy("open", "echo.ts")).status, 200);
+      const res = await fetch(`${s.url}/fn/open`, { method: "POST", body: "works" });
+      assert.equal(await res.text(), "works");
+      const info = await s.cli(["info", "open"]);
+      assert.match(info.stdout, /sandbox:\s+bubblewrap OFF, cgroups OFF/);
+      assert.match(info.stdout, /WARNING, protection off: cgroup CPU limit/);
+    } finally {
+      await s.stop();
+      cleanup(s.dataDir);
+    }
+  });
+});
