@@ -12,6 +12,7 @@ import { Auth } from "./api/auth.ts";
 import { Deployer } from "./api/deploy.ts";
 import { registerRoutes } from "./api/routes.ts";
 import { NimbusError } from "./errors.ts";
+import { type EgressPolicy, IsolateExecutor } from "./executors/isolate/executor.ts";
 import { ProcessExecutor } from "./executors/process/executor.ts";
 import { detectProtections, type Protections } from "./executors/process/sandbox.ts";
 import type { Executor, ExecutorKind } from "./executors/types.ts";
@@ -35,8 +36,25 @@ export interface ServeOptions {
   prewarm?: number;
   /** Turn the sandbox off on purpose (reported as such). @default false */
   noSandbox?: boolean;
+  /**
+   * Egress rules for `fetch` from isolate functions.
+   * @default { default: "allow", allowPrivate: false } (public internet only)
+   */
+  isolateEgress?: EgressPolicy;
   /** Idle-reaper period, ms. @default 1000 */
   reapIntervalMs?: number;
+  /** Invocations running at once on this machine. @default 1000 */
+  maxConcurrency?: number;
+  /** Memory (MB) all instances together may be given. @default machine memory less the reserve */
+  memoryBudgetMB?: number;
+  /** Memory (MB) kept free for the system. @default 1024 */
+  memoryReserveMB?: number;
+  /** How long a request may wait for an instance before 429, ms. @default 10000 */
+  queueWaitMs?: number;
+  /** A client must send its request headers within this, ms (slow-loris cut-off). @default 10000 */
+  headersTimeoutMs?: number;
+  /** Autoscaler tick, ms (0 turns pre-scaling off). @default 1000 */
+  autoscaleIntervalMs?: number;
   /** Where platform messages go. @default stderr */
   log?: (msg: string) => void;
 }
@@ -79,8 +97,37 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
       });
     },
   });
-  const executors: Partial<Record<ExecutorKind, Executor>> = { process: processExecutor };
-  const scheduler = new Scheduler({ executors, reapIntervalMs: opts.reapIntervalMs });
+  const isolateExecutor = new IsolateExecutor({
+    dataDir,
+    protections,
+    egress: opts.isolateEgress,
+    cpuMsFor: (spec) => registry.getVersion(spec.tenant, spec.functionName, spec.version)?.config.cpuMs,
+    onInstanceLog: (fn, line) => {
+      const v = registry.getFunction("default", fn);
+      recorder.log({
+        tenant: "default",
+        fn,
+        version: v?.latest ?? 0,
+        invocationId: null,
+        t: line.t,
+        level: line.level,
+        msg: line.msg,
+      });
+    },
+  });
+  const executors: Partial<Record<ExecutorKind, Executor>> = {
+    process: processExecutor,
+    isolate: isolateExecutor,
+  };
+  const scheduler = new Scheduler({
+    executors,
+    reapIntervalMs: opts.reapIntervalMs,
+    maxConcurrency: opts.maxConcurrency,
+    memoryBudgetMB: opts.memoryBudgetMB,
+    memoryReserveMB: opts.memoryReserveMB,
+    queueWaitMs: opts.queueWaitMs,
+    autoscaleIntervalMs: opts.autoscaleIntervalMs,
+  });
   const invoker = new Invoker(registry, scheduler, recorder);
   const auth = new Auth(store);
   const adminKey = await auth.ensureAdminKey(dataDir);
@@ -95,14 +142,24 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
   const pricePlan = loadPricePlan(dataDir);
 
   let baseUrl = "";
+  const headersTimeoutMs = opts.headersTimeoutMs ?? 10_000;
   const app = Fastify({
     logger: false,
     bodyLimit: 8 * 1024 * 1024,
     serverFactory: (handler) =>
-      createServer((req: IncomingMessage, res: ServerResponse) => {
-        if (req.url?.startsWith("/fn/")) gateway.handle(req, res);
-        else handler(req, res);
-      }),
+      createServer(
+        {
+          // Slow clients are cut off: headers must arrive within headersTimeout, checked every second.
+          headersTimeout: headersTimeoutMs,
+          requestTimeout: 120_000,
+          connectionsCheckingInterval: Math.min(1000, headersTimeoutMs),
+          keepAliveTimeout: 5_000,
+        },
+        (req: IncomingMessage, res: ServerResponse) => {
+          if (req.url?.startsWith("/fn/")) gateway.handle(req, res);
+          else handler(req, res);
+        },
+      ),
   });
   app.addContentTypeParser("*", { parseAs: "buffer" }, (_req, body, done) => done(null, body));
   await app.register(swagger, {
@@ -158,13 +215,15 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
     dataDir,
     baseUrl: () => baseUrl,
     warmPool: () => processExecutor.warmCounts(),
+    machine: () => ({
+      runningInvocations: scheduler.runningNow,
+      maxConcurrency: scheduler.maxConcurrency,
+      memoryUsedMB: scheduler.memoryUsed,
+      memoryBudgetMB: scheduler.memoryBudgetMB,
+    }),
   });
   await app.ready();
   const server = app.server;
-  // Slow clients are cut off; keep-alive connections are reused.
-  server.headersTimeout = 10_000;
-  server.requestTimeout = 120_000;
-  server.keepAliveTimeout = 5_000;
   await app.listen({ port: opts.port ?? 7070, host: opts.host ?? "127.0.0.1" });
   const addr = server.address() as AddressInfo;
   const host = addr.family === "IPv6" ? `[${addr.address}]` : addr.address;
@@ -190,6 +249,7 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
         await Promise.race([invoker.drain(), new Promise((r) => setTimeout(r, deadlineMs))]);
         await scheduler.close(0);
         await processExecutor.close();
+        await isolateExecutor.close();
         await app.close().catch(() => {});
         server.closeAllConnections();
         await recorder.close();

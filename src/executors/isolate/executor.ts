@@ -1,0 +1,542 @@
+/**
+ * The `isolate` executor: each instance is a V8 isolate (isolated-vm) with a Web-standard
+ * runtime inside. Isolates live in an *isolate host* — one sandboxed Node process per
+ * tenant (bubblewrap + cgroups, like a process instance), because isolates sharing a
+ * process are no boundary between tenants. The platform talks to each host with the shared
+ * frame protocol, every frame of one event-loop turn in one write.
+ *
+ * A cold start is: take a blank isolate the host pre-created from its runtime snapshot,
+ * compile and evaluate the function's module in it. No process is spawned.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdirSync, readFileSync, rmSync } from "node:fs";
+import { createRequire } from "node:module";
+import type { Socket } from "node:net";
+import { availableParallelism } from "node:os";
+import { dirname, join, relative, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { type ErrorCode, NimbusError } from "../../errors.ts";
+import {
+  type EgressPolicy,
+  type GoneMeta,
+  type InitMeta,
+  type IsolateLoadMeta,
+  TI,
+} from "../../runtime/isolate/frames.ts";
+import {
+  type Frame,
+  FrameDecoder,
+  FrameWriter,
+  type InvokeMeta,
+  type LoadedMeta,
+  type LogMeta,
+  T,
+} from "../../runtime/protocol.ts";
+import { bwrapArgs, Cgroup, INSIDE, type Protections } from "../process/sandbox.ts";
+import type { Executor, Instance, InstanceSpec, InstanceState, LoadResult, ResponseSink } from "../types.ts";
+import { preludeSource } from "./prelude.ts";
+
+export type { EgressPolicy } from "../../runtime/isolate/frames.ts";
+
+const RUNTIME_DIR = resolve(dirname(fileURLToPath(import.meta.url)), "../../runtime");
+const require = createRequire(import.meta.url);
+const IVM_DIR = dirname(require.resolve("isolated-vm/package.json"));
+const IVM_NATIVE: string = require("node-gyp-build").path(IVM_DIR);
+const UNDICI_MAIN = require.resolve("undici");
+const UNDICI_DIR = dirname(require.resolve("undici/package.json"));
+const INSIDE_IVM = "/nimbus/ivm";
+const INSIDE_UNDICI = "/nimbus/undici";
+
+/** Options of the isolate executor. */
+export interface IsolateExecutorOptions {
+  /** Data directory; per-tenant host directories live under `<dataDir>/isolate-hosts`. */
+  dataDir: string;
+  protections: Protections;
+  /**
+   * Egress rules for `fetch` from isolates.
+   * @default { default: "allow", allowPrivate: false } (public internet only)
+   */
+  egress?: EgressPolicy;
+  /** Blank isolates each host keeps ready per memory size. @default 2 */
+  spares?: number;
+  /** cgroup memory limit of one tenant's host (all its isolates together), MB. @default 4096 */
+  hostMemoryMB?: number;
+  /** CPU cap of one host, in cores. @default all cores */
+  hostCpus?: number;
+  /** Max threads of one host. @default 512 */
+  hostPids?: number;
+  /** Tenants whose host is started right away (so the first cold start does not spawn it). @default ["default"] */
+  warmTenants?: string[];
+  /**
+   * The CPU-time limit (`cpuMs` config) of an instance, when the spec does not carry it.
+   * @example (spec) => registry.getVersion(spec.tenant, spec.functionName, spec.version)?.config.cpuMs
+   */
+  cpuMsFor?: (spec: InstanceSpec) => number | undefined;
+  /** Receives lines an isolate wrote outside any invocation. */
+  onInstanceLog?: (functionName: string, line: LogMeta) => void;
+}
+
+let hostSeq = 0;
+let slotSeq = 0;
+
+/** One V8 isolate holding one function version. */
+class IsolateInstance implements Instance {
+  readonly id: string;
+  readonly spec: InstanceSpec;
+  readonly slot: number;
+  startMs = 0;
+  readonly prewarmed = true;
+  inflight = 0;
+  background = 0;
+  state: InstanceState = "starting";
+  lastUsed = Date.now();
+  /** Invocation frame ids running (or in background) on this isolate. */
+  readonly invocations = new Set<number>();
+  private readonly exitCbs: ((reason: NimbusError | undefined) => void)[] = [];
+  private exited = false;
+  private reason: NimbusError | undefined;
+  private readonly host: IsolateHost;
+
+  constructor(host: IsolateHost, spec: InstanceSpec) {
+    this.host = host;
+    this.spec = spec;
+    this.slot = ++slotSeq;
+    this.id = `i${host.pid}-${this.slot}`;
+  }
+
+  invoke(meta: InvokeMeta, body: Buffer, sink: ResponseSink): void {
+    if (this.exited) {
+      sink.fail(this.reason ?? new NimbusError("NIMBUS_INSTANCE_CRASHED"));
+      return;
+    }
+    this.host.invoke(this, meta, body, sink);
+  }
+
+  /** An invocation's response ended (or failed). */
+  finished(pending: boolean): void {
+    this.inflight = Math.max(0, this.inflight - 1);
+    this.lastUsed = Date.now();
+    if (pending) this.background++;
+    if (this.state === "busy" && this.inflight === 0) this.state = "idle";
+  }
+
+  kill(reason: NimbusError): void {
+    if (this.exited) return;
+    this.host.unload(this);
+    this.die(reason);
+  }
+
+  async stop(): Promise<void> {
+    if (this.exited) return;
+    this.host.unload(this);
+    this.die(undefined);
+  }
+
+  onExit(cb: (reason: NimbusError | undefined) => void): void {
+    if (this.exited) cb(this.reason);
+    else this.exitCbs.push(cb);
+  }
+
+  /** The isolate is gone: fail what still runs on it and tell the pool. */
+  die(reason: NimbusError | undefined): void {
+    if (this.exited) return;
+    this.exited = true;
+    this.reason = reason;
+    this.state = "dead";
+    this.host.forget(this, reason ?? new NimbusError("NIMBUS_INSTANCE_CRASHED"));
+    this.inflight = 0;
+    this.background = 0;
+    for (const cb of this.exitCbs.splice(0)) cb(reason);
+  }
+}
+
+/** One tenant's sandboxed isolate host process. */
+class IsolateHost {
+  readonly tenant: string;
+  readonly ready: Promise<void>;
+  pid = 0;
+  private readonly child: ChildProcess;
+  private readonly socket: Socket;
+  private readonly writer: FrameWriter;
+  private readonly decoder = new FrameDecoder();
+  private readonly cgroup: Cgroup | undefined;
+  private readonly dir: string;
+  private readonly instances = new Map<number, IsolateInstance>();
+  private readonly loads = new Map<number, (m: LoadedMeta) => void>();
+  private readonly sinks = new Map<number, { sink: ResponseSink; instance: IsolateInstance }>();
+  private nextId = 1;
+  private stderrTail = "";
+  private exited = false;
+  private readonly exitCbs: (() => void)[] = [];
+  private readonly exec: IsolateExecutor;
+
+  constructor(exec: IsolateExecutor, tenant: string) {
+    this.exec = exec;
+    this.tenant = tenant;
+    const o = exec.options;
+    const p = o.protections;
+    const name = `iso-${tenant}-${process.pid}-${++hostSeq}`;
+    this.dir = join(o.dataDir, "isolate-hosts", name);
+    mkdirSync(this.dir, { recursive: true });
+    const nodeArgs = [
+      "--no-node-snapshot",
+      "--disable-warning=ExperimentalWarning",
+      "--stack-trace-limit=30",
+    ];
+    let cmd: string;
+    let args: string[];
+    if (p.bwrap) {
+      cmd = "bwrap";
+      args = bwrapArgs(
+        { nodeDir: dirname(process.execPath), runtimeDir: RUNTIME_DIR, codeDir: this.dir, tmpMB: 16 },
+        [
+          INSIDE.node,
+          ...nodeArgs,
+          `${INSIDE.runtime}/isolate/host.ts`,
+          `${INSIDE_IVM}/${relative(IVM_DIR, IVM_NATIVE)}`,
+          `${INSIDE_UNDICI}/${relative(UNDICI_DIR, UNDICI_MAIN)}`,
+        ],
+      );
+      // The native addon and undici, read-only, beside the runtime.
+      const sep = args.indexOf("--");
+      args.splice(sep, 0, "--ro-bind", IVM_DIR, INSIDE_IVM, "--ro-bind", UNDICI_DIR, INSIDE_UNDICI);
+    } else {
+      cmd = process.execPath;
+      args = [...nodeArgs, join(RUNTIME_DIR, "isolate", "host.ts"), IVM_NATIVE, UNDICI_MAIN];
+    }
+    if (p.cgroups) {
+      this.cgroup = new Cgroup(p, name, {
+        memoryMB: o.hostMemoryMB ?? 4096,
+        cpus: o.hostCpus ?? availableParallelism(),
+        pids: o.hostPids ?? 512,
+      });
+      args = [
+        "-c",
+        'for f in $(echo "$1" | tr , " "); do echo $$ > "$f"; done; shift; exec "$@"',
+        "sh",
+        this.cgroup.procsFiles.join(","),
+        cmd,
+        ...args,
+      ];
+      cmd = "/bin/sh";
+    }
+    this.child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe", "pipe"], env: {} });
+    this.pid = this.child.pid ?? 0;
+    this.socket = this.child.stdio[3] as Socket;
+    this.writer = new FrameWriter(this.socket);
+    let onReady!: () => void;
+    let onFail!: (e: Error) => void;
+    this.ready = new Promise<void>((res, rej) => {
+      onReady = res;
+      onFail = rej;
+    });
+    this.ready.catch(() => {});
+    this.exitCbs.push(() =>
+      onFail(
+        new NimbusError(
+          "NIMBUS_UNAVAILABLE",
+          `The isolate host for tenant '${tenant}' failed to start: ${this.stderrTail.trim().slice(-500)}`,
+        ),
+      ),
+    );
+    this.socket.on("data", (chunk: Buffer) => {
+      for (const f of this.decoder.push(chunk)) {
+        if (f.type === T.READY) onReady();
+        else this.onFrame(f);
+      }
+    });
+    this.socket.on("error", () => {});
+    this.child.stdout!.setEncoding("utf8").on("data", (s: string) => this.onOutput("info", s));
+    this.child.stderr!.setEncoding("utf8").on("data", (s: string) => {
+      this.stderrTail = (this.stderrTail + s).slice(-8192);
+      this.onOutput("error", s);
+    });
+    this.child.on("exit", (code, signal) => this.onChildExit(code, signal));
+    this.child.on("error", (err) => {
+      this.stderrTail += `\nspawn failed: ${err.message}`;
+      this.onChildExit(null, null);
+    });
+    void preludeSource().then(
+      (src) => {
+        const init: InitMeta = {
+          egress: o.egress ?? { default: "allow", allowPrivate: false },
+          spares: o.spares ?? 2,
+        };
+        this.writer.send(TI.INIT, 0, init, Buffer.from(src));
+      },
+      (err: Error) => {
+        this.stderrTail += `\nbuilding the isolate runtime failed: ${err.message}`;
+        this.child.kill("SIGKILL");
+      },
+    );
+  }
+
+  get alive(): boolean {
+    return !this.exited;
+  }
+
+  get size(): number {
+    return this.instances.size;
+  }
+
+  private onOutput(level: LogMeta["level"], text: string): void {
+    // The host itself prints nothing on purpose; whatever it prints is a platform message.
+    for (const msg of text.split("\n")) {
+      if (msg)
+        this.exec.options.onInstanceLog?.(`(isolate host ${this.tenant})`, { level, t: Date.now(), msg });
+    }
+  }
+
+  private onFrame(f: Frame): void {
+    switch (f.type) {
+      case T.LOADED: {
+        const cb = this.loads.get(f.id);
+        this.loads.delete(f.id);
+        cb?.(f.meta as LoadedMeta);
+        return;
+      }
+      case TI.GONE: {
+        const inst = this.instances.get(f.id);
+        const m = f.meta as GoneMeta;
+        inst?.die(new NimbusError(m.code as ErrorCode, m.message));
+        return;
+      }
+      case T.LOG: {
+        const s = this.sinks.get(f.id);
+        if (s) s.sink.log(f.meta as LogMeta);
+        else {
+          const { slot, ...line } = f.meta as LogMeta & { slot?: number };
+          const inst = slot === undefined ? undefined : this.instances.get(slot);
+          if (inst) this.exec.options.onInstanceLog?.(inst.spec.functionName, line);
+        }
+        return;
+      }
+    }
+    const s = this.sinks.get(f.id);
+    if (!s) return;
+    const { sink, instance } = s;
+    switch (f.type) {
+      case T.RESP_HEAD:
+        sink.head(f.meta.status, f.meta.headers);
+        break;
+      case T.RESP_CHUNK:
+        sink.chunk(f.payload);
+        break;
+      case T.RESP_END:
+        if (!f.meta.pending) this.endInvocation(f.id, instance);
+        instance.finished(f.meta.pending);
+        sink.end(f.meta.cpuMs, f.meta.pending);
+        break;
+      case T.INVOKE_ERROR:
+        this.endInvocation(f.id, instance);
+        instance.finished(false);
+        sink.fail(new NimbusError(f.meta.code), f.meta.cpuMs, f.meta.stack);
+        break;
+      case T.DONE:
+        this.endInvocation(f.id, instance);
+        instance.background = Math.max(0, instance.background - 1);
+        sink.done(f.meta.cpuMs);
+        break;
+    }
+  }
+
+  private endInvocation(id: number, instance: IsolateInstance): void {
+    this.sinks.delete(id);
+    instance.invocations.delete(id);
+  }
+
+  /** Loads a function into a new isolate of this host. */
+  async load(
+    spec: InstanceSpec,
+    code: Buffer,
+    cpuMs: number | undefined,
+  ): Promise<{ instance: IsolateInstance; loaded: LoadedMeta }> {
+    await this.ready;
+    const instance = new IsolateInstance(this, spec);
+    this.instances.set(instance.slot, instance);
+    const meta: IsolateLoadMeta = {
+      functionName: spec.functionName,
+      version: spec.version,
+      memoryMB: spec.memoryMB,
+      timeoutMs: spec.timeoutMs,
+      env: spec.env,
+    };
+    if (cpuMs !== undefined) meta.cpuMs = cpuMs;
+    const loaded = await new Promise<LoadedMeta>((res) => {
+      if (this.exited) {
+        res({ ok: false, loadMs: 0, error: { message: "The isolate host exited." } });
+        return;
+      }
+      this.loads.set(instance.slot, res);
+      this.writer.send(T.LOAD, instance.slot, meta, code);
+    });
+    if (loaded.ok) instance.state = "idle";
+    else this.instances.delete(instance.slot);
+    return { instance, loaded };
+  }
+
+  invoke(instance: IsolateInstance, meta: InvokeMeta, body: Buffer, sink: ResponseSink): void {
+    const id = this.nextId++;
+    if (this.nextId > 0xfffffff0) this.nextId = 1;
+    this.sinks.set(id, { sink, instance });
+    instance.invocations.add(id);
+    this.writer.send(T.INVOKE, id, { ...meta, slot: instance.slot }, body);
+  }
+
+  /** Asks the host to dispose an instance's isolate. */
+  unload(instance: IsolateInstance): void {
+    if (!this.exited) this.writer.send(TI.UNLOAD, instance.slot, {});
+  }
+
+  /** Drops an instance that died; fails its invocations with `reason`. */
+  forget(instance: IsolateInstance, reason: NimbusError): void {
+    this.instances.delete(instance.slot);
+    for (const id of instance.invocations) {
+      const s = this.sinks.get(id);
+      this.sinks.delete(id);
+      s?.sink.fail(reason);
+    }
+    instance.invocations.clear();
+    this.exec.idleHost(this);
+  }
+
+  onExit(cb: () => void): void {
+    if (this.exited) cb();
+    else this.exitCbs.push(cb);
+  }
+
+  async stop(): Promise<void> {
+    if (this.exited) return;
+    const gone = new Promise<void>((res) => this.onExit(res));
+    this.socket.end();
+    const t = setTimeout(() => this.child.kill("SIGKILL"), 2000);
+    await gone;
+    clearTimeout(t);
+  }
+
+  private onChildExit(code: number | null, signal: NodeJS.Signals | null): void {
+    if (this.exited) return;
+    this.exited = true;
+    const oom = this.cgroup?.oomKilled() ?? false;
+    const reason = oom
+      ? new NimbusError(
+          "NIMBUS_MEMORY_LIMIT",
+          `The isolate host of tenant '${this.tenant}' reached its memory limit and was stopped; its functions restart on the next request.`,
+        )
+      : new NimbusError(
+          "NIMBUS_INSTANCE_CRASHED",
+          `The isolate host of tenant '${this.tenant}' exited (${signal ? `signal ${signal}` : `exit code ${code}`}); its functions restart on the next request.`,
+        );
+    for (const cb of this.loads.values()) cb({ ok: false, loadMs: 0, error: { message: reason.message } });
+    this.loads.clear();
+    for (const inst of [...this.instances.values()]) inst.die(reason);
+    this.socket.destroy();
+    this.cgroup?.remove();
+    rmSync(this.dir, { recursive: true, force: true });
+    this.exec.hostExited(this);
+    for (const cb of this.exitCbs.splice(0)) cb();
+  }
+}
+
+/** The isolate executor. */
+export class IsolateExecutor implements Executor {
+  readonly kind = "isolate" as const;
+  readonly options: IsolateExecutorOptions;
+  private readonly hosts = new Map<string, IsolateHost>();
+  private readonly code = new Map<string, Buffer>();
+  private closed = false;
+
+  constructor(options: IsolateExecutorOptions) {
+    this.options = options;
+    mkdirSync(join(options.dataDir, "isolate-hosts"), { recursive: true });
+    for (const t of options.warmTenants ?? ["default"]) this.host(t);
+  }
+
+  /** Resolves once the hosts started so far are ready (for tests and benchmarks). */
+  async waitReady(tenant = "default"): Promise<void> {
+    await this.host(tenant).ready;
+  }
+
+  /** Live isolate hosts and their isolate counts, per tenant. */
+  hostStats(): Record<string, { pid: number; isolates: number }> {
+    const out: Record<string, { pid: number; isolates: number }> = {};
+    for (const [t, h] of this.hosts) out[t] = { pid: h.pid, isolates: h.size };
+    return out;
+  }
+
+  private host(tenant: string): IsolateHost {
+    if (this.closed) throw new NimbusError("NIMBUS_UNAVAILABLE");
+    let h = this.hosts.get(tenant);
+    if (!h || !h.alive) {
+      h = new IsolateHost(this, tenant);
+      this.hosts.set(tenant, h);
+    }
+    return h;
+  }
+
+  /** @internal */
+  hostExited(h: IsolateHost): void {
+    if (this.hosts.get(h.tenant) === h) this.hosts.delete(h.tenant);
+  }
+
+  /** @internal An instance went away (hosts are kept: the next cold start reuses them). */
+  idleHost(_h: IsolateHost): void {}
+
+  private readCode(codeDir: string): Buffer {
+    let c = this.code.get(codeDir);
+    if (!c) {
+      c = readFileSync(join(codeDir, "index.mjs"));
+      // Versions are immutable, so the bytes can be kept; bound the cache all the same.
+      if (this.code.size >= 512) this.code.delete(this.code.keys().next().value!);
+      this.code.set(codeDir, c);
+    }
+    return c;
+  }
+
+  private cpuMs(spec: InstanceSpec): number | undefined {
+    const own = (spec as InstanceSpec & { cpuMs?: number }).cpuMs;
+    return own ?? this.options.cpuMsFor?.(spec);
+  }
+
+  async start(spec: InstanceSpec): Promise<Instance> {
+    const t0 = performance.now();
+    const { instance, loaded } = await this.host(spec.tenant).load(
+      spec,
+      this.readCode(spec.codeDir),
+      this.cpuMs(spec),
+    );
+    if (!loaded.ok) {
+      throw new NimbusError(
+        "NIMBUS_FUNCTION_ERROR",
+        `The function failed to load: ${loaded.error?.message}`,
+        {
+          details: { stack: loaded.error?.stack },
+        },
+      );
+    }
+    instance.startMs = performance.now() - t0;
+    return instance;
+  }
+
+  async check(spec: InstanceSpec): Promise<LoadResult> {
+    let code: Buffer;
+    try {
+      code = readFileSync(join(spec.codeDir, "index.mjs"));
+    } catch (err) {
+      return {
+        ok: false,
+        loadMs: 0,
+        error: { message: `The bundle could not be read: ${(err as Error).message}` },
+      };
+    }
+    const { instance, loaded } = await this.host(spec.tenant).load(spec, code, undefined);
+    if (loaded.ok) await instance.stop();
+    return loaded;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.all([...this.hosts.values()].map((h) => h.stop()));
+    this.hosts.clear();
+  }
+}

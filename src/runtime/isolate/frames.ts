@@ -1,0 +1,60 @@
+/**
+ * Frames of the isolate host, on top of the shared frame protocol (../protocol.ts). The
+ * host reuses READY, LOAD/LOADED (id = isolate slot), INVOKE and every response frame
+ * (id = invocation); these add what only a many-isolate host needs. Numbers start at 32 so
+ * that the process shim's own types can grow without clashing.
+ */
+
+/** Isolate-host frame types. */
+export const TI = {
+  /** platform → host: the in-isolate runtime to snapshot. meta: {@link InitMeta}; payload: script source */
+  INIT: 32,
+  /** platform → host: dispose one isolate (stop, or kill on timeout). id: slot; meta: {reason?} */
+  UNLOAD: 33,
+  /** host → platform: an isolate is gone on its own (memory or CPU limit). id: slot; meta: {@link GoneMeta} */
+  GONE: 34,
+} as const;
+
+/** Egress rules for `fetch` from isolates. */
+export interface EgressPolicy {
+  /**
+   * What happens to a destination no rule names: `"allow"` lets public addresses through,
+   * `"deny"` refuses everything not in `allow`.
+   * @default "allow"
+   */
+  default: "allow" | "deny";
+  /** Host names (`api.example.com`, `*.example.com`), IP addresses or CIDR ranges always allowed. */
+  allow?: string[];
+  /** Host names, IP addresses or CIDR ranges always refused (checked after `allow`). */
+  deny?: string[];
+  /**
+   * Whether loopback, private (RFC 1918/4193), link-local (incl. cloud metadata
+   * 169.254.169.254) and other non-public addresses may be reached without an `allow` rule.
+   * @default false
+   */
+  allowPrivate?: boolean;
+}
+
+/** What the host needs once, before READY. */
+export interface InitMeta {
+  egress: EgressPolicy;
+  /** Pre-created blank isolates kept per memory size. */
+  spares: number;
+}
+
+/** What LOAD carries for an isolate (the bundle is the payload). */
+export interface IsolateLoadMeta {
+  functionName: string;
+  version: number;
+  memoryMB: number;
+  timeoutMs: number;
+  /** CPU-time limit per invocation, ms. */
+  cpuMs?: number;
+  env: Record<string, string>;
+}
+
+/** Why an isolate went away. */
+export interface GoneMeta {
+  code: "NIMBUS_MEMORY_LIMIT" | "NIMBUS_CPU_LIMIT" | "NIMBUS_INSTANCE_CRASHED";
+  message: string;
+}

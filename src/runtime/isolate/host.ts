@@ -1,0 +1,476 @@
+/**
+ * The isolate host: one sandboxed Node process per tenant holding many V8 isolates
+ * (isolated-vm), one per function instance. It talks to the platform over fd 3 with the
+ * shared frame protocol (every frame of one event-loop turn in one write), creates isolates
+ * from a startup snapshot of the in-isolate runtime, enforces per-isolate memory and
+ * per-invocation CPU limits, and performs `fetch`, timers and crypto for its isolates.
+ *
+ * Usage: node --no-node-snapshot host.ts <isolated-vm native addon> [<undici entry>]
+ * Imports nothing from the platform.
+ */
+import { createHash, createHmac, randomFillSync } from "node:crypto";
+import { createRequire } from "node:module";
+import { isIP, Socket } from "node:net";
+import { type Frame, FrameDecoder, FrameWriter, type InvokeMeta, type LogMeta, T } from "../protocol.ts";
+import { Egress } from "./egress.ts";
+import { type GoneMeta, type InitMeta, type IsolateLoadMeta, TI } from "./frames.ts";
+
+type Ivm = any;
+const require = createRequire(import.meta.url);
+const ivm: Ivm = require(process.argv[2]!).ivm;
+const undiciPath = process.argv[3];
+
+const socket = new Socket({ fd: 3, readable: true, writable: true });
+const writer = new FrameWriter(socket);
+const decoder = new FrameDecoder();
+
+/** Kinds of messages an isolate emits (mirrors E in prelude/index.ts). */
+const E = { HEAD: 1, CHUNK: 2, END: 3, ERROR: 4, LOG: 5, DONE: 6, FULL: 7 } as const;
+
+let snapshot: Ivm;
+let egress: Egress;
+let spareTarget = 2;
+const spares = new Map<number, Promise<{ iso: Ivm; ctx: Ivm }>[]>();
+
+interface Invocation {
+  slot: Slot;
+  cpuStart: bigint;
+  deadline: number;
+  /** Waiting for DONE (waitUntil work) after the response ended. */
+  background: boolean;
+}
+
+interface Slot {
+  id: number;
+  iso: Ivm;
+  ctx: Ivm;
+  meta: IsolateLoadMeta;
+  invoke?: Ivm;
+  timers: Map<number, { h: NodeJS.Timeout; res: (fired: boolean) => void }>;
+  fetches: Map<number, AbortController>;
+  /** Set once the host disposed the isolate on purpose. */
+  gone: boolean;
+}
+
+const slots = new Map<number, Slot>();
+const invocations = new Map<number, Invocation>();
+
+function cpuMsOf(inv: Invocation): number {
+  try {
+    return Number(inv.slot.iso.cpuTime - inv.cpuStart) / 1e6;
+  } catch {
+    return 0;
+  }
+}
+
+function newIsolate(memoryMB: number): Promise<{ iso: Ivm; ctx: Ivm }> {
+  const iso = new ivm.Isolate({ memoryLimit: Math.max(8, memoryMB), snapshot });
+  return iso.createContext().then((ctx: Ivm) => ({ iso, ctx }));
+}
+
+/** A blank isolate (runtime loaded, no function) of this memory size. */
+function takeIsolate(memoryMB: number): Promise<{ iso: Ivm; ctx: Ivm }> {
+  const list = spares.get(memoryMB) ?? [];
+  spares.set(memoryMB, list);
+  const got = list.shift();
+  // Refill after this turn so the refill does not delay this cold start.
+  setImmediate(() => {
+    while (list.length < spareTarget) list.push(newIsolate(memoryMB));
+  });
+  return got ?? newIsolate(memoryMB);
+}
+
+function gone(slot: Slot, meta: GoneMeta): void {
+  if (slot.gone) return;
+  dispose(slot);
+  writer.send(TI.GONE, slot.id, meta);
+}
+
+function dispose(slot: Slot): void {
+  slot.gone = true;
+  slots.delete(slot.id);
+  for (const t of slot.timers.values()) clearTimeout(t.h);
+  slot.timers.clear();
+  for (const a of slot.fetches.values()) a.abort();
+  slot.fetches.clear();
+  for (const [id, inv] of invocations) if (inv.slot === slot) invocations.delete(id);
+  try {
+    if (!slot.iso.isDisposed) slot.iso.dispose();
+  } catch {
+    // Already gone.
+  }
+}
+
+/** An isolate failed on its own: tell the platform why. */
+function onIsolateError(slot: Slot, err: unknown, id?: number): void {
+  if (slot.gone) return;
+  const message = err instanceof Error ? err.message : String(err);
+  if (slot.iso.isDisposed || /disposed/i.test(message)) {
+    const memory = /memory limit/i.test(message) || slot.iso.isDisposed;
+    gone(slot, {
+      code: memory ? "NIMBUS_MEMORY_LIMIT" : "NIMBUS_INSTANCE_CRASHED",
+      message: memory
+        ? `The function exceeded its memory limit of ${slot.meta.memoryMB} MB and was stopped. Raise 'memory' in its config.`
+        : `The function's isolate stopped: ${message}`,
+    });
+    return;
+  }
+  if (id !== undefined) {
+    const inv = invocations.get(id);
+    invocations.delete(id);
+    writer.send(T.INVOKE_ERROR, id, {
+      code: "NIMBUS_FUNCTION_ERROR",
+      message,
+      cpuMs: inv ? cpuMsOf(inv) : 0,
+    });
+  }
+}
+
+// ---- CPU limit and disposal watch: a light tick while anything runs ----
+let watch: NodeJS.Timeout | undefined;
+function ensureWatch(): void {
+  if (watch) return;
+  watch = setInterval(() => {
+    if (invocations.size === 0) {
+      clearInterval(watch);
+      watch = undefined;
+      return;
+    }
+    for (const inv of invocations.values()) {
+      const slot = inv.slot;
+      if (slot.gone) continue;
+      if (slot.iso.isDisposed) {
+        onIsolateError(slot, new Error("disposed due to memory limit"));
+        continue;
+      }
+      const limit = slot.meta.cpuMs;
+      if (limit !== undefined && !inv.background && cpuMsOf(inv) > limit) {
+        gone(slot, {
+          code: "NIMBUS_CPU_LIMIT",
+          message: `The function used more than its CPU-time limit of ${limit} ms in one invocation and was stopped. Raise 'cpuMs' in its config, or do less work per request.`,
+        });
+      }
+    }
+  }, 5);
+}
+
+// ---- fetch for isolates ----
+let undici: any;
+let agent: any;
+function loadUndici(): void {
+  if (undici) return;
+  undici = undiciPath ? require(undiciPath) : { fetch: globalThis.fetch };
+  agent = undici.Agent ? new undici.Agent({ connect: { lookup: egress.lookup } }) : undefined;
+}
+
+const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+
+async function hostFetch(
+  slot: Slot,
+  fid: number,
+  invocation: number,
+  req: { url: string; method: string; headers: [string, string][]; redirect: string },
+  body: Uint8Array | undefined,
+): Promise<unknown> {
+  loadUndici();
+  const controller = new AbortController();
+  slot.fetches.set(fid, controller);
+  const deadline = invocations.get(invocation)?.deadline ?? Date.now() + slot.meta.timeoutMs;
+  const timer = setTimeout(
+    () =>
+      controller.abort(
+        new Error(
+          `fetch did not finish before the invocation's deadline (timeout ${slot.meta.timeoutMs} ms)`,
+        ),
+      ),
+    Math.max(0, deadline - Date.now()),
+  );
+  try {
+    let url = req.url;
+    let method = req.method;
+    let payload = body;
+    let redirected = false;
+    for (let hop = 0; ; hop++) {
+      const u = new URL(url);
+      const host = u.hostname.replace(/^\[|\]$/g, "");
+      // Literal addresses skip DNS, so the connect-time lookup would not see them.
+      if (isIP(host)) {
+        const why = egress.check(host, host);
+        if (why) throw new Error(`fetch to ${u.host} refused: ${why}`);
+      }
+      const res = await undici.fetch(url, {
+        method,
+        headers: req.headers,
+        body: payload,
+        redirect: "manual",
+        signal: controller.signal,
+        dispatcher: agent,
+      });
+      if (REDIRECTS.has(res.status) && req.redirect !== "manual" && res.headers.get("location")) {
+        if (req.redirect === "error")
+          throw new Error(`fetch: redirect to ${res.headers.get("location")} with redirect: "error"`);
+        if (hop >= 20) throw new Error("fetch: too many redirects");
+        await res.body?.cancel();
+        url = new URL(res.headers.get("location")!, url).href;
+        if (res.status === 303 || ((res.status === 301 || res.status === 302) && method === "POST")) {
+          method = method === "HEAD" ? "HEAD" : "GET";
+          payload = undefined;
+        }
+        redirected = true;
+        continue;
+      }
+      const headers: [string, string][] = [];
+      res.headers.forEach((v: string, k: string) => {
+        if (k !== "set-cookie") headers.push([k, v]);
+      });
+      for (const c of res.headers.getSetCookie?.() ?? []) headers.push(["set-cookie", c]);
+      const bytes = new Uint8Array(await res.arrayBuffer());
+      return { status: res.status, statusText: res.statusText, headers, body: bytes, url, redirected };
+    }
+  } catch (err) {
+    const e = err as Error & { cause?: Error };
+    const msg =
+      controller.signal.aborted && controller.signal.reason instanceof Error
+        ? controller.signal.reason.message
+        : (e.cause?.message ?? e.message);
+    throw new Error(msg);
+  } finally {
+    clearTimeout(timer);
+    slot.fetches.delete(fid);
+  }
+}
+
+// ---- loading a function into a new isolate ----
+function errorInfo(err: unknown): { message: string; stack?: string } {
+  if (err instanceof Error) return { message: err.message, stack: err.stack };
+  return { message: String(err) };
+}
+
+async function handleLoad(frame: Frame): Promise<void> {
+  const t0 = performance.now();
+  const meta = frame.meta as IsolateLoadMeta;
+  const { iso, ctx } = await takeIsolate(meta.memoryMB);
+  const slot: Slot = { id: frame.id, iso, ctx, meta, timers: new Map(), fetches: new Map(), gone: false };
+  slots.set(slot.id, slot);
+  try {
+    const emit = new ivm.Callback(
+      (kind: number, id: number, m: unknown, bytes?: Uint8Array) => onEmit(slot, kind, id, m, bytes),
+      {
+        ignored: true,
+      },
+    );
+    const random = new ivm.Callback((n: number) =>
+      randomFillSync(new Uint8Array(Math.min(65536, Math.max(0, n | 0)))),
+    );
+    const digest = new ivm.Callback(
+      async (alg: string, data: Uint8Array) => new Uint8Array(createHash(alg).update(data).digest()),
+      {
+        async: true,
+      },
+    );
+    const hmac = new ivm.Callback(
+      async (alg: string, key: Uint8Array, data: Uint8Array) =>
+        new Uint8Array(createHmac(alg, key).update(data).digest()),
+      { async: true },
+    );
+    const timer = new ivm.Callback(
+      (id: number, ms: number) =>
+        new Promise<boolean>((res) => {
+          const h = setTimeout(() => {
+            slot.timers.delete(id);
+            res(true);
+          }, ms);
+          slot.timers.set(id, { h, res });
+        }),
+      { async: true },
+    );
+    const untimer = new ivm.Callback(
+      (id: number) => {
+        const t = slot.timers.get(id);
+        if (!t) return;
+        clearTimeout(t.h);
+        slot.timers.delete(id);
+        t.res(false);
+      },
+      { ignored: true },
+    );
+    const fetch = new ivm.Callback(
+      (fid: number, inv: number, req: Parameters<typeof hostFetch>[3], body: Uint8Array | undefined) =>
+        hostFetch(slot, fid, inv, req, body),
+      { async: true },
+    );
+    const fetchAbort = new ivm.Callback(
+      (fid: number) => slot.fetches.get(fid)?.abort(new Error("The fetch was aborted.")),
+      { ignored: true },
+    );
+    const api = await ctx.evalClosure(
+      "return __nimbus_init($0, $1, $2, $3, $4, $5, $6, $7, $8, $9)",
+      [
+        emit,
+        random,
+        digest,
+        hmac,
+        timer,
+        untimer,
+        fetch,
+        fetchAbort,
+        new ivm.ExternalCopy(meta.env).copyInto(),
+        new ivm.ExternalCopy({
+          functionName: meta.functionName,
+          version: meta.version,
+          memoryMB: meta.memoryMB,
+        }).copyInto(),
+      ],
+      { result: { reference: true } },
+    );
+    slot.invoke = api.getSync("invoke", { reference: true });
+    const setModule = api.getSync("setModule", { reference: true });
+    const code = frame.payload.toString("utf8");
+    const mod = await iso.compileModule(code, { filename: "file:///fn/index.mjs" });
+    const builtinShim = async (specifier: string): Promise<Ivm> => {
+      if (specifier === "node:module" || specifier === "module") {
+        // Bundles carry `createRequire(import.meta.url)` for CommonJS dependencies; inside an
+        // isolate there is nothing to require, and saying so beats failing the whole load.
+        return iso.compileModule(
+          `const msg = (id) => "require('" + id + "') is not available in the isolate executor: bundle the dependency as an ES module, or set executor: \\"process\\" in the function's config.";
+export function createRequire() { return function require(id) { throw new Error(msg(id)); }; }
+export default { createRequire };`,
+          { filename: "nimbus:node-module-shim" },
+        );
+      }
+      throw new Error(
+        `The function imports '${specifier}', a Node.js built-in (or an unbundled package) that the isolate executor does not provide. Set executor: "process" in its config to use the full Node.js API, or remove the import.`,
+      );
+    };
+    await mod.instantiate(ctx, builtinShim);
+    await mod.evaluate({ timeout: meta.timeoutMs });
+    const loaded = JSON.parse(
+      await setModule.apply(undefined, [mod.namespace.derefInto()], { result: { copy: true } }),
+    );
+    loaded.loadMs = performance.now() - t0;
+    if (!loaded.ok) dispose(slot);
+    writer.send(T.LOADED, frame.id, loaded);
+  } catch (err) {
+    const info = errorInfo(err);
+    if (iso.isDisposed && /memory/i.test(info.message)) {
+      info.message = `The function exceeded its memory limit of ${meta.memoryMB} MB while loading. Raise 'memory' in its config.`;
+    }
+    dispose(slot);
+    writer.send(T.LOADED, frame.id, { ok: false, error: info, loadMs: performance.now() - t0 });
+  }
+}
+
+function onEmit(slot: Slot, kind: number, id: number, m: unknown, bytes?: Uint8Array): void {
+  if (slot.gone) return;
+  switch (kind) {
+    case E.LOG: {
+      if (id !== 0 && invocations.has(id)) writer.send(T.LOG, id, m);
+      else writer.send(T.LOG, 0, { ...(m as LogMeta), slot: slot.id });
+      return;
+    }
+  }
+  const inv = invocations.get(id);
+  if (!inv) return;
+  switch (kind) {
+    case E.HEAD:
+      writer.send(T.RESP_HEAD, id, m);
+      return;
+    case E.CHUNK:
+      writer.send(T.RESP_CHUNK, id, undefined, bytes);
+      return;
+    case E.FULL: {
+      const f = m as { status: number; headers: [string, string][]; pending: boolean };
+      writer.send(T.RESP_HEAD, id, { status: f.status, headers: f.headers });
+      if (bytes && bytes.byteLength > 0) writer.send(T.RESP_CHUNK, id, undefined, bytes);
+      writer.send(T.RESP_END, id, { cpuMs: cpuMsOf(inv), pending: f.pending });
+      if (f.pending) inv.background = true;
+      else invocations.delete(id);
+      return;
+    }
+    case E.END: {
+      const pending = Boolean((m as { pending?: boolean }).pending);
+      writer.send(T.RESP_END, id, { cpuMs: cpuMsOf(inv), pending });
+      if (pending) inv.background = true;
+      else invocations.delete(id);
+      return;
+    }
+    case E.ERROR:
+      writer.send(T.INVOKE_ERROR, id, { ...(m as object), cpuMs: cpuMsOf(inv) });
+      invocations.delete(id);
+      return;
+    case E.DONE:
+      writer.send(T.DONE, id, { cpuMs: cpuMsOf(inv) });
+      invocations.delete(id);
+      return;
+  }
+}
+
+function handleInvoke(frame: Frame): void {
+  const meta = frame.meta as InvokeMeta & { slot: number };
+  const slot = slots.get(meta.slot);
+  if (!slot || slot.gone || !slot.invoke) {
+    writer.send(T.INVOKE_ERROR, frame.id, {
+      code: "NIMBUS_FUNCTION_ERROR",
+      message: "The isolate is gone.",
+      cpuMs: 0,
+    });
+    return;
+  }
+  const inv: Invocation = { slot, cpuStart: slot.iso.cpuTime, deadline: meta.deadline, background: false };
+  invocations.set(frame.id, inv);
+  if (slot.meta.cpuMs !== undefined) ensureWatch();
+  const { slot: _s, ...invokeMeta } = meta;
+  slot.invoke
+    .apply(undefined, [frame.id, invokeMeta, new Uint8Array(frame.payload)], {
+      arguments: { copy: true },
+      result: { promise: true },
+    })
+    .catch((err: unknown) => onIsolateError(slot, err, frame.id));
+  // Memory-limit disposals are noticed by the watch even when no apply is pending.
+  ensureWatch();
+}
+
+async function handleInit(frame: Frame): Promise<void> {
+  const meta = frame.meta as InitMeta;
+  egress = new Egress(meta.egress);
+  spareTarget = meta.spares;
+  snapshot = ivm.Isolate.createSnapshot([
+    { code: frame.payload.toString("utf8"), filename: "nimbus:runtime" },
+  ]);
+  // Warm what every cold start touches (module compile, context from snapshot) once.
+  const warm = await newIsolate(16);
+  const m = await warm.iso.compileModule("export default 1");
+  await m.instantiate(warm.ctx, () => {
+    throw new Error("no imports");
+  });
+  await m.evaluate();
+  warm.iso.dispose();
+  writer.send(T.READY, 0, { pid: process.pid });
+}
+
+socket.on("data", (chunk: Buffer) => {
+  for (const frame of decoder.push(chunk)) {
+    switch (frame.type) {
+      case T.INVOKE:
+        handleInvoke(frame);
+        break;
+      case T.LOAD:
+        void handleLoad(frame);
+        break;
+      case TI.UNLOAD: {
+        const slot = slots.get(frame.id);
+        if (slot) dispose(slot);
+        break;
+      }
+      case TI.INIT:
+        handleInit(frame).catch((err) => {
+          process.stderr.write(`isolate host failed to start: ${errorInfo(err).stack ?? String(err)}\n`);
+          process.exit(1);
+        });
+        break;
+    }
+  }
+});
+// The platform went away: nothing left to serve.
+socket.on("close", () => process.exit(0));
+socket.on("error", () => process.exit(0));

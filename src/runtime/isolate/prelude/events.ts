@@ -1,0 +1,148 @@
+/**
+ * Event, EventTarget, AbortController and AbortSignal for the isolate runtime.
+ * `AbortSignal.timeout` needs timers, which the runtime wires in with {@link setTimerHooks}.
+ */
+import { DOMExceptionLike } from "./encoding.ts";
+
+type Listener = ((e: Event) => void) | { handleEvent(e: Event): void };
+
+/** The DOM Event (the parts functions use). */
+export class Event {
+  readonly type: string;
+  readonly bubbles: boolean;
+  readonly cancelable: boolean;
+  readonly timeStamp = Date.now();
+  defaultPrevented = false;
+  target: EventTarget | null = null;
+  currentTarget: EventTarget | null = null;
+  /** @internal */
+  _stop = false;
+
+  constructor(type: string, init: { bubbles?: boolean; cancelable?: boolean } = {}) {
+    this.type = String(type);
+    this.bubbles = Boolean(init.bubbles);
+    this.cancelable = Boolean(init.cancelable);
+  }
+  preventDefault(): void {
+    if (this.cancelable) this.defaultPrevented = true;
+  }
+  stopPropagation(): void {}
+  stopImmediatePropagation(): void {
+    this._stop = true;
+  }
+}
+
+/** The DOM EventTarget. */
+export class EventTarget {
+  private readonly listeners = new Map<string, { l: Listener; once: boolean }[]>();
+
+  addEventListener(
+    type: string,
+    listener: Listener | null,
+    options?: boolean | { once?: boolean; signal?: AbortSignal },
+  ): void {
+    if (!listener) return;
+    const list = this.listeners.get(type) ?? [];
+    if (list.some((x) => x.l === listener)) return;
+    const once = typeof options === "object" && Boolean(options.once);
+    list.push({ l: listener, once });
+    this.listeners.set(type, list);
+    if (typeof options === "object" && options.signal) {
+      options.signal.addEventListener("abort", () => this.removeEventListener(type, listener));
+    }
+  }
+  removeEventListener(type: string, listener: Listener | null): void {
+    const list = this.listeners.get(type);
+    if (!list) return;
+    const i = list.findIndex((x) => x.l === listener);
+    if (i >= 0) list.splice(i, 1);
+  }
+  dispatchEvent(event: Event): boolean {
+    event.target = this;
+    event.currentTarget = this;
+    const handler = (this as unknown as Record<string, unknown>)[`on${event.type}`];
+    const list = (this.listeners.get(event.type) ?? []).slice();
+    if (typeof handler === "function") list.unshift({ l: handler as Listener, once: false });
+    for (const { l, once } of list) {
+      if (once) this.removeEventListener(event.type, l);
+      try {
+        if (typeof l === "function") l.call(this, event);
+        else l.handleEvent(event);
+      } catch (err) {
+        // A throwing listener does not stop the others (reported like an uncaught error).
+        reportError(err);
+      }
+      if (event._stop) break;
+    }
+    event.currentTarget = null;
+    return !event.defaultPrevented;
+  }
+}
+
+let reportError: (err: unknown) => void = () => {};
+let setTimer: (fn: () => void, ms: number) => unknown = () => {
+  throw new Error("timers are not ready");
+};
+
+/** Wires the runtime's timers and error reporting in (called once at start). */
+export function setTimerHooks(timer: typeof setTimer, report: typeof reportError): void {
+  setTimer = timer;
+  reportError = report;
+}
+
+const SIGNAL_KEY = Symbol("signal");
+
+/** The DOM AbortSignal. */
+export class AbortSignal extends EventTarget {
+  aborted = false;
+  reason: unknown = undefined;
+  onabort: ((e: Event) => void) | null = null;
+
+  constructor(key?: symbol) {
+    super();
+    if (key !== SIGNAL_KEY) throw new TypeError("Illegal constructor: use new AbortController().signal.");
+  }
+  throwIfAborted(): void {
+    if (this.aborted) throw this.reason;
+  }
+  /** @internal */
+  _abort(reason: unknown): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    this.reason =
+      reason === undefined ? new DOMExceptionLike("This operation was aborted", "AbortError") : reason;
+    this.dispatchEvent(new Event("abort"));
+  }
+  static abort(reason?: unknown): AbortSignal {
+    const s = new AbortSignal(SIGNAL_KEY);
+    s._abort(reason);
+    return s;
+  }
+  static timeout(ms: number): AbortSignal {
+    const s = new AbortSignal(SIGNAL_KEY);
+    setTimer(
+      () => s._abort(new DOMExceptionLike("The operation was aborted due to timeout", "TimeoutError")),
+      ms,
+    );
+    return s;
+  }
+  static any(signals: AbortSignal[]): AbortSignal {
+    const s = new AbortSignal(SIGNAL_KEY);
+    for (const x of signals) {
+      if (x.aborted) {
+        s._abort(x.reason);
+        return s;
+      }
+    }
+    for (const x of signals) x.addEventListener("abort", () => s._abort(x.reason), { once: true });
+    return s;
+  }
+}
+
+/** The DOM AbortController. */
+export class AbortController {
+  readonly signal = new AbortSignal(SIGNAL_KEY);
+  abort(reason?: unknown): void {
+    this.signal._abort(reason);
+  }
+}

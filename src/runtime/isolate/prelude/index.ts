@@ -1,0 +1,711 @@
+/**
+ * The runtime inside every V8 isolate: installs the Web-standard globals a Workers/Deno
+ * function expects, then (once the host has wired its bridge in) adapts each invocation to
+ * the function's handler shape and sends the response out through the bridge.
+ *
+ * This file is bundled (with web-streams-polyfill and ../../lambda.ts) into one script that
+ * is baked into the isolate host's V8 startup snapshot; it has no access to anything of the
+ * host except the few bridge functions handed to `__nimbus_init`.
+ */
+import {
+  ByteLengthQueuingStrategy,
+  CountQueuingStrategy,
+  ReadableByteStreamController,
+  ReadableStream,
+  ReadableStreamBYOBReader,
+  ReadableStreamBYOBRequest,
+  ReadableStreamDefaultController,
+  ReadableStreamDefaultReader,
+  TransformStream,
+  TransformStreamDefaultController,
+  WritableStream,
+  WritableStreamDefaultController,
+  WritableStreamDefaultWriter,
+} from "web-streams-polyfill";
+import { fromLambdaResult, toLambdaEvent } from "../../lambda.ts";
+import { structuredClone } from "./clone.ts";
+import { atob, btoa, DOMExceptionLike, TextDecoder, TextEncoder, utf8Encode } from "./encoding.ts";
+import { AbortController, AbortSignal, Event, EventTarget, setTimerHooks } from "./events.ts";
+import { Blob, File, Headers, makeResponse, Request, Response, toU8 } from "./fetch-api.ts";
+import { format } from "./inspect.ts";
+import { URL, URLSearchParams } from "./url.ts";
+
+/** Message kinds sent out through `emit` (mirrored in the host). */
+export const E = { HEAD: 1, CHUNK: 2, END: 3, ERROR: 4, LOG: 5, DONE: 6, FULL: 7 } as const;
+
+type Emit = (kind: number, id: number, meta?: unknown, bytes?: Uint8Array) => void;
+interface HostFetchResult {
+  status: number;
+  statusText: string;
+  headers: [string, string][];
+  body: Uint8Array;
+  url: string;
+  redirected: boolean;
+}
+interface Bridge {
+  emit: Emit;
+  random: (n: number) => Uint8Array;
+  digest: (alg: string, data: Uint8Array) => Promise<Uint8Array>;
+  hmac: (hash: string, key: Uint8Array, data: Uint8Array) => Promise<Uint8Array>;
+  timer: (id: number, ms: number) => Promise<boolean>;
+  untimer: (id: number) => void;
+  fetch: (
+    fid: number,
+    invocation: number,
+    req: { url: string; method: string; headers: [string, string][]; redirect: string },
+    body: Uint8Array | undefined,
+  ) => Promise<HostFetchResult>;
+  fetchAbort: (fid: number) => void;
+}
+
+const g = globalThis as unknown as Record<string, unknown>;
+let bridge: Bridge | undefined;
+/** The invocation whose code is running synchronously right now (0: none known). */
+let current = 0;
+const active = new Set<number>();
+
+function logId(): number {
+  if (current !== 0) return current;
+  if (active.size === 1) return active.values().next().value!;
+  return 0;
+}
+
+function runAs<T>(id: number, fn: () => T): T {
+  const prev = current;
+  current = id;
+  try {
+    return fn();
+  } finally {
+    current = prev;
+  }
+}
+
+// ---- console ----
+function log(level: "debug" | "info" | "warn" | "error", id = logId()) {
+  return (...args: unknown[]): void => {
+    bridge?.emit(E.LOG, id === -1 ? logId() : id, { level, t: Date.now(), msg: format(...args) });
+  };
+}
+const counts = new Map<string, number>();
+const timers = new Map<string, number>();
+const consoleObj = {
+  log: log("info", -1),
+  info: log("info", -1),
+  debug: log("debug", -1),
+  trace: log("debug", -1),
+  warn: log("warn", -1),
+  error: log("error", -1),
+  dir: (v: unknown) => log("info", -1)(v),
+  table: (v: unknown) => log("info", -1)(v),
+  assert: (cond: unknown, ...rest: unknown[]) => {
+    if (!cond) log("error", -1)("Assertion failed", ...rest);
+  },
+  count: (label = "default") => {
+    const n = (counts.get(label) ?? 0) + 1;
+    counts.set(label, n);
+    log("info", -1)(`${label}: ${n}`);
+  },
+  countReset: (label = "default") => counts.delete(label),
+  time: (label = "default") => timers.set(label, Date.now()),
+  timeEnd: (label = "default") => {
+    const t = timers.get(label);
+    timers.delete(label);
+    if (t !== undefined) log("info", -1)(`${label}: ${Date.now() - t}ms`);
+  },
+  timeLog: (label = "default", ...rest: unknown[]) => {
+    const t = timers.get(label);
+    if (t !== undefined) log("info", -1)(`${label}: ${Date.now() - t}ms`, ...rest);
+  },
+  group: () => {},
+  groupEnd: () => {},
+};
+
+function reportError(err: unknown): void {
+  log("error", -1)("Uncaught", err);
+}
+
+// ---- timers (the host keeps time; the isolate only keeps the callbacks) ----
+let nextTimer = 1;
+const liveTimers = new Map<number, { fn: () => void; repeat: number; owner: number }>();
+
+function arm(id: number, ms: number): void {
+  bridge!.timer(id, ms).then(
+    (fired) => {
+      const t = liveTimers.get(id);
+      if (!fired || !t) return;
+      if (t.repeat < 0) liveTimers.delete(id);
+      else arm(id, t.repeat);
+      runAs(t.owner, () => {
+        try {
+          t.fn();
+        } catch (err) {
+          reportError(err);
+        }
+      });
+    },
+    () => liveTimers.delete(id),
+  );
+}
+
+function setTimeoutImpl(fn: unknown, ms?: number, ...args: unknown[]): number {
+  if (typeof fn !== "function")
+    throw new TypeError("setTimeout: the callback must be a function (strings are not evaluated).");
+  const id = nextTimer++;
+  liveTimers.set(id, { fn: () => fn(...args), repeat: -1, owner: logId() });
+  arm(id, Math.max(0, Number(ms) || 0));
+  return id;
+}
+function setIntervalImpl(fn: unknown, ms?: number, ...args: unknown[]): number {
+  if (typeof fn !== "function") throw new TypeError("setInterval: the callback must be a function.");
+  const id = nextTimer++;
+  const every = Math.max(1, Number(ms) || 0);
+  liveTimers.set(id, { fn: () => fn(...args), repeat: every, owner: logId() });
+  arm(id, every);
+  return id;
+}
+function clearTimer(id: unknown): void {
+  const n = Number(id);
+  if (liveTimers.delete(n)) bridge?.untimer(n);
+}
+
+setTimerHooks((fn, ms) => setTimeoutImpl(fn, ms), reportError);
+
+function queueMicrotaskImpl(fn: () => void): void {
+  if (typeof fn !== "function") throw new TypeError("queueMicrotask: the callback must be a function.");
+  const owner = logId();
+  void Promise.resolve().then(() =>
+    runAs(owner, () => {
+      try {
+        fn();
+      } catch (err) {
+        reportError(err);
+      }
+    }),
+  );
+}
+
+// ---- crypto ----
+let pool: Uint8Array = new Uint8Array(0);
+let poolOff = 0;
+function randomBytes(n: number): Uint8Array {
+  if (n > 4096) return bridge!.random(n);
+  if (poolOff + n > pool.length) {
+    // One crossing to the host buys 4 KiB of randomness.
+    pool = bridge!.random(4096);
+    poolOff = 0;
+  }
+  const out = pool.slice(poolOff, poolOff + n);
+  poolOff += n;
+  return out;
+}
+
+function getRandomValues<T extends ArrayBufferView | null>(arr: T): T {
+  if (
+    !(
+      arr instanceof Int8Array ||
+      arr instanceof Uint8Array ||
+      arr instanceof Uint8ClampedArray ||
+      arr instanceof Int16Array ||
+      arr instanceof Uint16Array ||
+      arr instanceof Int32Array ||
+      arr instanceof Uint32Array ||
+      arr instanceof BigInt64Array ||
+      arr instanceof BigUint64Array
+    )
+  ) {
+    throw new DOMExceptionLike("The data argument must be an integer-type TypedArray.", "TypeMismatchError");
+  }
+  if (arr.byteLength > 65536) {
+    throw new DOMExceptionLike(
+      `The ArrayBufferView's byte length (${arr.byteLength}) exceeds the number of bytes of entropy available via this API (65536)`,
+      "QuotaExceededError",
+    );
+  }
+  new Uint8Array(arr.buffer, arr.byteOffset, arr.byteLength).set(randomBytes(arr.byteLength));
+  return arr;
+}
+
+function randomUUID(): string {
+  const b = randomBytes(16);
+  b[6] = (b[6]! & 0x0f) | 0x40;
+  b[8] = (b[8]! & 0x3f) | 0x80;
+  let h = "";
+  for (let i = 0; i < 16; i++) {
+    h += b[i]!.toString(16).padStart(2, "0");
+    if (i === 3 || i === 5 || i === 7 || i === 9) h += "-";
+  }
+  return h;
+}
+
+const HASHES: Record<string, string> = {
+  "SHA-1": "sha1",
+  "SHA-256": "sha256",
+  "SHA-384": "sha384",
+  "SHA-512": "sha512",
+};
+function hashName(alg: unknown): string {
+  const name = typeof alg === "string" ? alg : (alg as { name?: string } | undefined)?.name;
+  const key = String(name ?? "").toUpperCase();
+  const h = HASHES[key];
+  if (!h)
+    throw new DOMExceptionLike(
+      `Unrecognized or unsupported hash algorithm: ${String(name)}`,
+      "NotSupportedError",
+    );
+  return key;
+}
+function bytesOf(data: unknown): Uint8Array {
+  if (data instanceof ArrayBuffer) return new Uint8Array(data.slice(0));
+  if (ArrayBuffer.isView(data))
+    return new Uint8Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength));
+  throw new TypeError("The data must be an ArrayBuffer or an ArrayBufferView.");
+}
+
+const KEY_BYTES = new WeakMap<object, Uint8Array>();
+class CryptoKey {
+  readonly type: string;
+  readonly extractable: boolean;
+  readonly algorithm: { name: string; hash: { name: string }; length: number };
+  readonly usages: string[];
+  constructor(
+    secret: symbol,
+    type: string,
+    extractable: boolean,
+    algorithm: CryptoKey["algorithm"],
+    usages: string[],
+  ) {
+    if (secret !== KEY_SECRET) throw new TypeError("Illegal constructor: use crypto.subtle.importKey.");
+    this.type = type;
+    this.extractable = extractable;
+    this.algorithm = algorithm;
+    this.usages = usages;
+  }
+}
+const KEY_SECRET = Symbol("key");
+
+function notSupported(what: string): Promise<never> {
+  return Promise.reject(
+    new DOMExceptionLike(
+      `crypto.subtle.${what} is not supported in the isolate runtime (supported: digest, HMAC importKey/sign/verify/exportKey).`,
+      "NotSupportedError",
+    ),
+  );
+}
+
+function hmacKey(key: unknown, usage: string): { hash: string; bytes: Uint8Array } {
+  const bytes = key instanceof CryptoKey ? KEY_BYTES.get(key) : undefined;
+  if (!bytes || (key as CryptoKey).algorithm.name !== "HMAC")
+    throw new DOMExceptionLike("The key is not an HMAC CryptoKey.", "InvalidAccessError");
+  if (!(key as CryptoKey).usages.includes(usage))
+    throw new DOMExceptionLike(`The key does not allow '${usage}'.`, "InvalidAccessError");
+  return { hash: (key as CryptoKey).algorithm.hash.name, bytes };
+}
+
+const subtle = {
+  async digest(alg: unknown, data: unknown): Promise<ArrayBuffer> {
+    const h = hashName(alg);
+    const out = await bridge!.digest(HASHES[h]!, bytesOf(data));
+    return out.buffer.slice(out.byteOffset, out.byteOffset + out.byteLength) as ArrayBuffer;
+  },
+  async importKey(
+    format: string,
+    keyData: unknown,
+    alg: unknown,
+    extractable: boolean,
+    usages: string[],
+  ): Promise<CryptoKey> {
+    const a = (typeof alg === "string" ? { name: alg } : alg) as {
+      name?: string;
+      hash?: unknown;
+      length?: number;
+    };
+    if (String(a.name).toUpperCase() !== "HMAC") return notSupported(`importKey(${String(a.name)})`);
+    let bytes: Uint8Array;
+    if (format === "raw") bytes = bytesOf(keyData);
+    else if (format === "jwk") {
+      const k = (keyData as { k?: string }).k;
+      if (typeof k !== "string") throw new DOMExceptionLike("The JWK has no 'k'.", "DataError");
+      bytes = Uint8Array.from(atob(k.replace(/-/g, "+").replace(/_/g, "/")), (c) => c.charCodeAt(0));
+    } else return notSupported(`importKey(format ${format})`);
+    const hash = hashName(a.hash);
+    const key = new CryptoKey(
+      KEY_SECRET,
+      "secret",
+      Boolean(extractable),
+      { name: "HMAC", hash: { name: hash }, length: a.length ?? bytes.length * 8 },
+      [...usages],
+    );
+    KEY_BYTES.set(key, bytes);
+    return key;
+  },
+  async exportKey(format: string, key: unknown): Promise<ArrayBuffer> {
+    if (!(key instanceof CryptoKey) || !key.extractable)
+      throw new DOMExceptionLike("The key is not extractable.", "InvalidAccessError");
+    if (format !== "raw") return notSupported(`exportKey(format ${format})`);
+    return KEY_BYTES.get(key)!.slice().buffer;
+  },
+  async sign(alg: unknown, key: unknown, data: unknown): Promise<ArrayBuffer> {
+    const name = typeof alg === "string" ? alg : (alg as { name?: string }).name;
+    if (String(name).toUpperCase() !== "HMAC") return notSupported(`sign(${String(name)})`);
+    const k = hmacKey(key, "sign");
+    const out = await bridge!.hmac(HASHES[k.hash]!, k.bytes, bytesOf(data));
+    return out.slice().buffer;
+  },
+  async verify(alg: unknown, key: unknown, signature: unknown, data: unknown): Promise<boolean> {
+    const name = typeof alg === "string" ? alg : (alg as { name?: string }).name;
+    if (String(name).toUpperCase() !== "HMAC") return notSupported(`verify(${String(name)})`);
+    const k = hmacKey(key, "verify");
+    const mac = await bridge!.hmac(HASHES[k.hash]!, k.bytes, bytesOf(data));
+    const sig = bytesOf(signature);
+    if (sig.length !== mac.length) return false;
+    let diff = 0;
+    for (let i = 0; i < mac.length; i++) diff |= mac[i]! ^ sig[i]!;
+    return diff === 0;
+  },
+  encrypt: () => notSupported("encrypt"),
+  decrypt: () => notSupported("decrypt"),
+  generateKey: () => notSupported("generateKey"),
+  deriveKey: () => notSupported("deriveKey"),
+  deriveBits: () => notSupported("deriveBits"),
+  wrapKey: () => notSupported("wrapKey"),
+  unwrapKey: () => notSupported("unwrapKey"),
+};
+
+// ---- fetch (performed by the host under the network policy and the deadline) ----
+let nextFetch = 1;
+async function fetchImpl(input: unknown, init?: Record<string, unknown>): Promise<Response> {
+  const req = new Request(input as string, init as never);
+  if (req.signal.aborted) throw req.signal.reason;
+  const url = new URL(req.url);
+  if (url.protocol !== "http:" && url.protocol !== "https:")
+    throw new TypeError(`fetch: unsupported URL scheme '${url.protocol}' (only http: and https:).`);
+  const body = req._bytes !== undefined || req._stream !== undefined ? await req._consume() : undefined;
+  const fid = nextFetch++;
+  const owner = logId();
+  const pending = bridge!.fetch(
+    fid,
+    owner,
+    { url: req.url, method: req.method, headers: req.headers._pairs(), redirect: req.redirect },
+    body,
+  );
+  let onAbort: (() => void) | undefined;
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => {
+      bridge!.fetchAbort(fid);
+      reject(req.signal.reason);
+    };
+    req.signal.addEventListener("abort", onAbort, { once: true });
+  });
+  try {
+    const r = await Promise.race([pending, aborted]);
+    return makeResponse(
+      r.status,
+      r.statusText,
+      r.headers,
+      r.body.byteLength > 0 ? r.body : null,
+      r.url,
+      r.redirected,
+    );
+  } catch (err) {
+    if (err instanceof Error && !(err instanceof DOMExceptionLike) && err.name !== "AbortError") {
+      throw new TypeError(`fetch failed: ${err.message}`);
+    }
+    throw err;
+  } finally {
+    if (onAbort) req.signal.removeEventListener("abort", onAbort);
+  }
+}
+
+// ---- text streams (built on TransformStream) ----
+class TextEncoderStream extends TransformStream<string, Uint8Array> {
+  constructor() {
+    super({ transform: (chunk, c) => c.enqueue(utf8Encode(String(chunk))) });
+  }
+  get encoding(): string {
+    return "utf-8";
+  }
+}
+class TextDecoderStream extends TransformStream<Uint8Array, string> {
+  constructor(label = "utf-8", options: { fatal?: boolean; ignoreBOM?: boolean } = {}) {
+    const d = new TextDecoder(label, options);
+    super({
+      transform: (chunk, c) => {
+        const s = d.decode(chunk, { stream: true });
+        if (s) c.enqueue(s);
+      },
+      flush: (c) => {
+        const s = d.decode();
+        if (s) c.enqueue(s);
+      },
+    });
+  }
+}
+
+// ---- install the globals ----
+const globals: Record<string, unknown> = {
+  URL,
+  URLSearchParams,
+  TextEncoder,
+  TextDecoder,
+  TextEncoderStream,
+  TextDecoderStream,
+  atob,
+  btoa,
+  Headers,
+  Request,
+  Response,
+  Blob,
+  File,
+  Event,
+  EventTarget,
+  AbortController,
+  AbortSignal,
+  DOMException: DOMExceptionLike,
+  structuredClone,
+  ReadableStream,
+  ReadableStreamDefaultReader,
+  ReadableStreamBYOBReader,
+  ReadableStreamBYOBRequest,
+  ReadableStreamDefaultController,
+  ReadableByteStreamController,
+  WritableStream,
+  WritableStreamDefaultWriter,
+  WritableStreamDefaultController,
+  TransformStream,
+  TransformStreamDefaultController,
+  ByteLengthQueuingStrategy,
+  CountQueuingStrategy,
+  CryptoKey,
+  queueMicrotask: queueMicrotaskImpl,
+  setTimeout: setTimeoutImpl,
+  clearTimeout: clearTimer,
+  setInterval: setIntervalImpl,
+  clearInterval: clearTimer,
+  console: consoleObj,
+  crypto: { getRandomValues, randomUUID, subtle },
+  fetch: fetchImpl,
+  navigator: { userAgent: "Nimbus", hardwareConcurrency: 1, language: "en-US" },
+  performance: { now: () => Date.now() - timeOrigin, timeOrigin: 0, mark() {}, measure() {} },
+  reportError,
+};
+let timeOrigin = Date.now();
+for (const [k, v] of Object.entries(globals)) {
+  Object.defineProperty(g, k, { value: v, writable: true, configurable: true, enumerable: false });
+}
+g.self = globalThis;
+
+// ---- the function ----
+type Shape = "fetch-object" | "fetch-function" | "lambda";
+let mod: Record<string, unknown> | undefined;
+let shape: Shape | undefined;
+let env: Record<string, string> = {};
+let info = { functionName: "", version: 0, memoryMB: 128 };
+
+/** Adopts the function's module namespace; returns the load result as JSON. */
+function setModule(ns: Record<string, unknown>): string {
+  mod = ns;
+  const def = ns.default as { fetch?: unknown } | ((...a: unknown[]) => unknown) | undefined;
+  try {
+    if (def && typeof def === "object" && typeof def.fetch === "function") shape = "fetch-object";
+    else if (typeof def === "function") shape = "fetch-function";
+    else if (typeof ns.handler === "function") shape = "lambda";
+    else {
+      throw new Error(
+        "No handler found: export a Web-standard handler (`export default { fetch(request, env, ctx) { … } }` " +
+          "or `export default async (request) => new Response(…)`) or an AWS Lambda handler " +
+          "(`export const handler = async (event, context) => …`).",
+      );
+    }
+    let config: unknown;
+    try {
+      config = ns.config === undefined ? undefined : JSON.parse(JSON.stringify(ns.config));
+    } catch (err) {
+      throw new Error(`export const config must be JSON-serialisable: ${(err as Error).message}`);
+    }
+    return JSON.stringify({ ok: true, shape, config });
+  } catch (err) {
+    return JSON.stringify({
+      ok: false,
+      error: { message: (err as Error).message, stack: (err as Error).stack },
+    });
+  }
+}
+
+interface InvokeMeta {
+  invocationId: string;
+  method: string;
+  url: string;
+  headers: [string, string][];
+  deadline: number;
+  sourceIp: string;
+}
+
+function fail(id: number, code: "NIMBUS_FUNCTION_ERROR" | "NIMBUS_BAD_RESPONSE", err: unknown): void {
+  const message = err instanceof Error ? err.message : format(err);
+  const stack = err instanceof Error ? err.stack : undefined;
+  if (code === "NIMBUS_FUNCTION_ERROR") log("error", id)(`Invocation failed: ${stack ?? message}`);
+  else log("error", id)(`Bad response: ${message}`);
+  bridge!.emit(E.ERROR, id, { code, message, stack });
+}
+
+async function sendResponse(id: number, response: Response, pending: () => boolean): Promise<void> {
+  const head = { status: response.status, headers: response.headers._pairs() };
+  if (response._stream === undefined) {
+    // Bytes (or nothing): the whole response goes out in one crossing.
+    bridge!.emit(E.FULL, id, { ...head, pending: pending() }, response._bytes ?? new Uint8Array(0));
+    return;
+  }
+  bridge!.emit(E.HEAD, id, head);
+  const reader = response._stream.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    const u = toU8(value);
+    if (u.byteLength > 0) bridge!.emit(E.CHUNK, id, undefined, u);
+  }
+  bridge!.emit(E.END, id, { pending: pending() });
+}
+
+async function invoke(id: number, meta: InvokeMeta, body: Uint8Array): Promise<void> {
+  active.add(id);
+  const background: Promise<unknown>[] = [];
+  try {
+    if (shape === "lambda") {
+      const event = toLambdaEvent({
+        invocationId: meta.invocationId,
+        method: meta.method,
+        url: meta.url,
+        headers: meta.headers,
+        body,
+        sourceIp: meta.sourceIp,
+        functionName: info.functionName,
+        time: Date.now(),
+      });
+      const context = {
+        awsRequestId: meta.invocationId,
+        functionName: info.functionName,
+        functionVersion: String(info.version),
+        invokedFunctionArn: `arn:nimbus:lambda:local:nimbus:function:${info.functionName}`,
+        memoryLimitInMB: String(info.memoryMB),
+        logGroupName: `/nimbus/${info.functionName}`,
+        logStreamName: `${info.functionName}/${info.version}/isolate`,
+        callbackWaitsForEmptyEventLoop: true,
+        getRemainingTimeInMillis: () => Math.max(0, meta.deadline - Date.now()),
+      };
+      const fn = mod!.handler as (...a: unknown[]) => unknown;
+      let result: unknown;
+      try {
+        if (fn.length >= 3) {
+          result = await new Promise((resolve, reject) => {
+            const r = runAs(id, () =>
+              fn(event, context, (err: unknown, value: unknown) => (err ? reject(err) : resolve(value))),
+            );
+            if (r && typeof (r as Promise<unknown>).then === "function")
+              (r as Promise<unknown>).then(resolve, reject);
+          });
+        } else result = await runAs(id, () => fn(event, context));
+      } catch (err) {
+        fail(id, "NIMBUS_FUNCTION_ERROR", err);
+        return;
+      }
+      let adapted: ReturnType<typeof fromLambdaResult>;
+      try {
+        adapted = fromLambdaResult(result);
+      } catch (err) {
+        fail(id, "NIMBUS_BAD_RESPONSE", err);
+        return;
+      }
+      bridge!.emit(
+        E.FULL,
+        id,
+        { status: adapted.status, headers: adapted.headers, pending: false },
+        adapted.body,
+      );
+      return;
+    }
+    const init: Record<string, unknown> = { method: meta.method, headers: meta.headers };
+    if (meta.method !== "GET" && meta.method !== "HEAD" && body.byteLength > 0) init.body = body;
+    let response: unknown;
+    try {
+      const request = new Request(meta.url, init as never);
+      const ctx = {
+        waitUntil(p: Promise<unknown>) {
+          background.push(
+            Promise.resolve(p).catch((err) => log("error", id)("waitUntil promise rejected:", err)),
+          );
+        },
+        passThroughOnException() {},
+      };
+      const def = mod!.default as { fetch: (...a: unknown[]) => unknown } & ((...a: unknown[]) => unknown);
+      response = await runAs(id, () =>
+        shape === "fetch-object" ? def.fetch(request, env, ctx) : def(request, env, ctx),
+      );
+    } catch (err) {
+      fail(id, "NIMBUS_FUNCTION_ERROR", err);
+      return;
+    }
+    if (!(response instanceof Response)) {
+      fail(
+        id,
+        "NIMBUS_BAD_RESPONSE",
+        new TypeError(
+          `The fetch handler must return a Response (or a Promise of one), got ${response === null ? "null" : typeof response}.`,
+        ),
+      );
+      return;
+    }
+    try {
+      await sendResponse(id, response, () => background.length > 0);
+    } catch (err) {
+      fail(id, "NIMBUS_FUNCTION_ERROR", err);
+      return;
+    }
+    if (background.length > 0) {
+      await Promise.allSettled(background);
+      bridge!.emit(E.DONE, id);
+    }
+  } finally {
+    active.delete(id);
+  }
+}
+
+/**
+ * Called once by the host after the context is created: takes the bridge, the function's
+ * environment and identity, and returns the two entry points the host calls.
+ */
+function init(
+  b: Bridge,
+  functionEnv: Record<string, string>,
+  functionInfo: typeof info,
+): { setModule: typeof setModule; invoke: typeof invoke } {
+  bridge = b;
+  // Shared memory would give a function a high-resolution timer (Spectre); Workers drops it
+  // too. Removed here, not in the snapshot: V8 re-adds these while it boots a context.
+  delete g.SharedArrayBuffer;
+  delete g.Atomics;
+  env = functionEnv;
+  info = functionInfo;
+  timeOrigin = Date.now();
+  return { setModule, invoke };
+}
+
+Object.defineProperty(g, "__nimbus_init", {
+  configurable: true,
+  value(...fns: unknown[]) {
+    delete g.__nimbus_init;
+    const [emit, random, digest, hmac, timer, untimer, fetch, fetchAbort, functionEnv, functionInfo] =
+      fns as [
+        Emit,
+        Bridge["random"],
+        Bridge["digest"],
+        Bridge["hmac"],
+        Bridge["timer"],
+        Bridge["untimer"],
+        Bridge["fetch"],
+        Bridge["fetchAbort"],
+        Record<string, string>,
+        typeof info,
+      ];
+    return init({ emit, random, digest, hmac, timer, untimer, fetch, fetchAbort }, functionEnv, functionInfo);
+  },
+});
