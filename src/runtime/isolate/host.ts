@@ -262,18 +262,15 @@ async function handleLoad(frame: Frame): Promise<void> {
     const random = new ivm.Callback((n: number) =>
       randomFillSync(new Uint8Array(Math.min(65536, Math.max(0, n | 0)))),
     );
-    const digest = new ivm.Callback(
+    // Host functions whose answer is a promise go in as References (a Callback cannot return one).
+    const digest = new ivm.Reference(
       async (alg: string, data: Uint8Array) => new Uint8Array(createHash(alg).update(data).digest()),
-      {
-        async: true,
-      },
     );
-    const hmac = new ivm.Callback(
+    const hmac = new ivm.Reference(
       async (alg: string, key: Uint8Array, data: Uint8Array) =>
         new Uint8Array(createHmac(alg, key).update(data).digest()),
-      { async: true },
     );
-    const timer = new ivm.Callback(
+    const timer = new ivm.Reference(
       (id: number, ms: number) =>
         new Promise<boolean>((res) => {
           const h = setTimeout(() => {
@@ -282,7 +279,6 @@ async function handleLoad(frame: Frame): Promise<void> {
           }, ms);
           slot.timers.set(id, { h, res });
         }),
-      { async: true },
     );
     const untimer = new ivm.Callback(
       (id: number) => {
@@ -294,10 +290,9 @@ async function handleLoad(frame: Frame): Promise<void> {
       },
       { ignored: true },
     );
-    const fetch = new ivm.Callback(
+    const fetch = new ivm.Reference(
       (fid: number, inv: number, req: Parameters<typeof hostFetch>[3], body: Uint8Array | undefined) =>
         hostFetch(slot, fid, inv, req, body),
-      { async: true },
     );
     const fetchAbort = new ivm.Callback(
       (fid: number) => slot.fetches.get(fid)?.abort(new Error("The fetch was aborted.")),

@@ -689,6 +689,18 @@ function init(
   return { setModule, invoke };
 }
 
+/** A host function handed in as an isolated-vm Reference, called with a promised result. */
+interface HostRef {
+  apply(receiver: undefined, args: unknown[], options: unknown): Promise<unknown>;
+}
+function viaRef<F extends (...a: never[]) => Promise<unknown>>(ref: HostRef): F {
+  return ((...args: unknown[]) =>
+    ref.apply(undefined, args, {
+      arguments: { copy: true },
+      result: { promise: true, copy: true },
+    })) as unknown as F;
+}
+
 Object.defineProperty(g, "__nimbus_init", {
   configurable: true,
   value(...fns: unknown[]) {
@@ -697,15 +709,28 @@ Object.defineProperty(g, "__nimbus_init", {
       fns as [
         Emit,
         Bridge["random"],
-        Bridge["digest"],
-        Bridge["hmac"],
-        Bridge["timer"],
+        HostRef,
+        HostRef,
+        HostRef,
         Bridge["untimer"],
-        Bridge["fetch"],
+        HostRef,
         Bridge["fetchAbort"],
         Record<string, string>,
         typeof info,
       ];
-    return init({ emit, random, digest, hmac, timer, untimer, fetch, fetchAbort }, functionEnv, functionInfo);
+    return init(
+      {
+        emit,
+        random,
+        digest: viaRef(digest),
+        hmac: viaRef(hmac),
+        timer: viaRef(timer),
+        untimer,
+        fetch: viaRef(fetch),
+        fetchAbort,
+      },
+      functionEnv,
+      functionInfo,
+    );
   },
 });

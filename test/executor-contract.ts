@@ -1,0 +1,540 @@
+/**
+ * The executor contract: the same functions, deployed once per executor, must give the same
+ * status, headers and bodies (text, JSON, binary, streamed), the same logs and the same
+ * error codes. Each executor's test file is one call of {@link executorContract}; a case an
+ * executor cannot support is skipped with its reason.
+ */
+import assert from "node:assert/strict";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { bundle } from "../src/build/bundle.ts";
+import type { ExecutorKind } from "../src/executors/types.ts";
+import { cleanup, sleep, startTestServer, type TestServer } from "./helpers.ts";
+
+/** The functions of the contract, as source files (Web-standard TypeScript or JS). */
+export const CONTRACT_FUNCTIONS: Record<string, string> = {
+  text: `export default { fetch: () => new Response("hello, world", { headers: { "content-type": "text/plain; charset=utf-8", "x-custom": "yes" } }) };`,
+  json: `export default { fetch: () => Response.json({ a: 1, list: [1, 2, 3], nested: { ok: true } }, { status: 201, headers: { "x-kind": "json" } }) };`,
+  fn: `export default async (request: Request) => new Response("plain function " + request.method);`,
+  echo: `export default {
+    async fetch(request: Request) {
+      const url = new URL(request.url);
+      return Response.json({
+        method: request.method,
+        path: url.pathname,
+        q: url.searchParams.getAll("q"),
+        header: request.headers.get("x-test"),
+        body: await request.text(),
+      });
+    },
+  };`,
+  binary: `export default {
+    async fetch(request: Request) {
+      if (request.method === "POST") {
+        const bytes = new Uint8Array(await request.arrayBuffer());
+        return new Response(bytes.reverse(), { headers: { "content-type": "application/octet-stream" } });
+      }
+      const out = new Uint8Array(256);
+      for (let i = 0; i < 256; i++) out[i] = i;
+      return new Response(out, { headers: { "content-type": "application/octet-stream" } });
+    },
+  };`,
+  stream: `export default {
+    fetch(request: Request) {
+      const gap = Number(new URL(request.url).searchParams.get("gap") ?? 300);
+      const enc = new TextEncoder();
+      let i = 0;
+      const body = new ReadableStream({
+        async pull(controller) {
+          if (i >= 3) return controller.close();
+          if (i > 0) await new Promise((r) => setTimeout(r, gap));
+          controller.enqueue(enc.encode("data: " + i++ + "\\n\\n"));
+        },
+      });
+      return new Response(body, { headers: { "content-type": "text/event-stream" } });
+    },
+  };`,
+  transform: `export default {
+    fetch() {
+      const { readable, writable } = new TransformStream();
+      const writer = writable.getWriter();
+      const enc = new TextEncoder();
+      (async () => {
+        for (const word of ["one", "two", "three"]) {
+          await writer.write(enc.encode(word + "\\n"));
+          await new Promise((r) => setTimeout(r, 20));
+        }
+        await writer.close();
+      })();
+      return new Response(readable.pipeThrough(new TransformStream({ transform(chunk, c) { c.enqueue(chunk); } })), {
+        headers: { "content-type": "text/plain" },
+      });
+    },
+  };`,
+  cookies: `export default {
+    fetch() {
+      const h = new Headers({ "content-type": "text/plain" });
+      h.append("set-cookie", "a=1; Path=/");
+      h.append("set-cookie", "b=2; Path=/");
+      return new Response("cookies", { status: 202, headers: h });
+    },
+  };`,
+  nobody: `export default { fetch: (r: Request) => new Response(null, { status: new URL(r.url).pathname === "/gone" ? 404 : 204 }) };`,
+  lambda: `export const handler = async (event: any, context: any) => ({
+    statusCode: 200,
+    headers: { "content-type": "application/json", "x-lambda": "1" },
+    cookies: ["c=3"],
+    body: JSON.stringify({ path: event.rawPath, q: event.queryStringParameters, method: event.requestContext.http.method, body: event.body, fn: context.functionName }),
+  });`,
+  "lambda-bad": `export const handler = async () => ({ statusCode: 9000, body: "x" });`,
+  logs: `export default {
+    fetch() {
+      console.log("hello", 42, { a: 1, b: "x" }, [1, 2]);
+      console.warn("careful: %s is %d", "x", 5);
+      console.error("something failed");
+      return new Response("logged");
+    },
+  };`,
+  throws: `export default {
+    fetch() {
+      console.log("about to throw");
+      throw new Error("boom from the function");
+    },
+  };`,
+  bad: `export default { fetch: () => "not a response" };`,
+  env: `export default { fetch: (_r: Request, env: Record<string, string>) => new Response(env.GREETING ?? "missing") };`,
+  slow: `export const config = { timeout: "1s" };
+  export default {
+    async fetch(request: Request) {
+      if (new URL(request.url).pathname === "/hang") await new Promise(() => {});
+      return new Response("fast");
+    },
+  };`,
+  memory: `const hog: unknown[] = [];
+  export const config = { memory: 128 };
+  export default {
+    fetch(request: Request) {
+      if (new URL(request.url).pathname === "/bomb") for (;;) hog.push(new Array(1_000_000).fill(Math.random()));
+      return new Response("fine");
+    },
+  };`,
+  cpu: `export const config = { cpuMs: 50, timeout: "10s" };
+  export default {
+    fetch(request: Request) {
+      const ms = Number(new URL(request.url).searchParams.get("ms") ?? 1);
+      const until = Date.now() + ms;
+      let x = 0;
+      while (Date.now() < until) x += Math.sqrt(x + 1);
+      return new Response("spun " + (x > 0));
+    },
+  };`,
+  background: `export default {
+    fetch(_r: Request, _env: unknown, ctx: { waitUntil(p: Promise<unknown>): void }) {
+      ctx.waitUntil(new Promise((r) => setTimeout(r, 100)).then(() => console.log("background work done")));
+      return new Response("early");
+    },
+  };`,
+  web: `export default {
+    async fetch() {
+      const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode("abc")));
+      const key = await crypto.subtle.importKey("raw", new TextEncoder().encode("key"), { name: "HMAC", hash: "SHA-256" }, false, ["sign", "verify"]);
+      const mac = new Uint8Array(await crypto.subtle.sign("HMAC", key, new TextEncoder().encode("The quick brown fox jumps over the lazy dog")));
+      const ok = await crypto.subtle.verify("HMAC", key, mac, new TextEncoder().encode("The quick brown fox jumps over the lazy dog"));
+      const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+      const rnd = crypto.getRandomValues(new Uint8Array(16));
+      const ac = new AbortController();
+      ac.abort(new Error("stop"));
+      const u = new URL("../b/./c?x=1#h", "https://example.com/a/z");
+      const sp = new URLSearchParams({ a: "1 2", b: "é" });
+      let micro = false;
+      queueMicrotask(() => { micro = true; });
+      await new Promise((r) => setTimeout(r, 5));
+      const clone = structuredClone({ d: new Date(0), m: new Map([[1, { x: [1] }]]) });
+      return Response.json({
+        sha256: hex(digest),
+        hmac: hex(mac),
+        verified: ok,
+        uuid: /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/.test(crypto.randomUUID()),
+        random: rnd.length === 16,
+        aborted: ac.signal.aborted && (ac.signal.reason as Error).message,
+        url: u.href,
+        search: sp.toString(),
+        b64: btoa("hello") + " " + atob("aGVsbG8="),
+        text: new TextDecoder().decode(new TextEncoder().encode("héllo €")),
+        micro,
+        clone: clone.d instanceof Date && clone.m.get(1).x[0] === 1,
+        reqClone: await new Request("https://x.test/", { method: "POST", body: "b" }).clone().text(),
+      });
+    },
+  };`,
+};
+
+/** Per-executor differences the contract accepts, each with its reason. */
+export interface ContractOptions {
+  /** Cases this executor cannot support: case name → reason (the case is skipped). */
+  skip?: Record<string, string>;
+  /** Extra server arguments. */
+  args?: string[];
+  env?: Record<string, string>;
+}
+
+interface Res {
+  status: number;
+  headers: Headers;
+  body: Buffer;
+  text: string;
+  json(): any;
+}
+
+async function call(s: TestServer, path: string, init: RequestInit = {}): Promise<Res> {
+  const r = await fetch(`${s.url}${path}`, init);
+  const body = Buffer.from(await r.arrayBuffer());
+  return {
+    status: r.status,
+    headers: r.headers,
+    body,
+    text: body.toString("utf8"),
+    json: () => JSON.parse(body.toString("utf8")),
+  };
+}
+
+async function logsOf(
+  s: TestServer,
+  name: string,
+  invocationId: string,
+  atLeast = 1,
+): Promise<{ level: string; msg: string }[]> {
+  for (let i = 0; i < 50; i++) {
+    const r = await s.api("GET", `/api/v1/functions/${name}/logs?invocation=${invocationId}`);
+    const lines = (r.body.lines ?? []) as { level: string; msg: string }[];
+    if (lines.length >= atLeast) return lines;
+    await sleep(100);
+  }
+  return [];
+}
+
+async function recordOf(s: TestServer, name: string, invocationId: string): Promise<any> {
+  for (let i = 0; i < 50; i++) {
+    const r = await s.api("GET", `/api/v1/functions/${name}/invocations?limit=100`);
+    const rec = (r.body.invocations ?? []).find((x: { id: string }) => x.id === invocationId);
+    if (rec) return rec;
+    await sleep(100);
+  }
+  return undefined;
+}
+
+/** Runs the whole contract against one executor. */
+export function executorContract(kind: ExecutorKind, opts: ContractOptions = {}): void {
+  describe(`executor contract: ${kind}`, () => {
+    let s: TestServer;
+    const dir = mkdtempSync(join(tmpdir(), `nimbus-contract-${kind}-`));
+    const deployed = new Set<string>();
+
+    before(async () => {
+      s = await startTestServer({ args: opts.args, env: opts.env });
+    });
+    after(async () => {
+      await s?.stop();
+      if (s) cleanup(s.dataDir);
+      cleanup(dir);
+    });
+
+    /** Deploys a contract function (once) as `<case>` with this executor. */
+    async function deploy(name: string, config: Record<string, unknown> = {}): Promise<void> {
+      if (deployed.has(name)) return;
+      const file = join(dir, `${name}.ts`);
+      writeFileSync(file, CONTRACT_FUNCTIONS[name]!);
+      const b = await bundle(file);
+      const r = await s.api("POST", `/api/v1/functions/${name}/versions`, {
+        code: b.code,
+        sourceMap: b.sourceMap,
+        config: { executor: kind, ...config },
+      });
+      assert.equal(r.status, 200, `deploying ${name} on ${kind}: ${JSON.stringify(r.body)}`);
+      assert.equal(r.body.version.executor, kind);
+      deployed.add(name);
+    }
+
+    const skipped = (name: string): string | undefined => opts.skip?.[name];
+    const test = (name: string, title: string, fn: () => Promise<void>) =>
+      it(`${name}: ${title}`, { skip: skipped(name) }, fn);
+
+    test("text", "text body, status and custom headers", async () => {
+      await deploy("text");
+      const r = await call(s, "/fn/text");
+      assert.equal(r.status, 200);
+      assert.equal(r.text, "hello, world");
+      assert.equal(r.headers.get("content-type"), "text/plain; charset=utf-8");
+      assert.equal(r.headers.get("x-custom"), "yes");
+      assert.ok(r.headers.get("x-nimbus-invocation-id"));
+    });
+
+    test("json", "Response.json with a status", async () => {
+      await deploy("json");
+      const r = await call(s, "/fn/json");
+      assert.equal(r.status, 201);
+      assert.equal(r.headers.get("content-type"), "application/json");
+      assert.equal(r.headers.get("x-kind"), "json");
+      assert.deepEqual(r.json(), { a: 1, list: [1, 2, 3], nested: { ok: true } });
+    });
+
+    test("fn", "a plain function handler", async () => {
+      await deploy("fn");
+      const r = await call(s, "/fn/fn", { method: "PUT", body: "x" });
+      assert.equal(r.status, 200);
+      assert.equal(r.text, "plain function PUT");
+    });
+
+    test("echo", "the request reaches the function intact", async () => {
+      await deploy("echo");
+      const r = await call(s, "/fn/echo/a/b?q=1&q=two%20words", {
+        method: "POST",
+        headers: { "x-test": "header value", "content-type": "text/plain" },
+        body: "héllo body",
+      });
+      assert.equal(r.status, 200);
+      assert.deepEqual(r.json(), {
+        method: "POST",
+        path: "/a/b",
+        q: ["1", "two words"],
+        header: "header value",
+        body: "héllo body",
+      });
+    });
+
+    test("binary", "binary bodies both ways, byte for byte", async () => {
+      await deploy("binary");
+      const r = await call(s, "/fn/binary");
+      assert.equal(r.status, 200);
+      assert.equal(r.headers.get("content-type"), "application/octet-stream");
+      assert.deepEqual(
+        [...r.body],
+        Array.from({ length: 256 }, (_, i) => i),
+      );
+      const payload = Buffer.from(Array.from({ length: 70_000 }, (_, i) => (i * 7) % 256));
+      const back = await call(s, "/fn/binary", {
+        method: "POST",
+        body: payload,
+        headers: { "content-type": "application/octet-stream" },
+      });
+      assert.equal(back.status, 200);
+      assert.ok(back.body.equals(Buffer.from(payload).reverse()), "the reversed bytes come back");
+    });
+
+    test("stream", "a ReadableStream body reaches the client chunk by chunk", async () => {
+      await deploy("stream");
+      await call(s, "/fn/stream?gap=1"); // warm: the timing below is about streaming, not start-up
+      const t0 = Date.now();
+      const r = await fetch(`${s.url}/fn/stream?gap=400`);
+      assert.equal(r.status, 200);
+      assert.equal(r.headers.get("content-type"), "text/event-stream");
+      const reader = r.body!.getReader();
+      const arrivals: { t: number; text: string }[] = [];
+      const dec = new TextDecoder();
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        arrivals.push({ t: Date.now() - t0, text: dec.decode(value) });
+      }
+      const all = arrivals.map((a) => a.text).join("");
+      assert.equal(all, "data: 0\n\ndata: 1\n\ndata: 2\n\n");
+      // The first event arrives long before the last one is produced (2 × 400 ms later).
+      assert.ok(arrivals.length >= 2, `expected several chunks, got ${arrivals.length}`);
+      assert.ok(
+        arrivals[0]!.t + 500 < arrivals.at(-1)!.t,
+        `first chunk at ${arrivals[0]!.t} ms, last at ${arrivals.at(-1)!.t} ms`,
+      );
+      const id = r.headers.get("x-nimbus-invocation-id")!;
+      const rec = await recordOf(s, "stream", id);
+      assert.ok(rec, "the invocation is recorded");
+      assert.ok(
+        rec.firstByteMs !== null && rec.firstByteMs < rec.durationMs - 500,
+        `first byte ${rec.firstByteMs} ms, duration ${rec.durationMs} ms`,
+      );
+    });
+
+    test("transform", "TransformStream / pipeThrough bodies", async () => {
+      await deploy("transform");
+      const r = await call(s, "/fn/transform");
+      assert.equal(r.status, 200);
+      assert.equal(r.text, "one\ntwo\nthree\n");
+    });
+
+    test("cookies", "repeated set-cookie headers stay separate", async () => {
+      await deploy("cookies");
+      const r = await fetch(`${s.url}/fn/cookies`);
+      assert.equal(r.status, 202);
+      assert.deepEqual(r.headers.getSetCookie(), ["a=1; Path=/", "b=2; Path=/"]);
+      assert.equal(await r.text(), "cookies");
+    });
+
+    test("nobody", "null-body statuses", async () => {
+      await deploy("nobody");
+      const a = await call(s, "/fn/nobody");
+      assert.equal(a.status, 204);
+      assert.equal(a.body.length, 0);
+      const b = await call(s, "/fn/nobody/gone");
+      assert.equal(b.status, 404);
+      assert.equal(b.body.length, 0);
+    });
+
+    test("lambda", "an AWS Lambda handler (HTTP API v2 event, proxy result)", async () => {
+      await deploy("lambda");
+      const r = await fetch(`${s.url}/fn/lambda/p/q?x=1`, {
+        method: "POST",
+        body: '{"in":1}',
+        headers: { "content-type": "application/json" },
+      });
+      assert.equal(r.status, 200);
+      assert.equal(r.headers.get("x-lambda"), "1");
+      assert.deepEqual(r.headers.getSetCookie(), ["c=3"]);
+      assert.deepEqual(await r.json(), {
+        path: "/p/q",
+        q: { x: "1" },
+        method: "POST",
+        body: '{"in":1}',
+        fn: "lambda",
+      });
+    });
+
+    test("lambda-bad", "an invalid Lambda result is NIMBUS_BAD_RESPONSE", async () => {
+      await deploy("lambda-bad");
+      const r = await call(s, "/fn/lambda-bad");
+      assert.equal(r.status, 502);
+      assert.equal(r.json().error.code, "NIMBUS_BAD_RESPONSE");
+    });
+
+    test("logs", "console output is captured per invocation, formatted like util.format", async () => {
+      await deploy("logs");
+      const r = await call(s, "/fn/logs");
+      assert.equal(r.status, 200);
+      const id = r.headers.get("x-nimbus-invocation-id")!;
+      const lines = await logsOf(s, "logs", id, 3);
+      assert.deepEqual(
+        lines.map((l) => [l.level, l.msg]),
+        [
+          ["info", "hello 42 { a: 1, b: 'x' } [ 1, 2 ]"],
+          ["warn", "careful: x is 5"],
+          ["error", "something failed"],
+        ],
+      );
+    });
+
+    test("throws", "a throwing handler is NIMBUS_FUNCTION_ERROR, with its stack in the logs", async () => {
+      await deploy("throws");
+      const r = await call(s, "/fn/throws");
+      assert.equal(r.status, 500);
+      const body = r.json();
+      assert.equal(body.error.code, "NIMBUS_FUNCTION_ERROR");
+      assert.doesNotMatch(body.error.message, /boom/, "the caller does not see the function's internals");
+      const id = r.headers.get("x-nimbus-invocation-id") ?? body.error.details?.invocationId;
+      const lines = await logsOf(s, "throws", id, 2);
+      assert.equal(lines[0]?.msg, "about to throw");
+      assert.ok(
+        lines.some(
+          (l) => l.level === "error" && /Invocation failed: Error: boom from the function/.test(l.msg),
+        ),
+        JSON.stringify(lines),
+      );
+    });
+
+    test("bad", "a handler returning a non-Response is NIMBUS_BAD_RESPONSE", async () => {
+      await deploy("bad");
+      const r = await call(s, "/fn/bad");
+      assert.equal(r.status, 502);
+      assert.equal(r.json().error.code, "NIMBUS_BAD_RESPONSE");
+    });
+
+    test("env", "the function's environment reaches the handler", async () => {
+      await deploy("env", { env: { GREETING: "hi from env" } });
+      const r = await call(s, "/fn/env");
+      assert.equal(r.text, "hi from env");
+    });
+
+    test(
+      "slow",
+      "past its timeout a function is stopped with NIMBUS_TIMEOUT, then serves again",
+      async () => {
+        await deploy("slow");
+        const r = await call(s, "/fn/slow/hang");
+        assert.equal(r.status, 504);
+        assert.equal(r.json().error.code, "NIMBUS_TIMEOUT");
+        const again = await call(s, "/fn/slow/ok");
+        assert.equal(again.status, 200);
+        assert.equal(again.text, "fast");
+      },
+    );
+
+    test(
+      "memory",
+      "a memory bomb is stopped with NIMBUS_MEMORY_LIMIT, then the function serves again",
+      async () => {
+        await deploy("memory");
+        const r = await call(s, "/fn/memory/bomb");
+        assert.equal(r.status, 502);
+        const body = r.json();
+        assert.equal(body.error.code, "NIMBUS_MEMORY_LIMIT");
+        assert.match(body.error.message, /memory limit of 128 MB/);
+        const again = await call(s, "/fn/memory/ok");
+        assert.equal(again.status, 200);
+        assert.equal(again.text, "fine");
+      },
+    );
+
+    test(
+      "cpu",
+      "past cpuMs an invocation is stopped with NIMBUS_CPU_LIMIT; CPU ms are recorded",
+      async () => {
+        await deploy("cpu");
+        const ok = await call(s, "/fn/cpu?ms=20");
+        assert.equal(ok.status, 200);
+        const rec = await recordOf(s, "cpu", ok.headers.get("x-nimbus-invocation-id")!);
+        assert.ok(rec.cpuMs >= 10 && rec.cpuMs < 200, `cpuMs ${rec.cpuMs}`);
+        const r = await call(s, "/fn/cpu?ms=3000");
+        assert.equal(r.status, 504);
+        assert.equal(r.json().error.code, "NIMBUS_CPU_LIMIT");
+        const again = await call(s, "/fn/cpu?ms=1");
+        assert.equal(again.status, 200);
+      },
+    );
+
+    test(
+      "background",
+      "ctx.waitUntil work finishes after the response and logs to the invocation",
+      async () => {
+        await deploy("background");
+        const r = await call(s, "/fn/background");
+        assert.equal(r.text, "early");
+        const id = r.headers.get("x-nimbus-invocation-id")!;
+        const lines = await logsOf(s, "background", id, 1);
+        assert.deepEqual(
+          lines.map((l) => l.msg),
+          ["background work done"],
+        );
+      },
+    );
+
+    test("web", "Web APIs: crypto (digest, HMAC, random), URL, base64, encoding, timers, clone", async () => {
+      await deploy("web");
+      const r = await call(s, "/fn/web");
+      assert.equal(r.status, 200, r.text);
+      assert.deepEqual(r.json(), {
+        sha256: "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+        hmac: "f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8",
+        verified: true,
+        uuid: true,
+        random: true,
+        aborted: "stop",
+        url: "https://example.com/b/c?x=1#h",
+        search: "a=1+2&b=%C3%A9",
+        b64: "aGVsbG8= hello",
+        text: "héllo €",
+        micro: true,
+        clone: true,
+        reqClone: "b",
+      });
+    });
+  });
+}
