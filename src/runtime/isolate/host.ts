@@ -240,6 +240,15 @@ async function hostFetch(
   }
 }
 
+/**
+ * isolated-vm subscribes to a promise a Reference returned only after this turn, so a promise
+ * that is already rejected would count as unhandled (and end the process); mark it handled.
+ */
+function handled<T>(p: Promise<T>): Promise<T> {
+  p.catch(() => {});
+  return p;
+}
+
 // ---- loading a function into a new isolate ----
 function errorInfo(err: unknown): { message: string; stack?: string } {
   if (err instanceof Error) return { message: err.message, stack: err.stack };
@@ -263,12 +272,11 @@ async function handleLoad(frame: Frame): Promise<void> {
       randomFillSync(new Uint8Array(Math.min(65536, Math.max(0, n | 0)))),
     );
     // Host functions whose answer is a promise go in as References (a Callback cannot return one).
-    const digest = new ivm.Reference(
-      async (alg: string, data: Uint8Array) => new Uint8Array(createHash(alg).update(data).digest()),
+    const digest = new ivm.Reference((alg: string, data: Uint8Array) =>
+      handled((async () => new Uint8Array(createHash(alg).update(data).digest()))()),
     );
-    const hmac = new ivm.Reference(
-      async (alg: string, key: Uint8Array, data: Uint8Array) =>
-        new Uint8Array(createHmac(alg, key).update(data).digest()),
+    const hmac = new ivm.Reference((alg: string, key: Uint8Array, data: Uint8Array) =>
+      handled((async () => new Uint8Array(createHmac(alg, key).update(data).digest()))()),
     );
     const timer = new ivm.Reference(
       (id: number, ms: number) =>
@@ -292,7 +300,7 @@ async function handleLoad(frame: Frame): Promise<void> {
     );
     const fetch = new ivm.Reference(
       (fid: number, inv: number, req: Parameters<typeof hostFetch>[3], body: Uint8Array | undefined) =>
-        hostFetch(slot, fid, inv, req, body),
+        handled(hostFetch(slot, fid, inv, req, body)),
     );
     const fetchAbort = new ivm.Callback(
       (fid: number) => slot.fetches.get(fid)?.abort(new Error("The fetch was aborted.")),
@@ -465,6 +473,10 @@ socket.on("data", (chunk: Buffer) => {
         break;
     }
   }
+});
+// One function's failure must not end the host of every function of the tenant.
+process.on("unhandledRejection", (reason) => {
+  process.stderr.write(`isolate host: unhandled rejection: ${errorInfo(reason).stack ?? String(reason)}\n`);
 });
 // The platform went away: nothing left to serve.
 socket.on("close", () => process.exit(0));
