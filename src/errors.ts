@@ -59,6 +59,24 @@ export const ERROR_CATALOGUE = {
     message:
       "The function is at its concurrency limit and its queue is full; retry after the indicated delay.",
   },
+  NIMBUS_RESERVED_CONCURRENCY_EXCEEDED: {
+    status: 429,
+    class: "user",
+    message:
+      "The function is at its reserved concurrency and its queue is full; retry after the indicated delay or raise reservedConcurrency.",
+  },
+  NIMBUS_MACHINE_CONCURRENCY_EXCEEDED: {
+    status: 429,
+    class: "system",
+    message:
+      "This machine is at its limit of invocations running at once and the queue is full; retry after the indicated delay.",
+  },
+  NIMBUS_MACHINE_MEMORY_EXHAUSTED: {
+    status: 429,
+    class: "system",
+    message:
+      "No memory is left on this machine for another instance (every instance is busy); retry after the indicated delay.",
+  },
   NIMBUS_FUNCTION_ERROR: {
     status: 500,
     class: "user",

@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { cleanup, sleep, startTestServer, type TestServer } from "./helpers.ts";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { cleanup, FIXTURES, sleep, startTestServer, type TestServer } from "./helpers.ts";
 
 async function get(s: TestServer, path: string): Promise<{ status: number; body: string; headers: Headers }> {
   const res = await fetch(`${s.url}${path}`);
@@ -44,7 +46,15 @@ describe("limits and failures: each is contained, the next request is healthy", 
     const logs = await logsOf(s, "beh", id);
     assert.match(logs, /info about to throw/);
     assert.match(logs, /boom from the function/);
-    assert.match(logs, /behaviours\.ts:19:\d+/, `stack must be source-mapped to the .ts line:\n${logs}`);
+    const line =
+      readFileSync(join(FIXTURES, "behaviours.ts"), "utf8")
+        .split("\n")
+        .findIndex((l) => l.includes('throw new Error("boom')) + 1;
+    assert.match(
+      logs,
+      new RegExp(`behaviours\\.ts:${line}:\\d+`),
+      `stack must be source-mapped to line ${line}:\n${logs}`,
+    );
     await healthy();
   });
 

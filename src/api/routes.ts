@@ -32,6 +32,8 @@ export interface ApiContext {
   /** Base URL the server answers on, for printing function URLs. */
   baseUrl: () => string;
   warmPool: () => Record<number, number>;
+  /** Machine-wide use against its limits. */
+  machine: () => Record<string, number>;
 }
 
 const TENANT = "default";
@@ -125,6 +127,7 @@ export function registerRoutes(app: FastifyInstance, ctx: ApiContext): void {
       dataDir: ctx.dataDir,
       sandbox: ctx.protections,
       warmPool: ctx.warmPool(),
+      machine: ctx.machine(),
       pricePlan: ctx.pricePlan,
     }),
   );

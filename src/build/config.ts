@@ -19,8 +19,14 @@ export interface FunctionConfig {
   maxInstances: number;
   /** Idle time after which an instance is stopped, ms. @default 300000 (5 minutes) */
   idleTimeoutMs: number;
-  /** Requests that may wait for an instance before 429. @default 100 */
+  /** Requests that may wait for an instance before 429 (as Knative's activator buffers). @default 1000 */
   maxQueue: number;
+  /**
+   * Invocations of this function running at once, at most; also set aside for it from the
+   * machine-wide limit so other functions cannot starve it (as Lambda's reserved concurrency).
+   * @default undefined (shares the machine's unreserved concurrency)
+   */
+  reservedConcurrency?: number;
   /** The function's environment variables. */
   env: Record<string, string>;
   /** `public`: anyone may call the URL; `key`: an API key is required. @default "public" */
@@ -39,7 +45,7 @@ export const DEFAULT_CONFIG: FunctionConfig = {
   minInstances: 0,
   maxInstances: 10,
   idleTimeoutMs: 300_000,
-  maxQueue: 100,
+  maxQueue: 1000,
   env: {},
   auth: "public",
   executor: "process",
@@ -57,6 +63,7 @@ const KNOWN = [
   "auth",
   "executor",
   "cpuMs",
+  "reservedConcurrency",
 ] as const;
 
 function bad(field: string, message: string): NimbusError {
@@ -144,6 +151,9 @@ export function validateConfig(raw: unknown): FunctionConfig {
     c.executor = r.executor;
   }
   if (r.cpuMs !== undefined) c.cpuMs = int("cpuMs", r.cpuMs, 1, 900_000);
+  if (r.reservedConcurrency !== undefined) {
+    c.reservedConcurrency = int("reservedConcurrency", r.reservedConcurrency, 0, 100_000);
+  }
   return c;
 }
 

@@ -85,53 +85,94 @@ program
   .addOption(new Option("--data-dir <dir>", "data directory").env("NIMBUS_HOME").default(".nimbus"))
   .option("--prewarm <n>", "pre-started runtimes kept per memory size", "2")
   .option("--no-sandbox", "run functions without bubblewrap/cgroups (reported as unprotected)")
+  .option("--max-concurrency <n>", "invocations running at once on this machine, all functions", "1000")
+  .option(
+    "--memory-budget <mb>",
+    "memory all instances together may be given (default: machine memory less the reserve)",
+  )
+  .option("--memory-reserve <mb>", "memory kept free for the system", "1024")
+  .option("--queue-wait <ms>", "how long a request may wait for an instance before 429", "10000")
+  .option(
+    "--headers-timeout <ms>",
+    "clients must send request headers within this (slow-loris cut-off)",
+    "10000",
+  )
   .action(
-    action(async (o: { port: string; host: string; dataDir: string; prewarm: string; sandbox: boolean }) => {
-      const port = Number(o.port);
-      if (!Number.isInteger(port) || port < 0 || port > 65535) {
-        throw new NimbusError(
-          "NIMBUS_BAD_REQUEST",
-          `--port must be a number from 0 to 65535, got '${o.port}'.`,
+    action(
+      async (o: {
+        port: string;
+        host: string;
+        dataDir: string;
+        prewarm: string;
+        sandbox: boolean;
+        maxConcurrency: string;
+        memoryBudget?: string;
+        memoryReserve: string;
+        queueWait: string;
+        headersTimeout: string;
+      }) => {
+        const num = (flag: string, v: string | undefined, min: number): number | undefined => {
+          if (v === undefined) return undefined;
+          const n = Number(v);
+          if (!Number.isInteger(n) || n < min) {
+            throw new NimbusError(
+              "NIMBUS_BAD_REQUEST",
+              `--${flag} must be a whole number >= ${min}, got '${v}'.`,
+            );
+          }
+          return n;
+        };
+        const port = Number(o.port);
+        if (!Number.isInteger(port) || port < 0 || port > 65535) {
+          throw new NimbusError(
+            "NIMBUS_BAD_REQUEST",
+            `--port must be a number from 0 to 65535, got '${o.port}'.`,
+          );
+        }
+        const { startServer } = await import("../server.ts");
+        const s = await startServer({
+          port,
+          host: o.host,
+          dataDir: o.dataDir,
+          prewarm: num("prewarm", o.prewarm, 0),
+          noSandbox: !o.sandbox,
+          maxConcurrency: num("max-concurrency", o.maxConcurrency, 1),
+          memoryBudgetMB: num("memory-budget", o.memoryBudget, 64),
+          memoryReserveMB: num("memory-reserve", o.memoryReserve, 0),
+          queueWaitMs: num("queue-wait", o.queueWait, 0),
+          headersTimeoutMs: num("headers-timeout", o.headersTimeout, 100),
+        });
+        const p = s.protections;
+        const lines = [
+          `Nimbus is running at ${s.url}`,
+          `  data directory: ${s.dataDir}`,
+          `  admin key:      ${s.dataDir}/admin.key (the CLI on this machine finds it)`,
+          `  sandbox:        ${p.bwrap ? "bubblewrap active" : "bubblewrap OFF"}; cgroups ${p.cgroups ?? "OFF"}${p.cgroups ? ` (memory ${p.memoryLimit ? "on" : "off"}, cpu ${p.cpuLimit ? "on" : "off"}, pids ${p.pidsLimit ? "on" : "off"})` : ""}`,
+        ];
+        if (p.off.length) lines.push(...p.off.map((x) => `  WARNING, protection off: ${x}`));
+        lines.push(
+          "",
+          "Deploy your first function:",
+          "  npx nimbus deploy examples/hello.ts",
+          `  curl ${s.url}/fn/hello`,
+          "",
+          `Control API: ${s.url}/api/v1/openapi.json`,
         );
-      }
-      const { startServer } = await import("../server.ts");
-      const s = await startServer({
-        port,
-        host: o.host,
-        dataDir: o.dataDir,
-        prewarm: Number(o.prewarm),
-        noSandbox: !o.sandbox,
-      });
-      const p = s.protections;
-      const lines = [
-        `Nimbus is running at ${s.url}`,
-        `  data directory: ${s.dataDir}`,
-        `  admin key:      ${s.dataDir}/admin.key (the CLI on this machine finds it)`,
-        `  sandbox:        ${p.bwrap ? "bubblewrap active" : "bubblewrap OFF"}; cgroups ${p.cgroups ?? "OFF"}${p.cgroups ? ` (memory ${p.memoryLimit ? "on" : "off"}, cpu ${p.cpuLimit ? "on" : "off"}, pids ${p.pidsLimit ? "on" : "off"})` : ""}`,
-      ];
-      if (p.off.length) lines.push(...p.off.map((x) => `  WARNING, protection off: ${x}`));
-      lines.push(
-        "",
-        "Deploy your first function:",
-        "  npx nimbus deploy examples/hello.ts",
-        `  curl ${s.url}/fn/hello`,
-        "",
-        `Control API: ${s.url}/api/v1/openapi.json`,
-      );
-      process.stdout.write(`${lines.join("\n")}\n`);
-      let stopping = false;
-      const stop = (sig: string) => {
-        if (stopping) return;
-        stopping = true;
-        process.stdout.write(`${sig}: finishing in-flight invocations, then stopping…\n`);
-        s.close(30_000).then(
-          () => process.exit(0),
-          () => process.exit(1),
-        );
-      };
-      process.on("SIGTERM", () => stop("SIGTERM"));
-      process.on("SIGINT", () => stop("SIGINT"));
-    }),
+        process.stdout.write(`${lines.join("\n")}\n`);
+        let stopping = false;
+        const stop = (sig: string) => {
+          if (stopping) return;
+          stopping = true;
+          process.stdout.write(`${sig}: finishing in-flight invocations, then stopping…\n`);
+          s.close(30_000).then(
+            () => process.exit(0),
+            () => process.exit(1),
+          );
+        };
+        process.on("SIGTERM", () => stop("SIGTERM"));
+        process.on("SIGINT", () => stop("SIGINT"));
+      },
+    ),
   );
 
 program

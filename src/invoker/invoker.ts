@@ -132,6 +132,7 @@ export class Invoker {
     let recorded = false;
     let timer: NodeJS.Timeout | undefined;
     let pool: VersionPool | undefined;
+    let leased = false;
 
     const log = (line: LogMeta): void => {
       this.recorder.log({
@@ -167,7 +168,7 @@ export class Invoker {
         errorCode,
         firstByteMs,
       });
-      pool?.release();
+      if (leased) pool?.release();
       this.active--;
       if (this.active === 0 && this.draining) for (const w of this.idleWaiters.splice(0)) w();
     };
@@ -183,6 +184,7 @@ export class Invoker {
     try {
       pool = this.poolFor(v);
       const lease = await pool.acquire();
+      leased = true;
       cold = lease.cold;
       const instance = lease.instance;
       const url = `http://${req.host || "localhost"}${req.path}`;

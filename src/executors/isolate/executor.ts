@@ -467,7 +467,7 @@ export class IsolateExecutor implements Executor {
   private host(tenant: string): IsolateHost {
     if (this.closed) throw new NimbusError("NIMBUS_UNAVAILABLE");
     let h = this.hosts.get(tenant);
-    if (!h || !h.alive) {
+    if (!h?.alive) {
       h = new IsolateHost(this, tenant);
       this.hosts.set(tenant, h);
     }

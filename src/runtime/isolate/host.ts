@@ -30,7 +30,7 @@ const E = { HEAD: 1, CHUNK: 2, END: 3, ERROR: 4, LOG: 5, DONE: 6, FULL: 7 } as c
 let snapshot: Ivm;
 let egress: Egress;
 let spareTarget = 2;
-const spares = new Map<number, Promise<{ iso: Ivm; ctx: Ivm }>[]>();
+const spares = new Map<number, Promise<Blank>[]>();
 
 interface Invocation {
   slot: Slot;
@@ -63,21 +63,117 @@ function cpuMsOf(inv: Invocation): number {
   }
 }
 
-function newIsolate(memoryMB: number): Promise<{ iso: Ivm; ctx: Ivm }> {
-  const iso = new ivm.Isolate({ memoryLimit: Math.max(8, memoryMB), snapshot });
-  return iso.createContext().then((ctx: Ivm) => ({ iso, ctx }));
+/**
+ * A blank isolate: runtime (from the snapshot) initialised with its bridge, no function yet.
+ * The bridge's callbacks reach the slot through `holder`, set when a function is loaded.
+ */
+interface Blank {
+  iso: Ivm;
+  ctx: Ivm;
+  holder: { slot?: Slot };
+  invoke: Ivm;
+  setModule: Ivm;
+  configure: Ivm;
+  /** `node:module` stand-in (bundles import createRequire from it). */
+  moduleShim: Ivm;
 }
 
-/** A blank isolate (runtime loaded, no function) of this memory size. */
-function takeIsolate(memoryMB: number): Promise<{ iso: Ivm; ctx: Ivm }> {
+const MODULE_SHIM = `const msg = (id) => "require('" + id + "') is not available in the isolate executor: bundle the dependency as an ES module, or set executor: \\"process\\" in the function's config.";
+export function createRequire() { return function require(id) { throw new Error(msg(id)); }; }
+export default { createRequire };`;
+
+async function newIsolate(memoryMB: number): Promise<Blank> {
+  const iso = new ivm.Isolate({ memoryLimit: Math.max(8, memoryMB), snapshot });
+  const ctx = await iso.createContext();
+  const holder: { slot?: Slot } = {};
+  const emit = new ivm.Callback(
+    (kind: number, id: number, m: unknown, bytes?: Uint8Array) => {
+      if (holder.slot) onEmit(holder.slot, kind, id, m, bytes);
+    },
+    { ignored: true },
+  );
+  const random = new ivm.Callback((n: number) => randomFillSync(new Uint8Array(Math.min(65536, Math.max(0, n | 0)))));
+  // Host functions whose answer is a promise go in as References (a Callback cannot return one).
+  const digest = new ivm.Reference((alg: string, data: Uint8Array) =>
+    handled((async () => new Uint8Array(createHash(alg).update(data).digest()))()),
+  );
+  const hmac = new ivm.Reference((alg: string, key: Uint8Array, data: Uint8Array) =>
+    handled((async () => new Uint8Array(createHmac(alg, key).update(data).digest()))()),
+  );
+  const timer = new ivm.Reference(
+    (id: number, ms: number) =>
+      new Promise<boolean>((res) => {
+        const slot = holder.slot;
+        if (!slot || slot.gone) return res(false);
+        const h = setTimeout(() => {
+          slot.timers.delete(id);
+          res(true);
+        }, ms);
+        slot.timers.set(id, { h, res });
+      }),
+  );
+  const untimer = new ivm.Callback(
+    (id: number) => {
+      const t = holder.slot?.timers.get(id);
+      if (!t) return;
+      clearTimeout(t.h);
+      holder.slot!.timers.delete(id);
+      t.res(false);
+    },
+    { ignored: true },
+  );
+  const fetch = new ivm.Reference(
+    (fid: number, inv: number, req: Parameters<typeof hostFetch>[3], body: Uint8Array | undefined) =>
+      handled(holder.slot ? hostFetch(holder.slot, fid, inv, req, body) : Promise.reject(new Error("no function loaded"))),
+  );
+  const fetchAbort = new ivm.Callback(
+    (fid: number) => holder.slot?.fetches.get(fid)?.abort(new Error("The fetch was aborted.")),
+    { ignored: true },
+  );
+  const api = await ctx.evalClosure(
+    "return __nimbus_init($0, $1, $2, $3, $4, $5, $6, $7)",
+    [emit, random, digest, hmac, timer, untimer, fetch, fetchAbort],
+    { result: { reference: true } },
+  );
+  const moduleShim = await iso.compileModule(MODULE_SHIM, { filename: "nimbus:node-module-shim" });
+  return {
+    iso,
+    ctx,
+    holder,
+    invoke: api.getSync("invoke", { reference: true }),
+    setModule: api.getSync("setModule", { reference: true }),
+    configure: api.getSync("configure", { reference: true }),
+    moduleShim,
+  };
+}
+
+/** A blank isolate of this memory size, pre-created when possible. */
+function takeIsolate(memoryMB: number): Promise<Blank> {
   const list = spares.get(memoryMB) ?? [];
   spares.set(memoryMB, list);
-  const got = list.shift();
-  // Refill after this turn so the refill does not delay this cold start.
-  setImmediate(() => {
-    while (list.length < spareTarget) list.push(newIsolate(memoryMB));
-  });
-  return got ?? newIsolate(memoryMB);
+  return list.shift() ?? newIsolate(memoryMB);
+}
+
+let refilling = false;
+/**
+ * Tops the spare lists up, one isolate at a time and only after the cold start that used a
+ * spare has answered: creating an isolate holds the main thread for a moment, which must
+ * not land inside someone's cold start.
+ */
+function refill(): void {
+  if (refilling) return;
+  for (const [memoryMB, list] of spares) {
+    if (list.length >= spareTarget) continue;
+    refilling = true;
+    const p = newIsolate(memoryMB);
+    p.catch(() => {});
+    list.push(p);
+    void p.finally(() => {
+      refilling = false;
+      setImmediate(refill);
+    });
+    return;
+  }
 }
 
 function gone(slot: Slot, meta: GoneMeta): void {
@@ -258,89 +354,25 @@ function errorInfo(err: unknown): { message: string; stack?: string } {
 async function handleLoad(frame: Frame): Promise<void> {
   const t0 = performance.now();
   const meta = frame.meta as IsolateLoadMeta;
-  const { iso, ctx } = await takeIsolate(meta.memoryMB);
+  const blank = await takeIsolate(meta.memoryMB);
+  const { iso, ctx } = blank;
   const slot: Slot = { id: frame.id, iso, ctx, meta, timers: new Map(), fetches: new Map(), gone: false };
   slots.set(slot.id, slot);
+  blank.holder.slot = slot;
   try {
-    const emit = new ivm.Callback(
-      (kind: number, id: number, m: unknown, bytes?: Uint8Array) => onEmit(slot, kind, id, m, bytes),
-      {
-        ignored: true,
-      },
+    blank.configure.applySync(
+      undefined,
+      [meta.env, { functionName: meta.functionName, version: meta.version, memoryMB: meta.memoryMB }],
+      { arguments: { copy: true } },
     );
-    const random = new ivm.Callback((n: number) =>
-      randomFillSync(new Uint8Array(Math.min(65536, Math.max(0, n | 0)))),
-    );
-    // Host functions whose answer is a promise go in as References (a Callback cannot return one).
-    const digest = new ivm.Reference((alg: string, data: Uint8Array) =>
-      handled((async () => new Uint8Array(createHash(alg).update(data).digest()))()),
-    );
-    const hmac = new ivm.Reference((alg: string, key: Uint8Array, data: Uint8Array) =>
-      handled((async () => new Uint8Array(createHmac(alg, key).update(data).digest()))()),
-    );
-    const timer = new ivm.Reference(
-      (id: number, ms: number) =>
-        new Promise<boolean>((res) => {
-          const h = setTimeout(() => {
-            slot.timers.delete(id);
-            res(true);
-          }, ms);
-          slot.timers.set(id, { h, res });
-        }),
-    );
-    const untimer = new ivm.Callback(
-      (id: number) => {
-        const t = slot.timers.get(id);
-        if (!t) return;
-        clearTimeout(t.h);
-        slot.timers.delete(id);
-        t.res(false);
-      },
-      { ignored: true },
-    );
-    const fetch = new ivm.Reference(
-      (fid: number, inv: number, req: Parameters<typeof hostFetch>[3], body: Uint8Array | undefined) =>
-        handled(hostFetch(slot, fid, inv, req, body)),
-    );
-    const fetchAbort = new ivm.Callback(
-      (fid: number) => slot.fetches.get(fid)?.abort(new Error("The fetch was aborted.")),
-      { ignored: true },
-    );
-    const api = await ctx.evalClosure(
-      "return __nimbus_init($0, $1, $2, $3, $4, $5, $6, $7, $8, $9)",
-      [
-        emit,
-        random,
-        digest,
-        hmac,
-        timer,
-        untimer,
-        fetch,
-        fetchAbort,
-        new ivm.ExternalCopy(meta.env).copyInto(),
-        new ivm.ExternalCopy({
-          functionName: meta.functionName,
-          version: meta.version,
-          memoryMB: meta.memoryMB,
-        }).copyInto(),
-      ],
-      { result: { reference: true } },
-    );
-    slot.invoke = api.getSync("invoke", { reference: true });
-    const setModule = api.getSync("setModule", { reference: true });
+    slot.invoke = blank.invoke;
+    const setModule = blank.setModule;
     const code = frame.payload.toString("utf8");
     const mod = await iso.compileModule(code, { filename: "file:///fn/index.mjs" });
-    const builtinShim = async (specifier: string): Promise<Ivm> => {
-      if (specifier === "node:module" || specifier === "module") {
-        // Bundles carry `createRequire(import.meta.url)` for CommonJS dependencies; inside an
-        // isolate there is nothing to require, and saying so beats failing the whole load.
-        return iso.compileModule(
-          `const msg = (id) => "require('" + id + "') is not available in the isolate executor: bundle the dependency as an ES module, or set executor: \\"process\\" in the function's config.";
-export function createRequire() { return function require(id) { throw new Error(msg(id)); }; }
-export default { createRequire };`,
-          { filename: "nimbus:node-module-shim" },
-        );
-      }
+    const builtinShim = (specifier: string): Ivm => {
+      // Bundles carry `createRequire(import.meta.url)` for CommonJS dependencies; inside an
+      // isolate there is nothing to require, and saying so beats failing the whole load.
+      if (specifier === "node:module" || specifier === "module") return blank.moduleShim;
       throw new Error(
         `The function imports '${specifier}', a Node.js built-in (or an unbundled package) that the isolate executor does not provide. Set executor: "process" in its config to use the full Node.js API, or remove the import.`,
       );
@@ -353,6 +385,7 @@ export default { createRequire };`,
     loaded.loadMs = performance.now() - t0;
     if (!loaded.ok) dispose(slot);
     writer.send(T.LOADED, frame.id, loaded);
+    setImmediate(refill);
   } catch (err) {
     const info = errorInfo(err);
     if (iso.isDisposed && /memory/i.test(info.message)) {
@@ -437,11 +470,13 @@ async function handleInit(frame: Frame): Promise<void> {
   const meta = frame.meta as InitMeta;
   egress = new Egress(meta.egress);
   spareTarget = meta.spares;
+  spares.set(128, []);
   snapshot = ivm.Isolate.createSnapshot([
     { code: frame.payload.toString("utf8"), filename: "nimbus:runtime" },
   ]);
   // Warm what every cold start touches (module compile, context from snapshot) once.
   const warm = await newIsolate(16);
+  warm.configure.applySync(undefined, [{}, { functionName: "warm", version: 0, memoryMB: 16 }], { arguments: { copy: true } });
   const m = await warm.iso.compileModule("export default 1");
   await m.instantiate(warm.ctx, () => {
     throw new Error("no imports");
@@ -449,6 +484,7 @@ async function handleInit(frame: Frame): Promise<void> {
   await m.evaluate();
   warm.iso.dispose();
   writer.send(T.READY, 0, { pid: process.pid });
+  refill();
 }
 
 socket.on("data", (chunk: Buffer) => {

@@ -673,20 +673,20 @@ async function invoke(id: number, meta: InvokeMeta, body: Uint8Array): Promise<v
  * Called once by the host after the context is created: takes the bridge, the function's
  * environment and identity, and returns the two entry points the host calls.
  */
-function init(
-  b: Bridge,
-  functionEnv: Record<string, string>,
-  functionInfo: typeof info,
-): { setModule: typeof setModule; invoke: typeof invoke } {
+function init(b: Bridge): { setModule: typeof setModule; invoke: typeof invoke; configure: typeof configure } {
   bridge = b;
   // Shared memory would give a function a high-resolution timer (Spectre); Workers drops it
   // too. Removed here, not in the snapshot: V8 re-adds these while it boots a context.
   delete g.SharedArrayBuffer;
   delete g.Atomics;
+  return { setModule, invoke, configure };
+}
+
+/** Sets the function's environment and identity (when a function is loaded into this isolate). */
+function configure(functionEnv: Record<string, string>, functionInfo: typeof info): void {
   env = functionEnv;
   info = functionInfo;
   timeOrigin = Date.now();
-  return { setModule, invoke };
 }
 
 /** A host function handed in as an isolated-vm Reference, called with a promised result. */
@@ -718,19 +718,15 @@ Object.defineProperty(g, "__nimbus_init", {
         Record<string, string>,
         typeof info,
       ];
-    return init(
-      {
-        emit,
-        random,
-        digest: viaRef(digest),
-        hmac: viaRef(hmac),
-        timer: viaRef(timer),
-        untimer,
-        fetch: viaRef(fetch),
-        fetchAbort,
-      },
-      functionEnv,
-      functionInfo,
-    );
+    return init({
+      emit,
+      random,
+      digest: viaRef(digest),
+      hmac: viaRef(hmac),
+      timer: viaRef(timer),
+      untimer,
+      fetch: viaRef(fetch),
+      fetchAbort,
+    });
   },
 });

@@ -92,7 +92,7 @@ export function inspect(value: unknown, depth = 2, seen: unknown[] = [], indent 
   const items: string[] = [];
   for (const k of Reflect.ownKeys(obj)) {
     const desc = Object.getOwnPropertyDescriptor(obj, k);
-    if (!desc || !desc.enumerable) continue;
+    if (!desc?.enumerable) continue;
     if (desc.get || desc.set)
       items.push(
         `${keyString(k)}: [${desc.get && desc.set ? "Getter/Setter" : desc.get ? "Getter" : "Setter"}]`,
@@ -115,7 +115,7 @@ export function format(...args: unknown[]): string {
       const c = first[p + 1];
       let rep: string | undefined;
       if (c === "%") {
-        out += first.slice(last, p) + "%";
+        out += `${first.slice(last, p)}%`;
         last = p + 2;
         p++;
         continue;
