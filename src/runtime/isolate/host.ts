@@ -92,7 +92,9 @@ async function newIsolate(memoryMB: number): Promise<Blank> {
     },
     { ignored: true },
   );
-  const random = new ivm.Callback((n: number) => randomFillSync(new Uint8Array(Math.min(65536, Math.max(0, n | 0)))));
+  const random = new ivm.Callback((n: number) =>
+    randomFillSync(new Uint8Array(Math.min(65536, Math.max(0, n | 0)))),
+  );
   // Host functions whose answer is a promise go in as References (a Callback cannot return one).
   const digest = new ivm.Reference((alg: string, data: Uint8Array) =>
     handled((async () => new Uint8Array(createHash(alg).update(data).digest()))()),
@@ -124,7 +126,11 @@ async function newIsolate(memoryMB: number): Promise<Blank> {
   );
   const fetch = new ivm.Reference(
     (fid: number, inv: number, req: Parameters<typeof hostFetch>[3], body: Uint8Array | undefined) =>
-      handled(holder.slot ? hostFetch(holder.slot, fid, inv, req, body) : Promise.reject(new Error("no function loaded"))),
+      handled(
+        holder.slot
+          ? hostFetch(holder.slot, fid, inv, req, body)
+          : Promise.reject(new Error("no function loaded")),
+      ),
   );
   const fetchAbort = new ivm.Callback(
     (fid: number) => holder.slot?.fetches.get(fid)?.abort(new Error("The fetch was aborted.")),
@@ -476,7 +482,9 @@ async function handleInit(frame: Frame): Promise<void> {
   ]);
   // Warm what every cold start touches (module compile, context from snapshot) once.
   const warm = await newIsolate(16);
-  warm.configure.applySync(undefined, [{}, { functionName: "warm", version: 0, memoryMB: 16 }], { arguments: { copy: true } });
+  warm.configure.applySync(undefined, [{}, { functionName: "warm", version: 0, memoryMB: 16 }], {
+    arguments: { copy: true },
+  });
   const m = await warm.iso.compileModule("export default 1");
   await m.instantiate(warm.ctx, () => {
     throw new Error("no imports");

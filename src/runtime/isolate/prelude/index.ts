@@ -673,7 +673,11 @@ async function invoke(id: number, meta: InvokeMeta, body: Uint8Array): Promise<v
  * Called once by the host after the context is created: takes the bridge, the function's
  * environment and identity, and returns the two entry points the host calls.
  */
-function init(b: Bridge): { setModule: typeof setModule; invoke: typeof invoke; configure: typeof configure } {
+function init(b: Bridge): {
+  setModule: typeof setModule;
+  invoke: typeof invoke;
+  configure: typeof configure;
+} {
   bridge = b;
   // Shared memory would give a function a high-resolution timer (Spectre); Workers drops it
   // too. Removed here, not in the snapshot: V8 re-adds these while it boots a context.
@@ -705,19 +709,16 @@ Object.defineProperty(g, "__nimbus_init", {
   configurable: true,
   value(...fns: unknown[]) {
     delete g.__nimbus_init;
-    const [emit, random, digest, hmac, timer, untimer, fetch, fetchAbort, functionEnv, functionInfo] =
-      fns as [
-        Emit,
-        Bridge["random"],
-        HostRef,
-        HostRef,
-        HostRef,
-        Bridge["untimer"],
-        HostRef,
-        Bridge["fetchAbort"],
-        Record<string, string>,
-        typeof info,
-      ];
+    const [emit, random, digest, hmac, timer, untimer, fetch, fetchAbort] = fns as [
+      Emit,
+      Bridge["random"],
+      HostRef,
+      HostRef,
+      HostRef,
+      Bridge["untimer"],
+      HostRef,
+      Bridge["fetchAbort"],
+    ];
     return init({
       emit,
       random,
