@@ -438,6 +438,12 @@ export function executorContract(kind: ExecutorKind, opts: ContractOptions = {})
         ),
         JSON.stringify(lines),
       );
+      const failure = lines.find((l) => /Invocation failed/.test(l.msg))!;
+      assert.match(
+        failure.msg,
+        /throws\.ts:4:\d+/,
+        `the stack is source-mapped to the function's own file: ${failure.msg}`,
+      );
     });
 
     test("bad", "a handler returning a non-Response is NIMBUS_BAD_RESPONSE", async () => {

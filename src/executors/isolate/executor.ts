@@ -348,7 +348,7 @@ class IsolateHost {
   /** Loads a function into a new isolate of this host. */
   async load(
     spec: InstanceSpec,
-    code: Buffer,
+    code: { payload: Buffer; mapBytes: number },
     cpuMs: number | undefined,
   ): Promise<{ instance: IsolateInstance; loaded: LoadedMeta }> {
     await this.ready;
@@ -362,13 +362,14 @@ class IsolateHost {
       env: spec.env,
     };
     if (cpuMs !== undefined) meta.cpuMs = cpuMs;
+    if (code.mapBytes > 0) meta.mapBytes = code.mapBytes;
     const loaded = await new Promise<LoadedMeta>((res) => {
       if (this.exited) {
         res({ ok: false, loadMs: 0, error: { message: "The isolate host exited." } });
         return;
       }
       this.loads.set(instance.slot, res);
-      this.writer.send(T.LOAD, instance.slot, meta, code);
+      this.writer.send(T.LOAD, instance.slot, meta, code.payload);
     });
     if (loaded.ok) instance.state = "idle";
     else this.instances.delete(instance.slot);
@@ -443,7 +444,7 @@ export class IsolateExecutor implements Executor {
   readonly kind = "isolate" as const;
   readonly options: IsolateExecutorOptions;
   private readonly hosts = new Map<string, IsolateHost>();
-  private readonly code = new Map<string, Buffer>();
+  private readonly code = new Map<string, { payload: Buffer; mapBytes: number }>();
   private closed = false;
 
   constructor(options: IsolateExecutorOptions) {
@@ -482,10 +483,19 @@ export class IsolateExecutor implements Executor {
   /** @internal An instance went away (hosts are kept: the next cold start reuses them). */
   idleHost(_h: IsolateHost): void {}
 
-  private readCode(codeDir: string): Buffer {
+  /** The LOAD payload of a version: bundle, then its source map (if any). */
+  private readCode(codeDir: string, cache = true): { payload: Buffer; mapBytes: number } {
     let c = this.code.get(codeDir);
     if (!c) {
-      c = readFileSync(join(codeDir, "index.mjs"));
+      const code = readFileSync(join(codeDir, "index.mjs"));
+      let map = Buffer.alloc(0);
+      try {
+        map = readFileSync(join(codeDir, "index.mjs.map"));
+      } catch {
+        // No source map: stacks show bundle positions.
+      }
+      c = { payload: Buffer.concat([code, map]), mapBytes: map.length };
+      if (!cache) return c;
       // Versions are immutable, so the bytes can be kept; bound the cache all the same.
       if (this.code.size >= 512) this.code.delete(this.code.keys().next().value!);
       this.code.set(codeDir, c);
@@ -519,9 +529,9 @@ export class IsolateExecutor implements Executor {
   }
 
   async check(spec: InstanceSpec): Promise<LoadResult> {
-    let code: Buffer;
+    let code: { payload: Buffer; mapBytes: number };
     try {
-      code = readFileSync(join(spec.codeDir, "index.mjs"));
+      code = this.readCode(spec.codeDir, false);
     } catch (err) {
       return {
         ok: false,

@@ -14,6 +14,7 @@ import { isIP, Socket } from "node:net";
 import { type Frame, FrameDecoder, FrameWriter, type InvokeMeta, type LogMeta, T } from "../protocol.ts";
 import { Egress } from "./egress.ts";
 import { type GoneMeta, type InitMeta, type IsolateLoadMeta, TI } from "./frames.ts";
+import { SourceMap } from "./sourcemap.ts";
 
 type Ivm = any;
 const require = createRequire(import.meta.url);
@@ -50,6 +51,8 @@ interface Slot {
   fetches: Map<number, AbortController>;
   /** Set once the host disposed the isolate on purpose. */
   gone: boolean;
+  /** The bundle's source map, for stack traces. */
+  map?: SourceMap;
 }
 
 const slots = new Map<number, Slot>();
@@ -373,7 +376,10 @@ async function handleLoad(frame: Frame): Promise<void> {
     );
     slot.invoke = blank.invoke;
     const setModule = blank.setModule;
-    const code = frame.payload.toString("utf8");
+    const mapBytes = meta.mapBytes ?? 0;
+    const codeEnd = frame.payload.length - mapBytes;
+    const code = frame.payload.toString("utf8", 0, codeEnd);
+    if (mapBytes > 0) slot.map = new SourceMap(frame.payload.toString("utf8", codeEnd));
     const mod = await iso.compileModule(code, { filename: "file:///fn/index.mjs" });
     const builtinShim = (specifier: string): Ivm => {
       // Bundles carry `createRequire(import.meta.url)` for CommonJS dependencies; inside an
@@ -389,11 +395,13 @@ async function handleLoad(frame: Frame): Promise<void> {
       await setModule.apply(undefined, [mod.namespace.derefInto()], { result: { copy: true } }),
     );
     loaded.loadMs = performance.now() - t0;
+    if (loaded.error?.stack && slot.map) loaded.error.stack = slot.map.rewrite(loaded.error.stack);
     if (!loaded.ok) dispose(slot);
     writer.send(T.LOADED, frame.id, loaded);
     setImmediate(refill);
   } catch (err) {
     const info = errorInfo(err);
+    if (info.stack && slot.map) info.stack = slot.map.rewrite(info.stack);
     if (iso.isDisposed && /memory/i.test(info.message)) {
       info.message = `The function exceeded its memory limit of ${meta.memoryMB} MB while loading. Raise 'memory' in its config.`;
     }
@@ -402,12 +410,24 @@ async function handleLoad(frame: Frame): Promise<void> {
   }
 }
 
+/** Source-maps a stack (or log text) and drops the runtime's own frames. */
+function userText(slot: Slot, text: string): string {
+  const mapped = slot.map ? slot.map.rewrite(text) : text;
+  if (!mapped.includes("nimbus:runtime:")) return mapped;
+  return mapped
+    .split("\n")
+    .filter((l) => !/^\s+at (.* \()?nimbus:runtime:\d+:\d+\)?$/.test(l))
+    .join("\n");
+}
+
 function onEmit(slot: Slot, kind: number, id: number, m: unknown, bytes?: Uint8Array): void {
   if (slot.gone) return;
   switch (kind) {
     case E.LOG: {
-      if (id !== 0 && invocations.has(id)) writer.send(T.LOG, id, m);
-      else writer.send(T.LOG, 0, { ...(m as LogMeta), slot: slot.id });
+      const line = m as LogMeta;
+      line.msg = userText(slot, line.msg);
+      if (id !== 0 && invocations.has(id)) writer.send(T.LOG, id, line);
+      else writer.send(T.LOG, 0, { ...line, slot: slot.id });
       return;
     }
   }
@@ -436,10 +456,13 @@ function onEmit(slot: Slot, kind: number, id: number, m: unknown, bytes?: Uint8A
       else invocations.delete(id);
       return;
     }
-    case E.ERROR:
-      writer.send(T.INVOKE_ERROR, id, { ...(m as object), cpuMs: cpuMsOf(inv) });
+    case E.ERROR: {
+      const e = m as { stack?: string };
+      if (e.stack) e.stack = userText(slot, e.stack);
+      writer.send(T.INVOKE_ERROR, id, { ...e, cpuMs: cpuMsOf(inv) });
       invocations.delete(id);
       return;
+    }
     case E.DONE:
       writer.send(T.DONE, id, { cpuMs: cpuMsOf(inv) });
       invocations.delete(id);
