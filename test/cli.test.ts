@@ -132,7 +132,7 @@ describe("CLI, records and persistence", () => {
     assert.ok(hello.requests >= 4);
     assert.ok(Math.abs(hello.cost - (hello.requests * 0.0000002 + hello.gbSeconds * 0.0000166667)) < 1e-12);
     const human = await s.cli(["usage", "--since", "1h"]);
-    assert.match(human.stdout, /FUNCTION\s+REQUESTS\s+ERRORS\s+GB-S\s+CPU MS/);
+    assert.match(human.stdout, /FUNCTION\s+REQUESTS\s+ERRORS\s+REFUSED\s+GB-S\s+CPU MS/);
   });
 
   it("restarting the server keeps every function, version and log", async () => {

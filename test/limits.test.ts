@@ -101,6 +101,18 @@ describe("limits and failures: each is contained, the next request is healthy", 
     await healthy();
   });
 
+  it("a 20 MB response and a 1 MB log line pass through (chunked, log cut at 256 KB)", async () => {
+    const res = await fetch(`${s.url}/fn/beh/big?mb=20`);
+    assert.equal(res.status, 200);
+    const body = new Uint8Array(await res.arrayBuffer());
+    assert.equal(body.length, 20 * 1024 * 1024);
+    assert.ok(body.every((b) => b === 7));
+    const logs = await logsOf(s, "beh", res.headers.get("x-nimbus-invocation-id")!);
+    assert.match(logs, /\[cut: 1048576 characters\]/);
+    assert.ok(logs.length < 300 * 1024);
+    await healthy();
+  });
+
   it("a streamed response reaches the client chunk by chunk", async () => {
     const res = await fetch(`${s.url}/fn/beh/stream?n=3&gap=300`);
     assert.equal(res.headers.get("content-type"), "text/event-stream");
@@ -171,6 +183,10 @@ describe("throttling, queueing and scale to zero", () => {
       assert.equal(JSON.parse(t.body).error.code, "NIMBUS_THROTTLED");
     }
     assert.equal(new Set(ok.map((x) => x.body)).size, 1, "all served by the single instance");
+    // Refused requests are recorded but not billed.
+    const usage = (await s.api("GET", "/api/v1/usage")).body.functions.find((f: any) => f.fn === "tight");
+    assert.equal(usage.requests, ok.length);
+    assert.equal(usage.refused, throttled.length);
   });
 
   it("idle instances stop after the idle window; the next request is a cold start", async () => {

@@ -101,7 +101,9 @@ export class Deployer {
       tenant,
       version: 0,
       codeDir,
-      memoryMB: Math.max(preliminary.memory, 256),
+      // The function's own memory size: the check runs as an instance will (and takes a
+      // pre-started runtime of that size).
+      memoryMB: preliminary.memory,
       timeoutMs: preliminary.timeoutMs,
       env: preliminary.env,
     });

@@ -554,12 +554,13 @@ export function registerRoutes(app: FastifyInstance, ctx: ApiContext): void {
         (t, r) => ({
           requests: t.requests + r.requests,
           errors: t.errors + r.errors,
+          refused: t.refused + r.refused,
           gbSeconds: t.gbSeconds + r.gbSeconds,
           cpuMs: t.cpuMs + r.cpuMs,
           billedMs: t.billedMs + r.billedMs,
           cost: t.cost + r.cost,
         }),
-        { requests: 0, errors: 0, gbSeconds: 0, cpuMs: 0, billedMs: 0, cost: 0 },
+        { requests: 0, errors: 0, refused: 0, gbSeconds: 0, cpuMs: 0, billedMs: 0, cost: 0 },
       );
       return { from, to, pricePlan: ctx.pricePlan, functions, total };
     },

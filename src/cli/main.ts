@@ -473,11 +473,12 @@ program
         [
           `Usage ${when(r.from)} → ${when(r.to)}, price plan ${r.pricePlan.name} ($${r.pricePlan.perRequest * 1e6}/M requests, $${r.pricePlan.perGbSecond}/GB-s)`,
           table([
-            ["FUNCTION", "REQUESTS", "ERRORS", "GB-S", "CPU MS", "BILLED MS", "COST"],
+            ["FUNCTION", "REQUESTS", "ERRORS", "REFUSED", "GB-S", "CPU MS", "BILLED MS", "COST"],
             ...r.functions.map((f: any) => [
               f.fn,
               f.requests,
               f.errors,
+              f.refused,
               f.gbSeconds.toFixed(6),
               f.cpuMs.toFixed(1),
               f.billedMs,
@@ -487,6 +488,7 @@ program
               "TOTAL",
               r.total.requests,
               r.total.errors,
+              r.total.refused,
               r.total.gbSeconds.toFixed(6),
               r.total.cpuMs.toFixed(1),
               r.total.billedMs,

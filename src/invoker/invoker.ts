@@ -150,7 +150,9 @@ export class Invoker {
       recorded = true;
       if (timer) clearTimeout(timer);
       const durationMs = performance.now() - t0;
-      const billedMs = Math.max(1, Math.ceil(durationMs));
+      // Only time on an instance is billed: a request refused before it ran (throttled,
+      // shutting down) costs nothing, as on Lambda.
+      const billedMs = leased ? Math.max(1, Math.ceil(durationMs)) : 0;
       this.recorder.record({
         id: invocationId,
         tenant: v.tenant,

@@ -112,6 +112,12 @@ export interface Frame {
 }
 
 const HEADER = 13;
+/** Largest frame accepted (a 6 MB request plus headroom; responses stream in chunks). */
+export const MAX_FRAME = 16 * 1024 * 1024;
+/** Response body chunks are sent in frames of at most this many bytes. */
+export const MAX_CHUNK = 1024 * 1024;
+/** Log lines are cut at this many characters (as CloudWatch caps an event at 256 KB). */
+export const MAX_LOG_LINE = 256 * 1024;
 const EMPTY = Buffer.alloc(0);
 
 /** Encodes one frame. */
@@ -142,6 +148,7 @@ export class FrameDecoder {
     let off = 0;
     while (buf.length - off >= 4) {
       const len = buf.readUInt32LE(off);
+      if (len > MAX_FRAME || len < HEADER - 4) throw new RangeError(`frame of ${len} bytes is out of bounds`);
       if (buf.length - off - 4 < len) break;
       const type = buf.readUInt8(off + 4);
       const id = buf.readUInt32LE(off + 5);
@@ -176,8 +183,23 @@ export class FrameWriter {
     this.socket = socket;
   }
 
-  /** Queues a frame for the end of this turn. */
+  /**
+   * Queues a frame for the end of this turn. Body chunks over {@link MAX_CHUNK} are split
+   * and log lines over {@link MAX_LOG_LINE} are cut, so no frame nears {@link MAX_FRAME}.
+   */
   send(type: number, id: number, meta?: unknown, payload?: Uint8Array): void {
+    if (type === T.RESP_CHUNK && payload && payload.byteLength > MAX_CHUNK) {
+      for (let off = 0; off < payload.byteLength; off += MAX_CHUNK) {
+        this.send(type, id, meta, payload.subarray(off, Math.min(off + MAX_CHUNK, payload.byteLength)));
+      }
+      return;
+    }
+    if (type === T.LOG) {
+      const line = meta as LogMeta;
+      if (line.msg.length > MAX_LOG_LINE) {
+        meta = { ...line, msg: `${line.msg.slice(0, MAX_LOG_LINE)}… [cut: ${line.msg.length} characters]` };
+      }
+    }
     const frame = encodeFrame(type, id, meta, payload);
     this.queue.push(frame);
     this.queuedBytes += frame.length;

@@ -67,8 +67,12 @@ export interface LogRecord {
 /** Usage aggregated per function over a period. */
 export interface UsageRow {
   fn: string;
+  /** Invocations that ran on an instance (billed). */
   requests: number;
+  /** Of those, how many failed. */
   errors: number;
+  /** Requests refused before running (throttled, shutting down): not billed. */
+  refused: number;
   gbSeconds: number;
   cpuMs: number;
   billedMs: number;

@@ -134,7 +134,20 @@ class ProcessInstance implements Instance {
     this.socket = this.child.stdio[3] as Socket;
     this.writer = new FrameWriter(this.socket);
     this.socket.on("data", (chunk: Buffer) => {
-      for (const f of this.decoder.push(chunk)) this.onFrame(f);
+      let frames: Frame[];
+      try {
+        frames = this.decoder.push(chunk);
+      } catch (err) {
+        // A runtime that writes garbage (or a function writing to fd 3) is stopped.
+        this.kill(
+          new NimbusError(
+            "NIMBUS_BAD_RESPONSE",
+            `The instance broke the frame protocol: ${(err as Error).message}`,
+          ),
+        );
+        return;
+      }
+      for (const f of frames) this.onFrame(f);
     });
     this.socket.on("error", () => {});
     this.child.stdout!.setEncoding("utf8").on("data", (s: string) => this.onOutput("info", s));
@@ -325,12 +338,25 @@ export class ProcessExecutor implements Executor {
   private readonly all = new Set<ProcessInstance>();
   private readonly lastWanted = new Map<number, number>();
   private closed = false;
+  private readonly pruner: NodeJS.Timeout;
 
   constructor(options: ProcessExecutorOptions) {
     this.options = options;
     mkdirSync(join(options.dataDir, "slots"), { recursive: true });
     this.lastWanted.set(options.defaultMemoryMB ?? 128, Number.POSITIVE_INFINITY);
     this.refill(options.defaultMemoryMB ?? 128);
+    this.pruner = setInterval(() => this.prune(Date.now()), 60_000);
+    this.pruner.unref();
+  }
+
+  /** Stops pre-started runtimes of memory sizes no start asked for in the last 10 minutes. */
+  prune(now: number, unusedMs = 600_000): void {
+    for (const [mb, list] of this.warm) {
+      if (now - (this.lastWanted.get(mb) ?? 0) < unusedMs) continue;
+      this.warm.delete(mb);
+      this.lastWanted.delete(mb);
+      for (const p of list) void p.stop();
+    }
   }
 
   /** Pre-started runtimes ready now, per memory size. */
@@ -424,6 +450,7 @@ export class ProcessExecutor implements Executor {
 
   async close(): Promise<void> {
     this.closed = true;
+    clearInterval(this.pruner);
     await Promise.all([...this.all].map((p) => p.stop()));
     this.warm.clear();
   }

@@ -281,7 +281,9 @@ export class SqliteStore implements Store {
 
   async usage(tenant: string, from: number, to: number): Promise<UsageRow[]> {
     return this.q(
-      `SELECT fn, COUNT(*) AS requests, SUM(CASE WHEN error_code IS NULL THEN 0 ELSE 1 END) AS errors,
+      `SELECT fn, SUM(CASE WHEN billed_ms > 0 THEN 1 ELSE 0 END) AS requests,
+       SUM(CASE WHEN error_code IS NULL OR billed_ms = 0 THEN 0 ELSE 1 END) AS errors,
+       SUM(CASE WHEN billed_ms = 0 THEN 1 ELSE 0 END) AS refused,
        SUM(gb_seconds) AS gb, SUM(cpu_ms) AS cpu, SUM(billed_ms) AS billed
        FROM invocations WHERE tenant = ? AND start >= ? AND start < ? GROUP BY fn ORDER BY fn`,
     )
@@ -290,6 +292,7 @@ export class SqliteStore implements Store {
         fn: r.fn,
         requests: Number(r.requests),
         errors: Number(r.errors),
+        refused: Number(r.refused),
         gbSeconds: Number(r.gb),
         cpuMs: Number(r.cpu),
         billedMs: Number(r.billed),
