@@ -15,9 +15,13 @@ if (major < 24) {
 const main = join(dirname(fileURLToPath(import.meta.url)), "../src/cli/main.ts");
 // isolated-vm needs --no-node-snapshot in the process that loads it (the server).
 if (process.argv[2] === "serve" && !process.execArgv.includes("--no-node-snapshot")) {
-  const r = spawnSync(process.execPath, ["--no-node-snapshot", "--disable-warning=ExperimentalWarning", main, ...process.argv.slice(2)], {
-    stdio: "inherit",
-  });
+  const r = spawnSync(
+    process.execPath,
+    ["--no-node-snapshot", "--disable-warning=ExperimentalWarning", main, ...process.argv.slice(2)],
+    {
+      stdio: "inherit",
+    },
+  );
   process.exit(r.status ?? 1);
 }
 await import(main);

@@ -170,21 +170,21 @@ export class Cgroup {
     }
   }
 
-  /** Removes the cgroup directories (after the processes are gone). */
-  remove(): void {
+  /**
+   * Removes the cgroup directories once the processes are gone. Right after an exit the
+   * kernel may not have reaped the task yet (EBUSY): retried off the event loop, bounded.
+   */
+  remove(attempt = 0): void {
+    const left: string[] = [];
     for (const dir of this.dirs) {
-      for (let i = 0; i < 20; i++) {
-        try {
-          rmdirSync(dir);
-          break;
-        } catch (err) {
-          if ((err as NodeJS.ErrnoException).code === "ENOENT") break;
-          // EBUSY right after the exit: the kernel has not reaped the task yet.
-          const until = Date.now() + 5;
-          while (Date.now() < until) {}
-        }
+      try {
+        rmdirSync(dir);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== "ENOENT") left.push(dir);
       }
     }
+    this.dirs.splice(0, this.dirs.length, ...left);
+    if (left.length > 0 && attempt < 40) setTimeout(() => this.remove(attempt + 1), 25).unref();
   }
 }
 
