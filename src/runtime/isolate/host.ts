@@ -48,11 +48,27 @@ interface Slot {
   meta: IsolateLoadMeta;
   invoke?: Ivm;
   timers: Map<number, { h: NodeJS.Timeout; res: (fired: boolean) => void }>;
-  fetches: Map<number, AbortController>;
+  fetches: Map<number, FetchState>;
   /** Set once the host disposed the isolate on purpose. */
   gone: boolean;
   /** The bundle's source map, for stack traces. */
   map?: SourceMap;
+}
+
+/** A fetch in flight for an isolate (its body may still be streaming in). */
+interface FetchState {
+  controller: AbortController;
+  /** Aborts the fetch at the invocation's deadline. */
+  timer: NodeJS.Timeout;
+  reader?: ReadableStreamDefaultReader<Uint8Array>;
+}
+
+function endFetch(slot: Slot, fid: number, abort = false): void {
+  const f = slot.fetches.get(fid);
+  if (!f) return;
+  clearTimeout(f.timer);
+  slot.fetches.delete(fid);
+  if (abort) f.controller.abort(new Error("The fetch was aborted."));
 }
 
 const slots = new Map<number, Slot>();
@@ -136,12 +152,17 @@ async function newIsolate(memoryMB: number): Promise<Blank> {
       ),
   );
   const fetchAbort = new ivm.Callback(
-    (fid: number) => holder.slot?.fetches.get(fid)?.abort(new Error("The fetch was aborted.")),
+    (fid: number) => {
+      if (holder.slot) endFetch(holder.slot, fid, true);
+    },
     { ignored: true },
   );
+  const readBody = new ivm.Reference((fid: number) =>
+    handled(holder.slot ? fetchRead(holder.slot, fid) : Promise.resolve(null)),
+  );
   const api = await ctx.evalClosure(
-    "return __nimbus_init($0, $1, $2, $3, $4, $5, $6, $7)",
-    [emit, random, digest, hmac, timer, untimer, fetch, fetchAbort],
+    "return __nimbus_init($0, $1, $2, $3, $4, $5, $6, $7, $8)",
+    [emit, random, digest, hmac, timer, untimer, fetch, fetchAbort, readBody],
     { result: { reference: true } },
   );
   const moduleShim = await iso.compileModule(MODULE_SHIM, { filename: "nimbus:node-module-shim" });
@@ -196,8 +217,7 @@ function dispose(slot: Slot): void {
   slots.delete(slot.id);
   for (const t of slot.timers.values()) clearTimeout(t.h);
   slot.timers.clear();
-  for (const a of slot.fetches.values()) a.abort();
-  slot.fetches.clear();
+  for (const fid of [...slot.fetches.keys()]) endFetch(slot, fid, true);
   for (const [id, inv] of invocations) if (inv.slot === slot) invocations.delete(id);
   try {
     if (!slot.iso.isDisposed) slot.iso.dispose();
@@ -269,6 +289,8 @@ function loadUndici(): void {
 }
 
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+/** Fetch bodies up to this size (with a content-length) are passed in whole. */
+const INLINE_BODY = 1 << 20;
 
 async function hostFetch(
   slot: Slot,
@@ -279,7 +301,6 @@ async function hostFetch(
 ): Promise<unknown> {
   loadUndici();
   const controller = new AbortController();
-  slot.fetches.set(fid, controller);
   const deadline = invocations.get(invocation)?.deadline ?? Date.now() + slot.meta.timeoutMs;
   const timer = setTimeout(
     () =>
@@ -290,6 +311,8 @@ async function hostFetch(
       ),
     Math.max(0, deadline - Date.now()),
   );
+  const state: FetchState = { controller, timer };
+  slot.fetches.set(fid, state);
   try {
     let url = req.url;
     let method = req.method;
@@ -329,19 +352,46 @@ async function hostFetch(
         if (k !== "set-cookie") headers.push([k, v]);
       });
       for (const c of res.headers.getSetCookie?.() ?? []) headers.push(["set-cookie", c]);
-      const bytes = new Uint8Array(await res.arrayBuffer());
-      return { status: res.status, statusText: res.statusText, headers, body: bytes, url, redirected };
+      const head = { status: res.status, statusText: res.statusText, headers, url, redirected };
+      const length = Number(res.headers.get("content-length") ?? Number.NaN);
+      if (!res.body || length <= INLINE_BODY) {
+        // A body of known, modest size comes in one crossing with the head.
+        const bytes = new Uint8Array(await res.arrayBuffer());
+        endFetch(slot, fid);
+        return { ...head, body: bytes, streamed: false };
+      }
+      // Anything else (an SSE stream from a model, a large download) is read chunk by chunk
+      // as the function reads it.
+      state.reader = res.body.getReader();
+      return { ...head, body: new Uint8Array(0), streamed: true };
     }
   } catch (err) {
-    const e = err as Error & { cause?: Error };
-    const msg =
-      controller.signal.aborted && controller.signal.reason instanceof Error
-        ? controller.signal.reason.message
-        : (e.cause?.message ?? e.message);
-    throw new Error(msg);
-  } finally {
-    clearTimeout(timer);
-    slot.fetches.delete(fid);
+    endFetch(slot, fid);
+    throw new Error(fetchError(err, controller));
+  }
+}
+
+function fetchError(err: unknown, controller: AbortController): string {
+  const e = err as Error & { cause?: Error };
+  return controller.signal.aborted && controller.signal.reason instanceof Error
+    ? controller.signal.reason.message
+    : (e.cause?.message ?? e.message);
+}
+
+/** The next chunk of a streamed fetch body, or null at its end. */
+async function fetchRead(slot: Slot, fid: number): Promise<Uint8Array | null> {
+  const state = slot.fetches.get(fid);
+  if (!state?.reader) return null;
+  try {
+    const { done, value } = await state.reader.read();
+    if (done) {
+      endFetch(slot, fid);
+      return null;
+    }
+    return value;
+  } catch (err) {
+    endFetch(slot, fid);
+    throw new Error(fetchError(err, state.controller));
   }
 }
 

@@ -39,6 +39,8 @@ interface HostFetchResult {
   statusText: string;
   headers: [string, string][];
   body: Uint8Array;
+  /** The body streams in through fetchRead (body is then empty). */
+  streamed: boolean;
   url: string;
   redirected: boolean;
 }
@@ -56,6 +58,7 @@ interface Bridge {
     body: Uint8Array | undefined,
   ) => Promise<HostFetchResult>;
   fetchAbort: (fid: number) => void;
+  fetchRead: (fid: number) => Promise<Uint8Array | null>;
 }
 
 const g = globalThis as unknown as Record<string, unknown>;
@@ -388,31 +391,64 @@ async function fetchImpl(input: unknown, init?: Record<string, unknown>): Promis
     { url: req.url, method: req.method, headers: req.headers._pairs(), redirect: req.redirect },
     body,
   );
-  let onAbort: (() => void) | undefined;
+  // Aborting rejects the pending fetch, or errors a body still streaming in, with the reason.
+  let bodyController: ReadableStreamDefaultController<Uint8Array> | undefined;
+  let rejectFetch: ((reason: unknown) => void) | undefined;
+  const onAbort = (): void => {
+    bridge!.fetchAbort(fid);
+    rejectFetch?.(req.signal.reason);
+    try {
+      bodyController?.error(req.signal.reason);
+    } catch {
+      // Already closed.
+    }
+  };
+  req.signal.addEventListener("abort", onAbort, { once: true });
   const aborted = new Promise<never>((_, reject) => {
-    onAbort = () => {
-      bridge!.fetchAbort(fid);
-      reject(req.signal.reason);
-    };
-    req.signal.addEventListener("abort", onAbort, { once: true });
+    rejectFetch = reject;
   });
+  let streaming = false;
   try {
     const r = await Promise.race([pending, aborted]);
-    return makeResponse(
-      r.status,
-      r.statusText,
-      r.headers,
-      r.body.byteLength > 0 ? r.body : null,
-      r.url,
-      r.redirected,
-    );
+    rejectFetch = undefined;
+    let body: unknown = r.body.byteLength > 0 ? r.body : null;
+    if (r.streamed) {
+      streaming = true;
+      body = new ReadableStream<Uint8Array>(
+        {
+          start(c) {
+            bodyController = c;
+          },
+          async pull(c) {
+            let chunk: Uint8Array | null;
+            try {
+              chunk = await bridge!.fetchRead(fid);
+            } catch (err) {
+              if (req.signal.aborted) return; // errored with the reason already
+              throw new TypeError(`fetch body: ${(err as Error).message}`);
+            }
+            if (chunk === null) {
+              c.close();
+              req.signal.removeEventListener("abort", onAbort);
+            } else c.enqueue(chunk);
+          },
+          cancel() {
+            bridge!.fetchAbort(fid);
+            req.signal.removeEventListener("abort", onAbort);
+          },
+        },
+        { highWaterMark: 0 },
+      );
+    }
+    return makeResponse(r.status, r.statusText, r.headers, body, r.url, r.redirected);
   } catch (err) {
     if (err instanceof Error && !(err instanceof DOMExceptionLike) && err.name !== "AbortError") {
       throw new TypeError(`fetch failed: ${err.message}`);
     }
     throw err;
   } finally {
-    if (onAbort) req.signal.removeEventListener("abort", onAbort);
+    // A streaming body stays abortable through the request's signal until it ends.
+    if (!streaming) req.signal.removeEventListener("abort", onAbort);
   }
 }
 
@@ -709,7 +745,7 @@ Object.defineProperty(g, "__nimbus_init", {
   configurable: true,
   value(...fns: unknown[]) {
     delete g.__nimbus_init;
-    const [emit, random, digest, hmac, timer, untimer, fetch, fetchAbort] = fns as [
+    const [emit, random, digest, hmac, timer, untimer, fetch, fetchAbort, fetchRead] = fns as [
       Emit,
       Bridge["random"],
       HostRef,
@@ -718,6 +754,7 @@ Object.defineProperty(g, "__nimbus_init", {
       Bridge["untimer"],
       HostRef,
       Bridge["fetchAbort"],
+      HostRef,
     ];
     return init({
       emit,
@@ -728,6 +765,7 @@ Object.defineProperty(g, "__nimbus_init", {
       untimer,
       fetch: viaRef(fetch),
       fetchAbort,
+      fetchRead: viaRef(fetchRead),
     });
   },
 });
