@@ -96,6 +96,8 @@ class ProcessInstance implements Instance {
       "--enable-source-maps",
       "--disable-warning=ExperimentalWarning",
       "--stack-trace-limit=30",
+      // Extra runtime flags for profiling the shim (e.g. --cpu-prof with NIMBUS_SANDBOX=off).
+      ...(process.env.NIMBUS_RUNTIME_FLAGS?.split(/\s+/).filter(Boolean) ?? []),
     ];
     let cmd: string;
     let args: string[];
