@@ -107,6 +107,18 @@ async function main(): Promise<void> {
     process.exit(2);
   }, RUN_DEADLINE_MS);
   watchdog.unref();
+  // Interrupted: stop the targets (their instances go with them) and remove the data dirs.
+  const interrupt = (signal: NodeJS.Signals): void => {
+    console.error(`bench: ${signal}, stopping the targets.`);
+    Promise.all(targets.map((t) => t.stop()))
+      .catch(() => {})
+      .finally(() => {
+        for (const d of dataDirs) rmSync(d, { recursive: true, force: true });
+        process.exit(130);
+      });
+  };
+  process.once("SIGINT", interrupt);
+  process.once("SIGTERM", interrupt);
 
   const newDataDir = (): string => {
     const d = mkdtempSync(join(tmpdir(), "nimbus-bench-"));
