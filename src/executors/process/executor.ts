@@ -405,8 +405,9 @@ export class ProcessExecutor implements Executor {
     this.lastWanted.set(memoryMB, Date.now());
     const list = this.warm.get(memoryMB);
     const p = list?.shift();
-    // Refill in the next turn: the spawn must not delay this cold start.
-    setImmediate(() => this.refill(memoryMB));
+    // Refill only after this cold start is served: spawning (fork + a Node start-up) would
+    // compete with it for the event loop and the CPU.
+    setTimeout(() => this.refill(memoryMB), 50);
     if (p) {
       await p.ready;
       return { p, prewarmed: true };
