@@ -105,9 +105,15 @@ async function newIsolate(memoryMB: number): Promise<Blank> {
   const iso = new ivm.Isolate({ memoryLimit: Math.max(8, memoryMB), snapshot });
   const ctx = await iso.createContext();
   const holder: { slot?: Slot } = {};
+  // Everything an isolate sends comes batched: [[kind, id, meta], …] plus the byte payloads.
   const emit = new ivm.Callback(
-    (kind: number, id: number, m: unknown, bytes?: Uint8Array) => {
-      if (holder.slot) onEmit(holder.slot, kind, id, m, bytes);
+    (list: [number, number, unknown][], bytes: (Uint8Array | undefined)[]) => {
+      const slot = holder.slot;
+      if (!slot) return;
+      for (let i = 0; i < list.length; i++) {
+        const [kind, id, m] = list[i]!;
+        onEmit(slot, kind, id, m, bytes[i]);
+      }
     },
     { ignored: true },
   );
@@ -520,9 +526,13 @@ function onEmit(slot: Slot, kind: number, id: number, m: unknown, bytes?: Uint8A
   }
 }
 
+const EMPTY = new Uint8Array(0);
+/** Invocations that arrived in this socket read, per isolate: they cross into it together. */
+const pendingInvokes = new Map<Slot, { items: [number, InvokeMeta][]; bodies: Uint8Array[] }>();
+
 function handleInvoke(frame: Frame): void {
-  const meta = frame.meta as InvokeMeta & { slot: number };
-  const slot = slots.get(meta.slot);
+  const { slot: slotId, ...meta } = frame.meta as InvokeMeta & { slot: number };
+  const slot = slots.get(slotId);
   if (!slot || slot.gone || !slot.invoke) {
     writer.send(T.INVOKE_ERROR, frame.id, {
       code: "NIMBUS_FUNCTION_ERROR",
@@ -533,15 +543,27 @@ function handleInvoke(frame: Frame): void {
   }
   const inv: Invocation = { slot, cpuStart: slot.iso.cpuTime, deadline: meta.deadline, background: false };
   invocations.set(frame.id, inv);
-  if (slot.meta.cpuMs !== undefined) ensureWatch();
-  const { slot: _s, ...invokeMeta } = meta;
-  slot.invoke
-    .apply(undefined, [frame.id, invokeMeta, new Uint8Array(frame.payload)], {
-      arguments: { copy: true },
-      result: { promise: true },
-    })
-    .catch((err: unknown) => onIsolateError(slot, err, frame.id));
-  // Memory-limit disposals are noticed by the watch even when no apply is pending.
+  let batch = pendingInvokes.get(slot);
+  if (!batch) {
+    batch = { items: [], bodies: [] };
+    pendingInvokes.set(slot, batch);
+  }
+  batch.items.push([frame.id, meta]);
+  batch.bodies.push(frame.payload.length > 0 ? new Uint8Array(frame.payload) : EMPTY);
+}
+
+/** One crossing per isolate for all the invocations of this read. */
+function flushInvokes(): void {
+  if (pendingInvokes.size === 0) return;
+  for (const [slot, batch] of pendingInvokes) {
+    if (slot.gone) continue;
+    const first = batch.items[0]![0];
+    slot
+      .invoke!.apply(undefined, [JSON.stringify(batch.items), batch.bodies], { arguments: { copy: true } })
+      .catch((err: unknown) => onIsolateError(slot, err, batch.items.length === 1 ? first : undefined));
+  }
+  pendingInvokes.clear();
+  // CPU limits and memory-limit disposals are watched while anything runs.
   ensureWatch();
 }
 
@@ -570,10 +592,13 @@ async function handleInit(frame: Frame): Promise<void> {
 
 socket.on("data", (chunk: Buffer) => {
   for (const frame of decoder.push(chunk)) {
+    if (frame.type === T.INVOKE) {
+      handleInvoke(frame);
+      continue;
+    }
+    // Keep the order: invocations read before another frame cross before it is handled.
+    flushInvokes();
     switch (frame.type) {
-      case T.INVOKE:
-        handleInvoke(frame);
-        break;
       case T.LOAD:
         void handleLoad(frame);
         break;
@@ -590,6 +615,7 @@ socket.on("data", (chunk: Buffer) => {
         break;
     }
   }
+  flushInvokes();
 });
 // One function's failure must not end the host of every function of the tenant.
 process.on("unhandledRejection", (reason) => {

@@ -34,6 +34,8 @@ import { URL, URLSearchParams } from "./url.ts";
 export const E = { HEAD: 1, CHUNK: 2, END: 3, ERROR: 4, LOG: 5, DONE: 6, FULL: 7 } as const;
 
 type Emit = (kind: number, id: number, meta?: unknown, bytes?: Uint8Array) => void;
+/** The host's side of `emit`: many messages per crossing. */
+type RawEmit = (list: [number, number, unknown][], bytes: (Uint8Array | undefined)[]) => void;
 interface HostFetchResult {
   status: number;
   statusText: string;
@@ -709,9 +711,67 @@ async function invoke(id: number, meta: InvokeMeta, body: Uint8Array): Promise<v
  * Called once by the host after the context is created: takes the bridge, the function's
  * environment and identity, and returns the two entry points the host calls.
  */
+// ---- output to the host, batched: one crossing carries every message of a burst ----
+let rawEmit: RawEmit = () => {};
+let outList: [number, number, unknown][] = [];
+let outBytes: (Uint8Array | undefined)[] = [];
+let flushing = false;
+let seen = 0;
+let spins = 0;
+
+function flushOut(): void {
+  if (outList.length === 0) return;
+  const list = outList;
+  const bytes = outBytes;
+  outList = [];
+  outBytes = [];
+  rawEmit(list, bytes);
+}
+
+/**
+ * Waits while other microtasks keep adding output (the other responses of one batch of
+ * invocations), then crosses once. Bounded, so a stream that enqueues in a microtask loop
+ * still goes out in pieces.
+ */
+function settle(): void {
+  if (outList.length !== seen && spins++ < 16) {
+    seen = outList.length;
+    void Promise.resolve().then(settle);
+    return;
+  }
+  flushing = false;
+  flushOut();
+}
+
+function queueOut(kind: number, id: number, meta?: unknown, bytes?: Uint8Array): void {
+  outList.push([kind, id, meta]);
+  outBytes.push(bytes);
+  // A log line goes out at once (with what is queued before it): if the function then
+  // loops forever, the line is still there to explain it.
+  if (kind === E.LOG) {
+    flushOut();
+    return;
+  }
+  if (!flushing) {
+    flushing = true;
+    seen = -1;
+    spins = 0;
+    void Promise.resolve().then(settle);
+  }
+}
+
+/** Starts a batch of invocations (one crossing from the host): JSON [[id, meta], …] and bodies. */
+function invokeBatch(json: string, bodies: Uint8Array[]): void {
+  const items = JSON.parse(json) as [number, InvokeMeta][];
+  for (let i = 0; i < items.length; i++) {
+    const [id, meta] = items[i]!;
+    void invoke(id, meta, bodies[i] ?? new Uint8Array(0));
+  }
+}
+
 function init(b: Bridge): {
   setModule: typeof setModule;
-  invoke: typeof invoke;
+  invoke: typeof invokeBatch;
   configure: typeof configure;
 } {
   bridge = b;
@@ -719,7 +779,7 @@ function init(b: Bridge): {
   // too. Removed here, not in the snapshot: V8 re-adds these while it boots a context.
   delete g.SharedArrayBuffer;
   delete g.Atomics;
-  return { setModule, invoke, configure };
+  return { setModule, invoke: invokeBatch, configure };
 }
 
 /** Sets the function's environment and identity (when a function is loaded into this isolate). */
@@ -756,8 +816,9 @@ Object.defineProperty(g, "__nimbus_init", {
       Bridge["fetchAbort"],
       HostRef,
     ];
+    rawEmit = emit as unknown as RawEmit;
     return init({
-      emit,
+      emit: queueOut,
       random,
       digest: viaRef(digest),
       hmac: viaRef(hmac),
