@@ -191,11 +191,24 @@ function takeIsolate(memoryMB: number): Promise<Blank> {
 }
 
 let refilling = false;
+let refillTimer: NodeJS.Timeout | undefined;
+/** When the last invocation arrived: refills wait for a quiet moment. */
+let lastInvokeAt = 0;
+
 /**
- * Tops the spare lists up, one isolate at a time and only after the cold start that used a
- * spare has answered: creating an isolate holds the main thread for a moment, which must
- * not land inside someone's cold start.
+ * Tops the spare lists up, one isolate at a time and only in a quiet moment: creating an
+ * isolate holds the main thread for a few milliseconds (deserialising the snapshot), which
+ * must not land inside someone's cold start or first request.
  */
+function scheduleRefill(delayMs = 20): void {
+  if (refillTimer || refilling) return;
+  refillTimer = setTimeout(() => {
+    refillTimer = undefined;
+    if (performance.now() - lastInvokeAt < 10) scheduleRefill(10);
+    else refill();
+  }, delayMs);
+}
+
 function refill(): void {
   if (refilling) return;
   for (const [memoryMB, list] of spares) {
@@ -206,7 +219,7 @@ function refill(): void {
     list.push(p);
     void p.finally(() => {
       refilling = false;
-      setImmediate(refill);
+      scheduleRefill(1);
     });
     return;
   }
@@ -454,7 +467,7 @@ async function handleLoad(frame: Frame): Promise<void> {
     if (loaded.error?.stack && slot.map) loaded.error.stack = slot.map.rewrite(loaded.error.stack);
     if (!loaded.ok) dispose(slot);
     writer.send(T.LOADED, frame.id, loaded);
-    setImmediate(refill);
+    scheduleRefill();
   } catch (err) {
     const info = errorInfo(err);
     if (info.stack && slot.map) info.stack = slot.map.rewrite(info.stack);
@@ -531,6 +544,7 @@ const EMPTY = new Uint8Array(0);
 const pendingInvokes = new Map<Slot, { items: [number, InvokeMeta][]; bodies: Uint8Array[] }>();
 
 function handleInvoke(frame: Frame): void {
+  lastInvokeAt = performance.now();
   const { slot: slotId, ...meta } = frame.meta as InvokeMeta & { slot: number };
   const slot = slots.get(slotId);
   if (!slot || slot.gone || !slot.invoke) {
@@ -572,9 +586,12 @@ async function handleInit(frame: Frame): Promise<void> {
   egress = new Egress(meta.egress);
   spareTarget = meta.spares;
   spares.set(128, []);
-  snapshot = ivm.Isolate.createSnapshot([
-    { code: frame.payload.toString("utf8"), filename: "nimbus:runtime" },
-  ]);
+  // The warm-up runs requests through the runtime so the snapshot holds compiled code for
+  // the hot path: a new isolate's first request does not pay for lazy compilation.
+  snapshot = ivm.Isolate.createSnapshot(
+    [{ code: frame.payload.toString("utf8"), filename: "nimbus:runtime" }],
+    "__nimbus_warm()",
+  );
   // Warm what every cold start touches (module compile, context from snapshot) once.
   const warm = await newIsolate(16);
   warm.configure.applySync(undefined, [{}, { functionName: "warm", version: 0, memoryMB: 16 }], {

@@ -789,6 +789,79 @@ function configure(functionEnv: Record<string, string>, functionInfo: typeof inf
   timeOrigin = Date.now();
 }
 
+/**
+ * Runs one request of each handler shape through the runtime with a no-op bridge, so that
+ * the snapshot carries compiled code for the whole hot path (the host passes this as the
+ * snapshot's warm-up script; V8 keeps the code and discards the state).
+ */
+function warmUp(): void {
+  const saved = { bridge, mod, shape, rawEmit };
+  const noop = () => {};
+  bridge = {
+    emit: queueOut,
+    random: (n: number) => new Uint8Array(n),
+    digest: async () => new Uint8Array(32),
+    hmac: async () => new Uint8Array(32),
+    timer: async () => true,
+    untimer: noop,
+    fetch: async () => {
+      throw new Error("warm-up");
+    },
+    fetchAbort: noop,
+    fetchRead: async () => null,
+  };
+  rawEmit = noop;
+  const meta = {
+    invocationId: "warm",
+    method: "POST",
+    url: "http://localhost/warm/path?x=1&y=two",
+    headers: [
+      ["content-type", "application/json"],
+      ["user-agent", "warm"],
+    ],
+    deadline: Date.now() + 1000,
+    sourceIp: "127.0.0.1",
+  };
+  const body = utf8Encode('{"a":1}');
+  const handlers: [Shape, Record<string, unknown>][] = [
+    [
+      "fetch-object",
+      {
+        default: {
+          async fetch(req: Request) {
+            const u = new URL(req.url);
+            console.log("warm", u.pathname, u.searchParams.get("x"), { a: [1] });
+            return Response.json(
+              { a: await req.json(), h: req.headers.get("user-agent") },
+              { headers: { "x-a": "1" } },
+            );
+          },
+        },
+      },
+    ],
+    ["fetch-function", { default: async () => new Response("warm", { status: 201 }) }],
+    ["lambda", { handler: async (event: { rawPath: string }) => ({ statusCode: 200, body: event.rawPath }) }],
+  ];
+  for (const [sh, ns] of handlers) {
+    mod = ns;
+    shape = sh;
+    invokeBatch(JSON.stringify([[1, meta]]), [body]);
+  }
+  new Headers([["a", "b"]]).forEach(noop);
+  new TextDecoder().decode(utf8Encode("héllo"));
+  void new ReadableStream({
+    start(c) {
+      c.enqueue(new Uint8Array(1));
+      c.close();
+    },
+  })
+    .getReader()
+    .read();
+  ({ bridge, mod, shape, rawEmit } = saved);
+}
+
+Object.defineProperty(g, "__nimbus_warm", { configurable: true, value: warmUp });
+
 /** A host function handed in as an isolated-vm Reference, called with a promised result. */
 interface HostRef {
   apply(receiver: undefined, args: unknown[], options: unknown): Promise<unknown>;
@@ -805,6 +878,7 @@ Object.defineProperty(g, "__nimbus_init", {
   configurable: true,
   value(...fns: unknown[]) {
     delete g.__nimbus_init;
+    delete g.__nimbus_warm;
     const [emit, random, digest, hmac, timer, untimer, fetch, fetchAbort, fetchRead] = fns as [
       Emit,
       Bridge["random"],
