@@ -30,6 +30,7 @@ import {
   type InvokeMeta,
   type LoadedMeta,
   type LogMeta,
+  MAX_FRAME,
   T,
 } from "../../runtime/protocol.ts";
 import { bwrapArgs, Cgroup, INSIDE, type Protections } from "../process/sandbox.ts";
@@ -45,6 +46,10 @@ const IVM_NATIVE: string = require("node-gyp-build").path(IVM_DIR);
 const UNDICI_MAIN = require.resolve("undici");
 const UNDICI_DIR = dirname(require.resolve("undici/package.json"));
 const INSIDE_IVM = "/nimbus/ivm";
+/** Largest bundle + source map sent in one LOAD frame (frames are capped at 16 MB). */
+const MAX_BUNDLE = MAX_FRAME - 256 * 1024;
+/** Bundles kept in memory for cold starts, bytes. */
+const CODE_CACHE_BYTES = 64 * 1024 * 1024;
 const INSIDE_UNDICI = "/nimbus/undici";
 
 /** Options of the isolate executor. */
@@ -445,6 +450,7 @@ export class IsolateExecutor implements Executor {
   readonly options: IsolateExecutorOptions;
   private readonly hosts = new Map<string, IsolateHost>();
   private readonly code = new Map<string, { payload: Buffer; mapBytes: number }>();
+  private codeBytes = 0;
   private closed = false;
 
   constructor(options: IsolateExecutorOptions) {
@@ -483,22 +489,41 @@ export class IsolateExecutor implements Executor {
   /** @internal An instance went away (hosts are kept: the next cold start reuses them). */
   idleHost(_h: IsolateHost): void {}
 
-  /** The LOAD payload of a version: bundle, then its source map (if any). */
+  /**
+   * The LOAD payload of a version: bundle, then its source map (if any). The map is left out
+   * when both would not fit one frame; a bundle that alone does not fit cannot run here.
+   */
   private readCode(codeDir: string, cache = true): { payload: Buffer; mapBytes: number } {
     let c = this.code.get(codeDir);
-    if (!c) {
-      const code = readFileSync(join(codeDir, "index.mjs"));
-      let map = Buffer.alloc(0);
-      try {
-        map = readFileSync(join(codeDir, "index.mjs.map"));
-      } catch {
-        // No source map: stacks show bundle positions.
-      }
-      c = { payload: Buffer.concat([code, map]), mapBytes: map.length };
-      if (!cache) return c;
-      // Versions are immutable, so the bytes can be kept; bound the cache all the same.
-      if (this.code.size >= 512) this.code.delete(this.code.keys().next().value!);
+    if (c) {
+      // Most recently used last.
+      this.code.delete(codeDir);
       this.code.set(codeDir, c);
+      return c;
+    }
+    const code = readFileSync(join(codeDir, "index.mjs"));
+    if (code.length > MAX_BUNDLE) {
+      throw new NimbusError(
+        "NIMBUS_FUNCTION_ERROR",
+        `The bundle is ${(code.length / 1048576).toFixed(1)} MB; the isolate executor loads bundles up to ${MAX_BUNDLE / 1048576} MB. Trim its dependencies, or set executor: "process" in its config.`,
+      );
+    }
+    let map = Buffer.alloc(0);
+    try {
+      map = readFileSync(join(codeDir, "index.mjs.map"));
+    } catch {
+      // No source map: stacks show bundle positions.
+    }
+    if (code.length + map.length > MAX_BUNDLE) map = Buffer.alloc(0);
+    c = { payload: map.length > 0 ? Buffer.concat([code, map]) : code, mapBytes: map.length };
+    if (!cache) return c;
+    // Versions are immutable, so their bytes can be kept (bounded, least recently used out).
+    this.code.set(codeDir, c);
+    this.codeBytes += c.payload.length;
+    for (const [dir, old] of this.code) {
+      if (this.codeBytes <= CODE_CACHE_BYTES) break;
+      this.code.delete(dir);
+      this.codeBytes -= old.payload.length;
     }
     return c;
   }
@@ -533,11 +558,9 @@ export class IsolateExecutor implements Executor {
     try {
       code = this.readCode(spec.codeDir, false);
     } catch (err) {
-      return {
-        ok: false,
-        loadMs: 0,
-        error: { message: `The bundle could not be read: ${(err as Error).message}` },
-      };
+      const message =
+        err instanceof NimbusError ? err.message : `The bundle could not be read: ${(err as Error).message}`;
+      return { ok: false, loadMs: 0, error: { message } };
     }
     const { instance, loaded } = await this.host(spec.tenant).load(spec, code, undefined);
     if (loaded.ok) await instance.stop();
