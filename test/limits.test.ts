@@ -18,8 +18,11 @@ describe("limits and failures: each is contained, the next request is healthy", 
   let s: TestServer;
   before(async () => {
     s = await startTestServer();
-    const r = await s.deploy("beh", "behaviours.ts");
+    // A generous timeout so that a loaded machine does not turn other failures into timeouts;
+    // the timeout case uses "short", which keeps the 2 s from the inline config.
+    const r = await s.deploy("beh", "behaviours.ts", { timeout: "15s" });
     assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.equal((await s.deploy("short", "behaviours.ts")).status, 200);
     const other = await s.deploy("other", "echo.ts");
     assert.equal(other.status, 200);
   });
@@ -60,7 +63,7 @@ describe("limits and failures: each is contained, the next request is healthy", 
 
   it("a timeout kills the instance and answers 504", async () => {
     const t0 = Date.now();
-    const r = await get(s, "/fn/beh/timeout");
+    const r = await get(s, "/fn/short/timeout");
     assert.equal(r.status, 504);
     assert.equal(JSON.parse(r.body).error.code, "NIMBUS_TIMEOUT");
     assert.ok(Date.now() - t0 >= 1900, "the 2 s timeout from the inline config applies");
@@ -208,6 +211,21 @@ describe("throttling, queueing and scale to zero", () => {
     assert.equal(cold.status, 200);
     assert.equal(cold.headers.get("x-nimbus-cold-start"), "1");
     assert.notEqual(cold.body, first.body, "a new process");
+  });
+
+  it("waitUntil work that never settles keeps an instance alive only until the timeout", async () => {
+    const r = await s.deploy("bg", "behaviours.ts", { idleTimeout: "1s", timeout: "2s" });
+    assert.equal(r.status, 200);
+    assert.equal((await get(s, "/fn/bg/waituntil-forever")).body, "early");
+    await sleep(1500);
+    let info = (await s.api("GET", "/api/v1/functions/bg")).body;
+    assert.equal(info.instances.idle + info.instances.busy, 1, "kept alive while its background work may run");
+    for (let i = 0; i < 40; i++) {
+      await sleep(150);
+      info = (await s.api("GET", "/api/v1/functions/bg")).body;
+      if (info.instances.idle + info.instances.busy === 0) break;
+    }
+    assert.equal(info.instances.idle + info.instances.busy, 0, "reaped after the timeout and the idle window");
   });
 
   it("minInstances keeps instances warm with the module loaded; their first request is warm", async () => {

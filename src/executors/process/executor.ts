@@ -60,7 +60,8 @@ class ProcessInstance implements Instance {
   startMs = 0;
   prewarmed = false;
   inflight = 0;
-  background = 0;
+  /** Invocations whose `waitUntil` work still runs → the time it stops keeping the instance alive. */
+  private readonly backgroundUntil = new Map<number, number>();
   state: InstanceState = "starting";
   lastUsed = Date.now();
   readonly memoryMB: number;
@@ -209,7 +210,7 @@ class ProcessInstance implements Instance {
         break;
       case T.DONE:
         this.sinks.delete(f.id);
-        this.background--;
+        this.backgroundUntil.delete(f.id);
         sink.done(f.meta.cpuMs);
         break;
     }
@@ -218,9 +219,22 @@ class ProcessInstance implements Instance {
   private finish(id: number, pending: boolean): void {
     this.inflight--;
     this.lastUsed = Date.now();
-    if (pending) this.background++;
+    // waitUntil work keeps the instance alive for at most the function's timeout after the response.
+    if (pending) this.backgroundUntil.set(id, Date.now() + (this.spec?.timeoutMs ?? 30_000));
     else this.sinks.delete(id);
     if (this.state === "busy" && this.inflight === 0) this.state = "idle";
+  }
+
+  /** Invocations whose `ctx.waitUntil` work still runs (within its deadline). */
+  get background(): number {
+    const now = Date.now();
+    for (const [id, until] of this.backgroundUntil) {
+      if (until <= now) {
+        this.backgroundUntil.delete(id);
+        this.sinks.delete(id);
+      }
+    }
+    return this.backgroundUntil.size;
   }
 
   /** Loads the function into this (ready, generic) runtime. */
@@ -323,7 +337,7 @@ class ProcessInstance implements Instance {
     for (const sink of this.sinks.values()) sink.fail(reason ?? new NimbusError("NIMBUS_INSTANCE_CRASHED"));
     this.sinks.clear();
     this.inflight = 0;
-    this.background = 0;
+    this.backgroundUntil.clear();
     this.socket.destroy();
     this.cgroup?.remove();
     rmSync(this.slotDir, { recursive: true, force: true });
