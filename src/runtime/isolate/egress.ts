@@ -69,10 +69,11 @@ export class Egress {
     const h = host.toLowerCase().replace(/^\[|\]$/g, "");
     const plain = ip.startsWith("::ffff:") && isIP(ip.slice(7)) === 4 ? ip.slice(7) : ip;
     const type = isIP(plain) === 6 ? "ipv6" : "ipv4";
-    if (Egress.nameMatches(this.allowNames, h) || this.allowNets.check(plain, type)) return undefined;
+    // A deny rule wins over an allow rule (an exception carved out of an allowed range).
     if (Egress.nameMatches(this.denyNames, h) || this.denyNets.check(plain, type)) {
       return `${host} (${plain}) is denied by the network policy`;
     }
+    if (Egress.nameMatches(this.allowNames, h) || this.allowNets.check(plain, type)) return undefined;
     if (this.policy.default === "deny")
       return `${host} is not in the network policy's allow list (default: deny)`;
     if (!this.policy.allowPrivate && NON_PUBLIC.check(plain, type)) {

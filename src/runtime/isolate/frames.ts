@@ -25,7 +25,7 @@ export interface EgressPolicy {
   default: "allow" | "deny";
   /** Host names (`api.example.com`, `*.example.com`), IP addresses or CIDR ranges always allowed. */
   allow?: string[];
-  /** Host names, IP addresses or CIDR ranges always refused (checked after `allow`). */
+  /** Host names, IP addresses or CIDR ranges always refused, even inside an `allow` rule. */
   deny?: string[];
   /**
    * Whether loopback, private (RFC 1918/4193), link-local (incl. cloud metadata

@@ -41,7 +41,8 @@ export function inspect(value: unknown, depth = 2, seen: unknown[] = [], indent 
     case "function": {
       const name = (value as { name?: string }).name;
       const cls = /^class\b/.test(Function.prototype.toString.call(value));
-      return cls ? `[class ${name || "(anonymous)"}]` : `[Function: ${name || "(anonymous)"}]`;
+      if (cls) return `[class ${name || "(anonymous)"}]`;
+      return name ? `[Function: ${name}]` : "[Function (anonymous)]";
     }
   }
   if (value === null) return "null";
