@@ -31,6 +31,8 @@ export interface RunResults {
   pinning: Pinning;
   sandbox: unknown;
   params: Record<string, unknown>;
+  /** The commit measured; `changed`: files under src/ that differed from it at the start. */
+  revision: { commit: string; changed: string[]; changedDuringRun: boolean };
   /** Load average (1 min) at the start and the end: other sessions' work shows here. */
   loadavg: { start: number; end: number };
   cold: ColdResult[];
@@ -130,7 +132,12 @@ export function toMarkdown(r: RunResults): string {
     r.pinning.targets === null
       ? `not pinned (${r.pinning.reason})`
       : `gateway + instances and the bare server on core ${r.pinning.targets}, load generator on core ${r.pinning.loadgen}`;
+  const rev = r.revision;
+  const revLine =
+    `${rev.commit}${rev.changed.length ? ` with uncommitted changes to ${rev.changed.join(", ")}` : ""}` +
+    (rev.changedDuringRun ? " (new commits landed during the run)" : "");
   out.push(
+    `- Code: ${revLine}`,
     `- Machine: ${r.machine.cpus} × ${r.machine.model}, Linux ${r.machine.kernel}, Node ${r.machine.node}`,
     `- CPU pinning: ${pin}`,
     `- Sandbox: ${sandboxLine(r.sandbox)}`,

@@ -21,12 +21,13 @@
  * fails the run); `--no-pin`; `--no-sandbox` (instances without bubblewrap and cgroups, to
  * see what the sandbox costs); `--no-save`; `--quick` (short smoke run, not saved).
  */
+import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, release, tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { type ColdResult, measureCold } from "./cold.ts";
-import { agent, pinSelf, RESULTS_DIR, startTarget, type Target } from "./harness.ts";
+import { agent, pinSelf, RESULTS_DIR, ROOT, startTarget, type Target } from "./harness.ts";
 import { checkAims, type RunResults, type Skipped, toMarkdown } from "./report.ts";
 import { deployVariant, measureWarm, summarizeWarm, type WarmRow, type WarmVariant } from "./warm.ts";
 
@@ -93,9 +94,24 @@ function parse() {
   };
 }
 
+/** The commit measured, and the files that differed from it (others edit the same checkout). */
+function revision(): { commit: string; changed: string[] } {
+  try {
+    const git = (...a: string[]) => execFileSync("git", a, { cwd: ROOT, encoding: "utf8" }).trim();
+    const changed = git("status", "--porcelain", "--", "src", "package.json")
+      .split("\n")
+      .filter(Boolean)
+      .map((l) => l.slice(3));
+    return { commit: git("rev-parse", "--short", "HEAD"), changed };
+  } catch {
+    return { commit: "unknown", changed: [] };
+  }
+}
+
 async function main(): Promise<void> {
   const started = performance.now();
   const load0 = loadavg()[0]!;
+  const rev0 = revision();
   const opts = parse();
   const log = (m: string): void => console.error(m);
   const pinning = pinSelf(opts.pin);
@@ -292,6 +308,7 @@ async function main(): Promise<void> {
       sandbox: opts.sandbox,
     },
     loadavg: { start: load0, end: loadavg()[0]! },
+    revision: { ...rev0, changedDuringRun: revision().commit !== rev0.commit },
     cold,
     warm,
     warmRounds,
