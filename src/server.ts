@@ -76,6 +76,7 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
   const dataDir = resolve(opts.dataDir ?? process.env.NIMBUS_HOME ?? ".nimbus");
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const store = new SqliteStore(join(dataDir, "nimbus.db"));
+  store.startWriter();
   const protections = detectProtections(opts.noSandbox ?? process.env.NIMBUS_SANDBOX === "off");
   const registry = new Registry(store);
   await registry.load("default");

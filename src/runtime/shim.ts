@@ -23,7 +23,7 @@ import {
 } from "./protocol.ts";
 
 const socket = new Socket({ fd: 3, readable: true, writable: true });
-const writer = new FrameWriter(socket);
+let writer = new FrameWriter(socket);
 const decoder = new FrameDecoder();
 const current = new AsyncLocalStorage<number>();
 
@@ -255,6 +255,53 @@ async function prewarm(): Promise<void> {
   });
   fromLambdaResult({ statusCode: 200, body: "x" });
   await current.run(0, async () => format("%s", "warm"));
+  await warmInvokePath();
+}
+
+/**
+ * Runs synthetic invocations of both handler shapes through the real invoke path, into a
+ * writer that discards, so the first real request after a cold start runs warm code.
+ */
+async function warmInvokePath(): Promise<void> {
+  const real = writer;
+  writer = new FrameWriter({ destroyed: false, write: () => true } as unknown as Socket);
+  const meta: InvokeMeta = {
+    invocationId: "warm",
+    method: "POST",
+    url: "http://localhost/warm?x=1",
+    headers: [["content-type", "application/json"]],
+    deadline: Date.now() + 1000,
+    sourceIp: "127.0.0.1",
+    trigger: "warm",
+  };
+  load = { file: "", functionName: "warm", version: 0, memoryMB: 128, timeoutMs: 1000, env: {} };
+  const warmModules: [HandlerShape, unknown][] = [
+    [
+      "fetch-object",
+      {
+        default: {
+          async fetch(request: Request) {
+            await request.text();
+            console.log("warm");
+            return new Response("warm", { headers: { "content-type": "text/plain" } });
+          },
+        },
+      },
+    ],
+    ["lambda", { handler: async () => ({ statusCode: 200, body: "warm" }) }],
+  ];
+  for (let i = 0; i < 3; i++) {
+    for (const [shape, m] of warmModules) {
+      handlerShape = shape;
+      mod = m;
+      await handleInvoke({ type: T.INVOKE, id: 1, meta, payload: Buffer.from('{"warm":true}') });
+    }
+  }
+  writer.flush();
+  handlerShape = undefined;
+  mod = undefined;
+  load = undefined;
+  writer = real;
 }
 
 await prewarm();

@@ -2,6 +2,7 @@
  * The embedded store on `node:sqlite` (WAL mode): no server, one file in the data directory.
  */
 import { DatabaseSync, type StatementSync } from "node:sqlite";
+import { Worker } from "node:worker_threads";
 import type {
   ApiKeyRecord,
   FunctionRecord,
@@ -41,6 +42,40 @@ CREATE TABLE IF NOT EXISTS api_keys (
 `;
 
 type Row = Record<string, any>;
+
+/** The writer thread's end: batches go in, one reply per batch comes back. */
+class WriterThread {
+  private readonly worker: Worker;
+  private readonly pending = new Map<number, { resolve: () => void; reject: (e: Error) => void }>();
+  private seq = 0;
+
+  constructor(file: string) {
+    this.worker = new Worker(new URL("./writer.ts", import.meta.url), { workerData: { file } });
+    this.worker.unref();
+    this.worker.on("message", (m: { id: number; error?: string }) => {
+      const p = this.pending.get(m.id);
+      this.pending.delete(m.id);
+      if (m.error) p?.reject(new Error(`writing records failed: ${m.error}`));
+      else p?.resolve();
+    });
+    this.worker.on("error", (err) => {
+      for (const p of this.pending.values()) p.reject(err);
+      this.pending.clear();
+    });
+  }
+
+  write(invocations: InvocationRecord[], logs: LogRecord[]): Promise<void> {
+    const id = ++this.seq;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.worker.postMessage({ id, invocations, logs });
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.worker.terminate();
+  }
+}
 
 function toVersion(r: Row): VersionRecord {
   return {
@@ -91,8 +126,12 @@ export class SqliteStore implements Store {
   private readonly db: DatabaseSync;
   private readonly stmts = new Map<string, StatementSync>();
 
+  private readonly file: string;
+  private writer: WriterThread | undefined;
+
   /** Opens (creating if needed) the database at `file`. */
   constructor(file: string) {
+    this.file = file;
     this.db = new DatabaseSync(file);
     this.db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;");
     this.db.exec(SCHEMA);
@@ -196,7 +235,26 @@ export class SqliteStore implements Store {
     );
   }
 
+  /**
+   * Writes records and log lines. With a writer thread (see {@link SqliteStore.startWriter})
+   * the write happens there, off the event loop that serves requests.
+   */
   async writeBatch(invocations: InvocationRecord[], logs: LogRecord[]): Promise<void> {
+    if (invocations.length === 0 && logs.length === 0) return;
+    if (this.writer) return this.writer.write(invocations, logs);
+    this.writeBatchSync(invocations, logs);
+  }
+
+  /**
+   * Moves record writes to a worker thread with its own connection: a flush of a few
+   * hundred rows takes milliseconds, which would otherwise stall every request.
+   */
+  startWriter(): void {
+    this.writer ??= new WriterThread(this.file);
+  }
+
+  /** Writes records and log lines in one transaction, on this thread. */
+  writeBatchSync(invocations: InvocationRecord[], logs: LogRecord[]): void {
     if (invocations.length === 0 && logs.length === 0) return;
     this.db.exec("BEGIN");
     try {
@@ -346,6 +404,7 @@ export class SqliteStore implements Store {
   }
 
   async close(): Promise<void> {
+    await this.writer?.close();
     this.db.close();
   }
 }
