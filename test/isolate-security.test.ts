@@ -164,6 +164,35 @@ describe("isolate security", () => {
     }
   });
 
+  it("a function that subverts the runtime still cannot send the platform a malformed response", async () => {
+    assert.equal(
+      (
+        await deploy(
+          s,
+          "forger",
+          `export default {
+            fetch(request: Request) {
+              if (new URL(request.url).pathname === "/status") {
+                // A fake Response with an impossible status.
+                return Object.assign(Object.create(Response.prototype), { status: 42, headers: new Headers(), _bytes: new Uint8Array(0) });
+              }
+              // Headers that would split the HTTP response.
+              (Headers.prototype as any)._pairs = () => [["x-ok", "1\\r\\nset-cookie: stolen=1"]];
+              return new Response("forged");
+            },
+          };`,
+        )
+      ).status,
+      200,
+    );
+    for (const path of ["/status", "/headers"]) {
+      const r = await get(s, `/fn/forger${path}`);
+      assert.equal(r.status, 502, `${path}: ${r.text}`);
+      assert.equal(JSON.parse(r.text).error.code, "NIMBUS_BAD_RESPONSE");
+      assert.equal(r.headers.get("set-cookie"), null);
+    }
+  });
+
   it("an infinite loop is stopped at the timeout while a neighbouring function keeps answering", async () => {
     assert.equal(
       (await deploy(s, "neighbour", `export default { fetch: () => new Response("alive") };`)).status,

@@ -39,6 +39,8 @@ interface Invocation {
   deadline: number;
   /** Waiting for DONE (waitUntil work) after the response ended. */
   background: boolean;
+  /** RESP_HEAD went out. */
+  headSent: boolean;
 }
 
 interface Slot {
@@ -122,20 +124,24 @@ async function newIsolate(memoryMB: number): Promise<Blank> {
   );
   // Host functions whose answer is a promise go in as References (a Callback cannot return one).
   const digest = new ivm.Reference((alg: string, data: Uint8Array) =>
-    handled((async () => new Uint8Array(createHash(alg).update(data).digest()))()),
+    handled((async () => new Uint8Array(createHash(hashAlg(alg)).update(bytesArg(data)).digest()))()),
   );
   const hmac = new ivm.Reference((alg: string, key: Uint8Array, data: Uint8Array) =>
-    handled((async () => new Uint8Array(createHmac(alg, key).update(data).digest()))()),
+    handled(
+      (async () => new Uint8Array(createHmac(hashAlg(alg), bytesArg(key)).update(bytesArg(data)).digest()))(),
+    ),
   );
   const timer = new ivm.Reference(
     (id: number, ms: number) =>
       new Promise<boolean>((res) => {
         const slot = holder.slot;
         if (!slot || slot.gone) return res(false);
+        // Node fires delays past 2^31-1 ms at once; hold them to the longest it can wait.
+        const delay = Math.min(Math.max(0, Number(ms) || 0), 2 ** 31 - 1);
         const h = setTimeout(() => {
           slot.timers.delete(id);
           res(true);
-        }, ms);
+        }, delay);
         slot.timers.set(id, { h, res });
       }),
   );
@@ -320,7 +326,8 @@ async function hostFetch(
 ): Promise<unknown> {
   loadUndici();
   const controller = new AbortController();
-  const deadline = invocations.get(invocation)?.deadline ?? Date.now() + slot.meta.timeoutMs;
+  const owner = invocations.get(invocation);
+  const deadline = owner?.slot === slot ? owner.deadline : Date.now() + slot.meta.timeoutMs;
   const timer = setTimeout(
     () =>
       controller.abort(
@@ -414,6 +421,16 @@ async function fetchRead(slot: Slot, fid: number): Promise<Uint8Array | null> {
   }
 }
 
+const HASH_ALGS = new Set(["sha1", "sha256", "sha384", "sha512"]);
+function hashAlg(alg: unknown): string {
+  if (typeof alg !== "string" || !HASH_ALGS.has(alg)) throw new Error(`unsupported hash ${String(alg)}`);
+  return alg;
+}
+function bytesArg(b: unknown): Uint8Array {
+  if (!(b instanceof Uint8Array)) throw new TypeError("expected bytes");
+  return b;
+}
+
 /**
  * isolated-vm subscribes to a promise a Reference returned only after this turn, so a promise
  * that is already rejected would count as unhandled (and end the process); mark it handled.
@@ -489,54 +506,120 @@ function userText(slot: Slot, text: string): string {
     .join("\n");
 }
 
-function onEmit(slot: Slot, kind: number, id: number, m: unknown, bytes?: Uint8Array): void {
-  if (slot.gone) return;
-  switch (kind) {
-    case E.LOG: {
-      const line = m as LogMeta;
-      line.msg = userText(slot, line.msg);
-      if (id !== 0 && invocations.has(id)) writer.send(T.LOG, id, line);
-      else writer.send(T.LOG, 0, { ...line, slot: slot.id });
-      return;
-    }
+// What an isolate sends is checked like any input from a sandbox: the function can subvert
+// the runtime inside its own isolate, but not reach another invocation or send the platform
+// malformed frames.
+const LEVELS = new Set(["debug", "info", "warn", "error"]);
+const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const OWN_CODES = new Set(["NIMBUS_FUNCTION_ERROR", "NIMBUS_BAD_RESPONSE"]);
+
+function validHead(m: unknown): { status: number; headers: [string, string][] } | string {
+  const { status, headers } = (m ?? {}) as { status?: unknown; headers?: unknown };
+  if (typeof status !== "number" || !Number.isInteger(status) || status < 100 || status > 599) {
+    return `status must be an integer from 100 to 599, got ${String(status)}`;
   }
+  if (!Array.isArray(headers) || headers.length > 1000) return "headers must be a list of at most 1000 pairs";
+  const out: [string, string][] = [];
+  for (const h of headers) {
+    if (!Array.isArray(h) || typeof h[0] !== "string" || typeof h[1] !== "string")
+      return "each header must be a pair of strings";
+    if (!HEADER_NAME.test(h[0]) || /[\r\n\0]/.test(h[1]))
+      return `invalid header ${JSON.stringify(h[0]).slice(0, 80)}`;
+    out.push([h[0].toLowerCase(), h[1]]);
+  }
+  return { status, headers: out };
+}
+
+function badOutput(inv: Invocation, id: number, why: string): void {
+  invocations.delete(id);
+  writer.send(T.INVOKE_ERROR, id, {
+    code: "NIMBUS_BAD_RESPONSE",
+    message: `The isolate runtime sent an invalid response: ${why}.`,
+    cpuMs: cpuMsOf(inv),
+  });
+}
+
+function onEmit(slot: Slot, kind: number, id: number, m: unknown, bytes?: Uint8Array): void {
+  if (slot.gone || typeof kind !== "number" || typeof id !== "number") return;
   const inv = invocations.get(id);
-  if (!inv) return;
+  const mine = inv !== undefined && inv.slot === slot;
+  if (kind === E.LOG) {
+    const raw = (m ?? {}) as { level?: unknown; t?: unknown; msg?: unknown };
+    const line: LogMeta = {
+      level: LEVELS.has(raw.level as string) ? (raw.level as LogMeta["level"]) : "info",
+      t: typeof raw.t === "number" && Number.isFinite(raw.t) ? raw.t : Date.now(),
+      msg: userText(slot, typeof raw.msg === "string" ? raw.msg : String(raw.msg)),
+    };
+    if (mine) writer.send(T.LOG, id, line);
+    else writer.send(T.LOG, 0, { ...line, slot: slot.id });
+    return;
+  }
+  if (!mine) return;
+  const isBytes = bytes === undefined || bytes instanceof Uint8Array;
   switch (kind) {
     case E.HEAD:
-      writer.send(T.RESP_HEAD, id, m);
+    case E.FULL: {
+      if (inv.headSent) {
+        badOutput(inv, id, "a second response head");
+        return;
+      }
+      const head = validHead(m);
+      if (typeof head === "string") {
+        badOutput(inv, id, head);
+        return;
+      }
+      if (!isBytes) {
+        badOutput(inv, id, "the body must be bytes");
+        return;
+      }
+      inv.headSent = true;
+      writer.send(T.RESP_HEAD, id, head);
+      if (kind === E.HEAD) return;
+      if (bytes && bytes.byteLength > 0) writer.send(T.RESP_CHUNK, id, undefined, bytes);
+      end(inv, id, Boolean((m as { pending?: unknown }).pending));
       return;
+    }
     case E.CHUNK:
+      if (!inv.headSent) {
+        badOutput(inv, id, "a body chunk before the head");
+        return;
+      }
+      if (!(bytes instanceof Uint8Array)) {
+        badOutput(inv, id, "a body chunk must be bytes");
+        return;
+      }
       writer.send(T.RESP_CHUNK, id, undefined, bytes);
       return;
-    case E.FULL: {
-      const f = m as { status: number; headers: [string, string][]; pending: boolean };
-      writer.send(T.RESP_HEAD, id, { status: f.status, headers: f.headers });
-      if (bytes && bytes.byteLength > 0) writer.send(T.RESP_CHUNK, id, undefined, bytes);
-      writer.send(T.RESP_END, id, { cpuMs: cpuMsOf(inv), pending: f.pending });
-      if (f.pending) inv.background = true;
-      else invocations.delete(id);
+    case E.END:
+      if (!inv.headSent) {
+        badOutput(inv, id, "the end of a response without a head");
+        return;
+      }
+      end(inv, id, Boolean((m as { pending?: unknown } | undefined)?.pending));
       return;
-    }
-    case E.END: {
-      const pending = Boolean((m as { pending?: boolean }).pending);
-      writer.send(T.RESP_END, id, { cpuMs: cpuMsOf(inv), pending });
-      if (pending) inv.background = true;
-      else invocations.delete(id);
-      return;
-    }
     case E.ERROR: {
-      const e = m as { stack?: string };
-      if (e.stack) e.stack = userText(slot, e.stack);
-      writer.send(T.INVOKE_ERROR, id, { ...e, cpuMs: cpuMsOf(inv) });
+      const e = (m ?? {}) as { code?: unknown; message?: unknown; stack?: unknown };
+      writer.send(T.INVOKE_ERROR, id, {
+        code: OWN_CODES.has(e.code as string) ? e.code : "NIMBUS_FUNCTION_ERROR",
+        message: String(e.message ?? "").slice(0, 65536),
+        stack: typeof e.stack === "string" ? userText(slot, e.stack) : undefined,
+        cpuMs: cpuMsOf(inv),
+      });
       invocations.delete(id);
       return;
     }
     case E.DONE:
+      if (!inv.background) return;
       writer.send(T.DONE, id, { cpuMs: cpuMsOf(inv) });
       invocations.delete(id);
       return;
   }
+}
+
+function end(inv: Invocation, id: number, pending: boolean): void {
+  writer.send(T.RESP_END, id, { cpuMs: cpuMsOf(inv), pending });
+  if (pending) inv.background = true;
+  else invocations.delete(id);
 }
 
 const EMPTY = new Uint8Array(0);
@@ -555,7 +638,13 @@ function handleInvoke(frame: Frame): void {
     });
     return;
   }
-  const inv: Invocation = { slot, cpuStart: slot.iso.cpuTime, deadline: meta.deadline, background: false };
+  const inv: Invocation = {
+    slot,
+    cpuStart: slot.iso.cpuTime,
+    deadline: meta.deadline,
+    background: false,
+    headSent: false,
+  };
   invocations.set(frame.id, inv);
   let batch = pendingInvokes.get(slot);
   if (!batch) {
