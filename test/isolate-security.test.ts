@@ -284,6 +284,50 @@ function descendants(pid: number): number[] {
   return out;
 }
 
+describe("isolate host failure", () => {
+  it("when a tenant's host process dies, its requests fail with NIMBUS_INSTANCE_CRASHED and the next ones get a new host", async () => {
+    const s = await startServer({ dataDir: join(dir, "crash-data"), port: 0, prewarm: 1, log: () => {} });
+    try {
+      assert.equal(
+        (
+          await deploy(
+            s,
+            "sleeper",
+            `export default { async fetch() { await new Promise((r) => setTimeout(r, 3000)); return new Response("late"); } };`,
+          )
+        ).status,
+        200,
+      );
+      assert.equal(
+        (await deploy(s, "quick", `export default { fetch: () => new Response("quick") };`)).status,
+        200,
+      );
+      assert.equal((await get(s, "/fn/quick")).text, "quick");
+      const hosts = descendants(process.pid).filter((p) => {
+        try {
+          const argv = readFileSync(`/proc/${p}/cmdline`, "utf8").split("\0");
+          return /node$/.test(argv[0] ?? "") && argv.some((a) => a.endsWith("isolate/host.ts"));
+        } catch {
+          return false;
+        }
+      });
+      assert.equal(hosts.length, 1, "one host for the default tenant");
+      const pending = get(s, "/fn/sleeper");
+      await new Promise((r) => setTimeout(r, 300));
+      process.kill(hosts[0]!, "SIGKILL");
+      const r = await pending;
+      assert.equal(r.status, 502);
+      assert.equal(JSON.parse(r.text).error.code, "NIMBUS_INSTANCE_CRASHED");
+      const again = await get(s, "/fn/quick");
+      assert.equal(again.status, 200, again.text);
+      assert.equal(again.text, "quick");
+      assert.equal(again.headers.get("x-nimbus-cold-start"), "1", "a new host, a new isolate");
+    } finally {
+      await s.close();
+    }
+  });
+});
+
 describe("isolate hosts", () => {
   const protections = detectProtections();
   const sandboxed = protections.bwrap && protections.cgroups !== null;
