@@ -4,13 +4,15 @@
  * is relayed to the client chunk by chunk, and the deadline and AbortSignal stop a fetch.
  */
 import assert from "node:assert/strict";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { bundle } from "../src/build/bundle.ts";
+import { IsolateExecutor } from "../src/executors/isolate/executor.ts";
+import { detectProtections } from "../src/executors/process/sandbox.ts";
 import { type RunningServer, startServer } from "../src/server.ts";
 import { cleanup } from "./helpers.ts";
 
@@ -173,5 +175,77 @@ describe("isolate fetch", () => {
     const r = await fetch(`${s.url}/fn/waits`);
     assert.equal(r.status, 504);
     assert.equal(((await r.json()) as any).error.code, "NIMBUS_TIMEOUT");
+  });
+});
+
+describe("isolate fetch: a function's own network policy", () => {
+  it("egressFor gives one function its own rules; the others keep the executor's", async () => {
+    const upstream = createServer((_req, res) => res.end("reached"));
+    await new Promise<void>((r) => upstream.listen(0, "127.0.0.1", r));
+    const target = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/`;
+    const dataDir = mkdtempSync(join(tmpdir(), "nimbus-isoegress-"));
+    const ex = new IsolateExecutor({
+      dataDir,
+      protections: detectProtections(),
+      egress: { default: "deny" },
+      egressFor: (spec) =>
+        spec.functionName === "trusted" ? { default: "deny", allow: ["127.0.0.1"] } : undefined,
+    });
+    try {
+      const file = join(dataDir, "egress-fn.ts");
+      writeFileSync(
+        file,
+        `export default { async fetch() { try { return new Response(await (await fetch(${JSON.stringify(target)})).text()); } catch (e) { return new Response("refused: " + (e as Error).message); } } };`,
+      );
+      const b = await bundle(file);
+      const codeDir = join(dataDir, "code");
+      mkdirSync(codeDir);
+      writeFileSync(join(codeDir, "index.mjs"), b.code);
+      const answers: Record<string, string> = {};
+      for (const functionName of ["trusted", "other"]) {
+        const inst = await ex.start({
+          functionName,
+          tenant: "default",
+          version: 1,
+          codeDir,
+          memoryMB: 128,
+          timeoutMs: 5000,
+          env: {},
+        });
+        inst.inflight++;
+        answers[functionName] = await new Promise<string>((resolve, reject) => {
+          let body = "";
+          inst.invoke(
+            {
+              invocationId: functionName,
+              method: "GET",
+              url: "http://localhost/",
+              headers: [],
+              deadline: Date.now() + 5000,
+              sourceIp: "127.0.0.1",
+              trigger: "http",
+            },
+            Buffer.alloc(0),
+            {
+              head() {},
+              chunk(d) {
+                body += d.toString();
+              },
+              end: () => resolve(body),
+              fail: (e) => reject(e),
+              log() {},
+              done() {},
+            },
+          );
+        });
+        await inst.stop();
+      }
+      assert.equal(answers.trusted, "reached");
+      assert.match(answers.other!, /^refused: .*not in the network policy's allow list/);
+    } finally {
+      await ex.close();
+      upstream.close();
+      cleanup(dataDir);
+    }
   });
 });

@@ -83,6 +83,11 @@ export interface IsolateExecutorOptions {
    * @example (spec) => registry.getVersion(spec.tenant, spec.functionName, spec.version)?.config.cpuMs
    */
   cpuMsFor?: (spec: InstanceSpec) => number | undefined;
+  /**
+   * A function's own network policy, when it has one (else `egress` applies).
+   * @example (spec) => registry.getVersion(spec.tenant, spec.functionName, spec.version)?.config.network
+   */
+  egressFor?: (spec: InstanceSpec) => EgressPolicy | undefined;
   /** Receives lines an isolate wrote outside any invocation. */
   onInstanceLog?: (functionName: string, line: LogMeta) => void;
 }
@@ -374,6 +379,8 @@ class IsolateHost {
     };
     if (cpuMs !== undefined) meta.cpuMs = cpuMs;
     if (code.mapBytes > 0) meta.mapBytes = code.mapBytes;
+    const egress = this.exec.options.egressFor?.(spec);
+    if (egress) meta.egress = egress;
     const loaded = await new Promise<LoadedMeta>((res) => {
       if (this.exited) {
         res({ ok: false, loadMs: 0, error: { message: "The isolate host exited." } });

@@ -53,6 +53,8 @@ export interface IsolateLoadMeta {
   env: Record<string, string>;
   /** The payload's last `mapBytes` bytes are the bundle's source map (the rest is the bundle). */
   mapBytes?: number;
+  /** The function's own network policy (else the host's, from INIT). */
+  egress?: EgressPolicy;
 }
 
 /** Why an isolate went away. */

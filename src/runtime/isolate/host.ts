@@ -55,6 +55,8 @@ interface Slot {
   gone: boolean;
   /** The bundle's source map, for stack traces. */
   map?: SourceMap;
+  /** The function's network policy for fetch. */
+  egress: Egress;
 }
 
 /** A fetch in flight for an isolate (its body may still be streaming in). */
@@ -306,11 +308,33 @@ function ensureWatch(): void {
 
 // ---- fetch for isolates ----
 let undici: any;
-let agent: any;
-function loadUndici(): void {
-  if (undici) return;
-  undici = undiciPath ? require(undiciPath) : { fetch: globalThis.fetch };
-  agent = undici.Agent ? new undici.Agent({ connect: { lookup: egress.lookup } }) : undefined;
+/** One connection pool per policy: its connect-time lookup enforces that policy. */
+const agents = new WeakMap<Egress, any>();
+function agentFor(policy: Egress): any {
+  if (!undici) {
+    // Without undici's Agent the connect-time check could not be enforced: fail closed.
+    if (!undiciPath) throw new Error("fetch is not available in this isolate host");
+    undici = require(undiciPath);
+  }
+  let agent = agents.get(policy);
+  if (!agent) {
+    agent = new undici.Agent({ connect: { lookup: policy.lookup } });
+    agents.set(policy, agent);
+  }
+  return agent;
+}
+
+/** Policies by their JSON, so functions with the same rules share connections. */
+const policies = new Map<string, Egress>();
+function egressOf(policy: IsolateLoadMeta["egress"]): Egress {
+  if (!policy) return egress;
+  const key = JSON.stringify(policy);
+  let e = policies.get(key);
+  if (!e) {
+    e = new Egress(policy);
+    policies.set(key, e);
+  }
+  return e;
 }
 
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
@@ -324,7 +348,8 @@ async function hostFetch(
   req: { url: string; method: string; headers: [string, string][]; redirect: string },
   body: Uint8Array | undefined,
 ): Promise<unknown> {
-  loadUndici();
+  const policy = slot.egress;
+  const agent = agentFor(policy);
   const controller = new AbortController();
   const owner = invocations.get(invocation);
   const deadline = owner?.slot === slot ? owner.deadline : Date.now() + slot.meta.timeoutMs;
@@ -349,7 +374,7 @@ async function hostFetch(
       const host = u.hostname.replace(/^\[|\]$/g, "");
       // Literal addresses skip DNS, so the connect-time lookup would not see them.
       if (isIP(host)) {
-        const why = egress.check(host, host);
+        const why = policy.check(host, host);
         if (why) throw new Error(`fetch to ${u.host} refused: ${why}`);
       }
       const res = await undici.fetch(url, {
@@ -449,9 +474,29 @@ function errorInfo(err: unknown): { message: string; stack?: string } {
 async function handleLoad(frame: Frame): Promise<void> {
   const t0 = performance.now();
   const meta = frame.meta as IsolateLoadMeta;
+  let policy: Egress;
+  try {
+    policy = egressOf(meta.egress);
+  } catch (err) {
+    writer.send(T.LOADED, frame.id, {
+      ok: false,
+      error: { message: `The function's network policy is invalid: ${errorInfo(err).message}` },
+      loadMs: 0,
+    });
+    return;
+  }
   const blank = await takeIsolate(meta.memoryMB);
   const { iso, ctx } = blank;
-  const slot: Slot = { id: frame.id, iso, ctx, meta, timers: new Map(), fetches: new Map(), gone: false };
+  const slot: Slot = {
+    id: frame.id,
+    iso,
+    ctx,
+    meta,
+    timers: new Map(),
+    fetches: new Map(),
+    gone: false,
+    egress: policy,
+  };
   slots.set(slot.id, slot);
   blank.holder.slot = slot;
   try {
@@ -706,7 +751,9 @@ socket.on("data", (chunk: Buffer) => {
     flushInvokes();
     switch (frame.type) {
       case T.LOAD:
-        void handleLoad(frame);
+        handleLoad(frame).catch((err: unknown) =>
+          writer.send(T.LOADED, frame.id, { ok: false, error: errorInfo(err), loadMs: 0 }),
+        );
         break;
       case TI.UNLOAD: {
         const slot = slots.get(frame.id);
