@@ -416,7 +416,6 @@ class IsolateHost {
       s?.sink.fail(reason);
     }
     instance.invocations.clear();
-    this.exec.idleHost(this);
   }
 
   onExit(cb: () => void): void {
@@ -498,9 +497,6 @@ export class IsolateExecutor implements Executor {
   hostExited(h: IsolateHost): void {
     if (this.hosts.get(h.tenant) === h) this.hosts.delete(h.tenant);
   }
-
-  /** @internal An instance went away (hosts are kept: the next cold start reuses them). */
-  idleHost(_h: IsolateHost): void {}
 
   /**
    * The LOAD payload of a version: bundle, then its source map (if any). The map is left out
