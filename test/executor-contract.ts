@@ -246,7 +246,7 @@ export function executorContract(kind: ExecutorKind, opts: ContractOptions = {})
       if (deployed.has(name)) return;
       const file = join(dir, `${name}.ts`);
       writeFileSync(file, CONTRACT_FUNCTIONS[name]!);
-      const b = await bundle(file);
+      const b = await bundle(file, { executor: kind });
       const r = await s.api("POST", `/api/v1/functions/${name}/versions`, {
         code: b.code,
         sourceMap: b.sourceMap,

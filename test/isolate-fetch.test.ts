@@ -21,7 +21,7 @@ const dir = mkdtempSync(join(tmpdir(), "nimbus-isofetch-"));
 async function deploy(s: RunningServer, name: string, source: string, config: Record<string, unknown> = {}) {
   const file = join(dir, `${name}.ts`);
   writeFileSync(file, source);
-  const b = await bundle(file);
+  const b = await bundle(file, { executor: "isolate" });
   const r = await fetch(`${s.url}/api/v1/functions/${name}/versions`, {
     method: "POST",
     headers: { authorization: `Bearer ${s.adminKey}`, "content-type": "application/json" },
@@ -197,7 +197,7 @@ describe("isolate fetch: a function's own network policy", () => {
         file,
         `export default { async fetch() { try { return new Response(await (await fetch(${JSON.stringify(target)})).text()); } catch (e) { return new Response("refused: " + (e as Error).message); } } };`,
       );
-      const b = await bundle(file);
+      const b = await bundle(file, { executor: "isolate" });
       const codeDir = join(dataDir, "code");
       mkdirSync(codeDir);
       writeFileSync(join(codeDir, "index.mjs"), b.code);

@@ -21,7 +21,7 @@ const dir = mkdtempSync(join(tmpdir(), "nimbus-isosec-"));
 async function deploy(s: RunningServer, name: string, source: string, config: Record<string, unknown> = {}) {
   const file = join(dir, `${name}.ts`);
   writeFileSync(file, source);
-  const b = await bundle(file);
+  const b = await bundle(file, { executor: "isolate" });
   const r = await fetch(`${s.url}/api/v1/functions/${name}/versions`, {
     method: "POST",
     headers: { authorization: `Bearer ${s.adminKey}`, "content-type": "application/json" },

@@ -4,8 +4,10 @@
  */
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
+import { builtinModules } from "node:module";
 import { build, type Message } from "esbuild";
 import { NimbusError } from "../errors.ts";
+import type { ExecutorKind } from "../executors/types.ts";
 
 /** One function to deploy. */
 export interface FunctionSource {
@@ -100,27 +102,48 @@ function formatMessage(m: Message): string {
   return `${loc}${m.text}${text}`;
 }
 
+/** Options of {@link bundle}. */
+export interface BundleOptions {
+  /**
+   * The executor the bundle is for. `isolate` resolves packages' Workers/browser builds
+   * (export conditions `workerd`, `worker`, `browser`) and leaves Node built-in imports in
+   * place, so that the deploy check names them; `process` bundles for Node.js.
+   * @default "process"
+   */
+  executor?: ExecutorKind;
+}
+
 /** Bundles one entry file. Throws NIMBUS_BUILD_FAILED with file:line of each error. */
-export async function bundle(entry: string): Promise<Bundle> {
+export async function bundle(entry: string, options: BundleOptions = {}): Promise<Bundle> {
   const t0 = performance.now();
   const root = dirname(entry);
+  const forIsolate = options.executor === "isolate";
   try {
     const result = await build({
       entryPoints: [entry],
       bundle: true,
       format: "esm",
-      platform: "node",
-      target: "node24",
       sourcemap: "external",
       sourcesContent: false,
       write: false,
       outfile: join(root, "index.mjs"),
       absWorkingDir: root,
       logLevel: "silent",
-      // CommonJS dependencies that call require() on Node built-ins need a real require.
-      banner: {
-        js: 'import { createRequire as __nimbusCreateRequire } from "node:module"; const require = __nimbusCreateRequire(import.meta.url);',
-      },
+      ...(forIsolate
+        ? {
+            platform: "browser" as const,
+            conditions: ["workerd", "worker"],
+            target: "es2022",
+            external: ["node:*", ...builtinModules],
+          }
+        : {
+            platform: "node" as const,
+            target: "node24",
+            // CommonJS dependencies that call require() on Node built-ins need a real require.
+            banner: {
+              js: 'import { createRequire as __nimbusCreateRequire } from "node:module"; const require = __nimbusCreateRequire(import.meta.url);',
+            },
+          }),
     });
     let code = "";
     let sourceMap = "";
