@@ -306,7 +306,7 @@ describe("isolate host failure", () => {
       const hosts = descendants(process.pid).filter((p) => {
         try {
           const argv = readFileSync(`/proc/${p}/cmdline`, "utf8").split("\0");
-          return /node$/.test(argv[0] ?? "") && argv.some((a) => a.endsWith("isolate/host.ts"));
+          return /node$/.test(argv[0] ?? "") && argv.some((a) => a.endsWith("/host.mjs"));
         } catch {
           return false;
         }
@@ -351,7 +351,7 @@ describe("isolate hosts", () => {
           try {
             // The node process itself, not the sh/bwrap wrappers that carry the same argv.
             const argv = readFileSync(`/proc/${p}/cmdline`, "utf8").split("\0");
-            return /node$/.test(argv[0] ?? "") && argv.some((a) => a.endsWith("isolate/host.ts"));
+            return /node$/.test(argv[0] ?? "") && argv.some((a) => a.endsWith("/host.mjs"));
           } catch {
             return false;
           }

@@ -9,7 +9,7 @@
  * compile and evaluate the function's module in it. No process is spawned.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdirSync, readFileSync, rmSync } from "node:fs";
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import type { Socket } from "node:net";
 import { availableParallelism, totalmem } from "node:os";
@@ -35,7 +35,7 @@ import {
 } from "../../runtime/protocol.ts";
 import { bwrapArgs, Cgroup, INSIDE, type Protections } from "../process/sandbox.ts";
 import type { Executor, Instance, InstanceSpec, InstanceState, LoadResult, ResponseSink } from "../types.ts";
-import { preludeSource } from "./prelude.ts";
+import { hostSource, preludeSource } from "./prelude.ts";
 
 export type { EgressPolicy } from "../../runtime/isolate/frames.ts";
 
@@ -194,6 +194,8 @@ class IsolateHost {
     const name = `iso-${tenant}-${process.pid}-${++hostSeq}`;
     this.dir = join(o.dataDir, "isolate-hosts", name);
     mkdirSync(this.dir, { recursive: true });
+    // The host program, bundled to plain JS, sits in the host's own (read-only) directory.
+    writeFileSync(join(this.dir, "host.mjs"), hostSource());
     const nodeArgs = [
       "--no-node-snapshot",
       "--disable-warning=ExperimentalWarning",
@@ -208,7 +210,7 @@ class IsolateHost {
         [
           INSIDE.node,
           ...nodeArgs,
-          `${INSIDE.runtime}/isolate/host.ts`,
+          `${INSIDE.code}/host.mjs`,
           `${INSIDE_IVM}/${relative(IVM_DIR, IVM_NATIVE)}`,
           `${INSIDE_UNDICI}/${relative(UNDICI_DIR, UNDICI_MAIN)}`,
         ],
@@ -218,7 +220,7 @@ class IsolateHost {
       args.splice(sep, 0, "--ro-bind", IVM_DIR, INSIDE_IVM, "--ro-bind", UNDICI_DIR, INSIDE_UNDICI);
     } else {
       cmd = process.execPath;
-      args = [...nodeArgs, join(RUNTIME_DIR, "isolate", "host.ts"), IVM_NATIVE, UNDICI_MAIN];
+      args = [...nodeArgs, join(this.dir, "host.mjs"), IVM_NATIVE, UNDICI_MAIN];
     }
     if (p.cgroups) {
       this.cgroup = new Cgroup(p, name, {

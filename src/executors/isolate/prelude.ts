@@ -1,13 +1,34 @@
 /**
- * Builds the in-isolate runtime (src/runtime/isolate/prelude) into one classic script with
- * esbuild, once per platform process. The isolate host bakes it into a V8 startup snapshot,
- * so every isolate starts with the Web globals already in its heap.
+ * Builds, once per platform process, the two programs of the isolate runtime with esbuild:
+ * the in-isolate runtime (src/runtime/isolate/prelude) as one classic script, which the
+ * isolate host bakes into a V8 startup snapshot so every isolate starts with the Web globals
+ * in its heap; and the isolate host itself (src/runtime/isolate/host.ts) as one plain ES
+ * module, so the host process does not load Node's TypeScript stripper (~17 MB, and start-up
+ * time) for its own code.
  */
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { build } from "esbuild";
+import { build, buildSync } from "esbuild";
 
-const ENTRY = resolve(dirname(fileURLToPath(import.meta.url)), "../../runtime/isolate/prelude/index.ts");
+const RUNTIME = resolve(dirname(fileURLToPath(import.meta.url)), "../../runtime/isolate");
+const ENTRY = resolve(RUNTIME, "prelude/index.ts");
+
+let host: string | undefined;
+
+/** The bundled isolate host program (an ES module; cached). */
+export function hostSource(): string {
+  host ??= buildSync({
+    entryPoints: [resolve(RUNTIME, "host.ts")],
+    bundle: true,
+    format: "esm",
+    platform: "node",
+    target: "node24",
+    write: false,
+    legalComments: "none",
+    logLevel: "silent",
+  }).outputFiles[0]!.text;
+  return host;
+}
 
 let cached: Promise<string> | undefined;
 
