@@ -248,11 +248,12 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
         server.close();
         server.closeIdleConnections();
         await Promise.race([invoker.drain(), new Promise((r) => setTimeout(r, deadlineMs))]);
+        // In-flight invocations are done (or out of time): no connection is waited for any longer.
+        server.closeAllConnections();
         await scheduler.close(0);
         await processExecutor.close();
         await isolateExecutor.close();
-        await app.close().catch(() => {});
-        server.closeAllConnections();
+        await Promise.race([app.close().catch(() => {}), new Promise((r) => setTimeout(r, 2000))]);
         await recorder.close();
         await store.close();
       })();

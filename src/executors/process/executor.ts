@@ -3,7 +3,6 @@
  * inside bubblewrap and cgroups where the host allows. A pool of pre-started generic
  * runtimes (per memory size) makes a cold start pay only for importing the function's bundle.
  */
-import { type ChildProcess, spawn } from "node:child_process";
 import { linkSync, copyFileSync, existsSync, mkdirSync, rmSync } from "node:fs";
 import type { Socket } from "node:net";
 import { dirname, join, resolve } from "node:path";
@@ -22,6 +21,7 @@ import {
 } from "../../runtime/protocol.ts";
 import type { Executor, Instance, InstanceSpec, InstanceState, LoadResult, ResponseSink } from "../types.ts";
 import { bwrapArgs, Cgroup, INSIDE, type Protections } from "./sandbox.ts";
+import { type SpawnedChild, SpawnerClient } from "./spawner-client.ts";
 
 const RUNTIME_SRC = resolve(dirname(fileURLToPath(import.meta.url)), "../../runtime");
 
@@ -87,9 +87,9 @@ class ProcessInstance implements Instance {
   readonly memoryMB: number;
   readonly ready: Promise<void>;
 
-  private readonly child: ChildProcess;
-  private readonly socket: Socket;
-  private readonly writer: FrameWriter;
+  private readonly child: SpawnedChild;
+  private socket: Socket | undefined;
+  private writer: FrameWriter | undefined;
   private readonly decoder = new FrameDecoder();
   private readonly sinks = new Map<number, ResponseSink>();
   private readonly cgroup: Cgroup | undefined;
@@ -153,36 +153,51 @@ class ProcessInstance implements Instance {
     this.ready = new Promise((res) => {
       this.onReady = res;
     });
-    this.child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe", "pipe"], env: {} });
-    this.socket = this.child.stdio[3] as Socket;
-    this.writer = new FrameWriter(this.socket);
-    this.socket.on("data", (chunk: Buffer) => {
-      let frames: Frame[];
-      try {
-        frames = this.decoder.push(chunk);
-      } catch (err) {
-        // A runtime that writes garbage (or a function writing to fd 3) is stopped.
-        this.kill(
-          new NimbusError(
-            "NIMBUS_BAD_RESPONSE",
-            `The instance broke the frame protocol: ${(err as Error).message}`,
-          ),
-        );
-        return;
-      }
-      for (const f of frames) this.onFrame(f);
-    });
-    this.socket.on("error", () => {});
-    this.child.stdout!.setEncoding("utf8").on("data", (s: string) => this.onOutput("info", s));
-    this.child.stderr!.setEncoding("utf8").on("data", (s: string) => {
-      this.stderrTail = (this.stderrTail + s).slice(-8192);
-      this.onOutput("error", s);
-    });
+    this.child = exec.spawner.spawn(cmd, args);
+    this.child.on("pipe", (name: string, pipe: Socket) => this.attach(name, pipe));
     this.child.on("exit", (code, signal) => this.onChildExit(code, signal));
-    this.child.on("error", (err) => {
-      this.stderrTail += `\nspawn failed: ${err.message}`;
+    this.child.on("error", (message: string) => {
+      this.stderrTail += `\nspawn failed: ${message}`;
       this.onChildExit(null, null);
     });
+  }
+
+  /** Takes one of the runtime's pipes, handed over by the spawner. */
+  private attach(name: string, pipe: Socket): void {
+    if (this.exited) {
+      pipe.destroy();
+      return;
+    }
+    if (name === "fd3") {
+      this.socket = pipe;
+      this.writer = new FrameWriter(pipe);
+      pipe.on("data", (chunk: Buffer) => {
+        let frames: Frame[];
+        try {
+          frames = this.decoder.push(chunk);
+        } catch (err) {
+          // A runtime that writes garbage (or a function writing to fd 3) is stopped.
+          this.kill(
+            new NimbusError(
+              "NIMBUS_BAD_RESPONSE",
+              `The instance broke the frame protocol: ${(err as Error).message}`,
+            ),
+          );
+          return;
+        }
+        for (const f of frames) this.onFrame(f);
+      });
+      pipe.on("error", () => {});
+    } else if (name === "stdout") {
+      pipe.setEncoding("utf8").on("data", (s: string) => this.onOutput("info", s));
+      pipe.on("error", () => {});
+    } else if (name === "stderr") {
+      pipe.setEncoding("utf8").on("data", (s: string) => {
+        this.stderrTail = (this.stderrTail + s).slice(-8192);
+        this.onOutput("error", s);
+      });
+      pipe.on("error", () => {});
+    }
   }
 
   private onOutput(level: LogMeta["level"], text: string): void {
@@ -283,7 +298,7 @@ class ProcessInstance implements Instance {
       timeoutMs: spec.timeoutMs,
       env: spec.env,
     };
-    this.writer.send(T.LOAD, 0, meta);
+    this.writer!.send(T.LOAD, 0, meta);
     const died = new Promise<LoadedMeta>((res) =>
       this.onExit((reason) =>
         res({
@@ -306,7 +321,7 @@ class ProcessInstance implements Instance {
     const id = this.nextId++;
     if (this.nextId > 0xfffffff0) this.nextId = 1;
     this.sinks.set(id, sink);
-    this.writer.send(T.INVOKE, id, meta, body);
+    this.writer!.send(T.INVOKE, id, meta, body);
   }
 
   kill(reason: NimbusError): void {
@@ -321,10 +336,13 @@ class ProcessInstance implements Instance {
     this.stopping = true;
     this.state = "dead";
     const gone = new Promise<void>((res) => this.onExit(() => res()));
-    this.socket.end();
+    this.socket?.end();
     const t = setTimeout(() => this.child.kill("SIGKILL"), 2000);
+    // If even the kill is never confirmed (the spawner is gone), count the instance gone.
+    const force = setTimeout(() => this.onChildExit(null, "SIGKILL"), 5000);
     await gone;
     clearTimeout(t);
+    clearTimeout(force);
   }
 
   onExit(cb: (reason: NimbusError | undefined) => void): void {
@@ -358,7 +376,7 @@ class ProcessInstance implements Instance {
     this.sinks.clear();
     this.inflight = 0;
     this.backgroundUntil.clear();
-    this.socket.destroy();
+    this.socket?.destroy();
     this.cgroup?.remove();
     rmSync(this.slotDir, { recursive: true, force: true });
     this.exec.forget(this);
@@ -378,6 +396,8 @@ export class ProcessExecutor implements Executor {
 
   /** Host directory of the built runtime shim. */
   readonly runtimeDir: string;
+  /** Starts runtime processes without forking the gateway. */
+  readonly spawner = new SpawnerClient();
 
   constructor(options: ProcessExecutorOptions) {
     this.options = options;
@@ -494,5 +514,6 @@ export class ProcessExecutor implements Executor {
     clearInterval(this.pruner);
     await Promise.all([...this.all].map((p) => p.stop()));
     this.warm.clear();
+    this.spawner.close();
   }
 }

@@ -1,0 +1,50 @@
+/**
+ * The spawner: a small helper process that starts runtime processes for the platform.
+ * `spawn()` forks the calling process, which blocks its event loop for milliseconds (the
+ * larger the process, the longer); forking from this small process instead keeps the
+ * gateway's event loop free. It hands the child's pipes back over the IPC channel.
+ *
+ * Protocol (Node IPC, JSON): in: `{op:"spawn", id, cmd, args}`, `{op:"kill", id, signal}`;
+ * out: `{op:"pipe", id, name: "fd3"|"stdout"|"stderr"}` with the pipe as the sent handle,
+ * `{op:"exit", id, code, signal}`, `{op:"error", id, message}`.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import type { Socket } from "node:net";
+
+const children = new Map<number, ChildProcess>();
+
+function send(msg: object, handle?: Socket): void {
+  if (process.connected) process.send!(msg, handle);
+}
+
+process.on(
+  "message",
+  (m: { op: string; id: number; cmd?: string; args?: string[]; signal?: NodeJS.Signals }) => {
+    if (m.op === "spawn") {
+      let child: ChildProcess;
+      try {
+        child = spawn(m.cmd!, m.args!, { stdio: ["ignore", "pipe", "pipe", "pipe"], env: {} });
+      } catch (err) {
+        send({ op: "error", id: m.id, message: (err as Error).message });
+        return;
+      }
+      children.set(m.id, child);
+      child.on("error", (err) => send({ op: "error", id: m.id, message: err.message }));
+      child.on("exit", (code, signal) => {
+        children.delete(m.id);
+        send({ op: "exit", id: m.id, code, signal });
+      });
+      send({ op: "pipe", id: m.id, name: "fd3" }, child.stdio[3] as Socket);
+      send({ op: "pipe", id: m.id, name: "stdout" }, child.stdout as Socket);
+      send({ op: "pipe", id: m.id, name: "stderr" }, child.stderr as Socket);
+    } else if (m.op === "kill") {
+      children.get(m.id)?.kill(m.signal ?? "SIGKILL");
+    }
+  },
+);
+
+// The platform went away: take every runtime down with us.
+process.on("disconnect", () => {
+  for (const c of children.values()) c.kill("SIGKILL");
+  process.exit(0);
+});
