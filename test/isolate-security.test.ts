@@ -242,6 +242,38 @@ describe("isolate security", () => {
     assert.ok(performance.now() - t0 < 10_000, "stopped long before the wall-clock timeout");
   });
 
+  it("invocations sharing an isolate share its CPU clock: none is charged the others' CPU", async () => {
+    assert.equal(
+      (
+        await deploy(
+          s,
+          "shared",
+          `export const config = { cpuMs: 300, concurrency: 4, maxInstances: 1, timeout: "20s" };
+           export default { fetch() { const until = Date.now() + 100; let x = 0; while (Date.now() < until) x++; return new Response("done " + (x > 0)); } };`,
+        )
+      ).status,
+      200,
+    );
+    await get(s, "/fn/shared"); // the isolate is up
+    const answers = await Promise.all([1, 2, 3, 4].map(() => get(s, "/fn/shared")));
+    for (const r of answers) assert.equal(r.status, 200, r.text);
+    const ids = new Set(answers.map((r) => r.headers.get("x-nimbus-invocation-id")));
+    let records: { id: string; cpuMs: number }[] = [];
+    for (let i = 0; i < 50 && records.length < 4; i++) {
+      const r = await fetch(`${s.url}/api/v1/functions/shared/invocations?limit=10`, {
+        headers: { authorization: `Bearer ${s.adminKey}` },
+      });
+      records = ((await r.json()) as { invocations: { id: string; cpuMs: number }[] }).invocations.filter(
+        (x) => ids.has(x.id),
+      );
+      if (records.length < 4) await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(records.length, 4);
+    const total = records.reduce((n, x) => n + x.cpuMs, 0);
+    assert.ok(total > 300 && total < 700, `the four shares add up to the CPU used (${total} ms)`);
+    for (const x of records) assert.ok(x.cpuMs < 300, `one invocation charged ${x.cpuMs} ms`);
+  });
+
   it("a memory bomb is stopped with NIMBUS_MEMORY_LIMIT while the neighbour keeps its warm isolate", async () => {
     assert.equal(
       (

@@ -35,7 +35,8 @@ const spares = new Map<number, Promise<Blank>[]>();
 
 interface Invocation {
   slot: Slot;
-  cpuStart: bigint;
+  /** CPU ms this invocation used: its share of the isolate's CPU while it ran. */
+  cpu: number;
   deadline: number;
   /** Waiting for DONE (waitUntil work) after the response ended. */
   background: boolean;
@@ -57,6 +58,9 @@ interface Slot {
   map?: SourceMap;
   /** The function's network policy for fetch. */
   egress: Egress;
+  /** Invocations sharing the isolate's CPU clock now, and the clock at the last split. */
+  running: Set<Invocation>;
+  lastCpu: bigint;
 }
 
 /** A fetch in flight for an isolate (its body may still be streaming in). */
@@ -78,12 +82,35 @@ function endFetch(slot: Slot, fid: number, abort = false): void {
 const slots = new Map<number, Slot>();
 const invocations = new Map<number, Invocation>();
 
-function cpuMsOf(inv: Invocation): number {
+/**
+ * Hands the isolate's CPU time since the last look to the invocations running in it, in
+ * equal shares: exact when an isolate serves one invocation at a time (the default), a fair
+ * split when several overlap (V8 cannot say which of them a microtask belonged to).
+ */
+function settleCpu(slot: Slot): void {
+  let now: bigint;
   try {
-    return Number(inv.slot.iso.cpuTime - inv.cpuStart) / 1e6;
+    now = slot.iso.cpuTime;
   } catch {
-    return 0;
+    return; // disposed
   }
+  if (slot.running.size > 0) {
+    const share = Number(now - slot.lastCpu) / 1e6 / slot.running.size;
+    for (const inv of slot.running) inv.cpu += share;
+  }
+  slot.lastCpu = now;
+}
+
+function cpuMsOf(inv: Invocation): number {
+  settleCpu(inv.slot);
+  return inv.cpu;
+}
+
+/** An invocation is over (its response, or its waitUntil work, or its failure). */
+function forgetInvocation(id: number, inv: Invocation): void {
+  settleCpu(inv.slot);
+  inv.slot.running.delete(inv);
+  invocations.delete(id);
 }
 
 /**
@@ -246,6 +273,7 @@ function dispose(slot: Slot): void {
   slot.timers.clear();
   for (const fid of [...slot.fetches.keys()]) endFetch(slot, fid, true);
   for (const [id, inv] of invocations) if (inv.slot === slot) invocations.delete(id);
+  slot.running.clear();
   try {
     if (!slot.iso.isDisposed) slot.iso.dispose();
   } catch {
@@ -269,12 +297,8 @@ function onIsolateError(slot: Slot, err: unknown, id?: number): void {
   }
   if (id !== undefined) {
     const inv = invocations.get(id);
-    invocations.delete(id);
-    writer.send(T.INVOKE_ERROR, id, {
-      code: "NIMBUS_FUNCTION_ERROR",
-      message,
-      cpuMs: inv ? cpuMsOf(inv) : 0,
-    });
+    if (inv) forgetInvocation(id, inv);
+    writer.send(T.INVOKE_ERROR, id, { code: "NIMBUS_FUNCTION_ERROR", message, cpuMs: inv?.cpu ?? 0 });
   }
 }
 
@@ -496,6 +520,8 @@ async function handleLoad(frame: Frame): Promise<void> {
     fetches: new Map(),
     gone: false,
     egress: policy,
+    running: new Set(),
+    lastCpu: iso.cpuTime,
   };
   slots.set(slot.id, slot);
   blank.holder.slot = slot;
@@ -576,11 +602,11 @@ function validHead(m: unknown): { status: number; headers: [string, string][] } 
 }
 
 function badOutput(inv: Invocation, id: number, why: string): void {
-  invocations.delete(id);
+  forgetInvocation(id, inv);
   writer.send(T.INVOKE_ERROR, id, {
     code: "NIMBUS_BAD_RESPONSE",
     message: `The isolate runtime sent an invalid response: ${why}.`,
-    cpuMs: cpuMsOf(inv),
+    cpuMs: inv.cpu,
   });
 }
 
@@ -650,21 +676,22 @@ function onEmit(slot: Slot, kind: number, id: number, m: unknown, bytes?: Uint8A
         stack: typeof e.stack === "string" ? userText(slot, e.stack) : undefined,
         cpuMs: cpuMsOf(inv),
       });
-      invocations.delete(id);
+      forgetInvocation(id, inv);
       return;
     }
     case E.DONE:
       if (!inv.background) return;
-      writer.send(T.DONE, id, { cpuMs: cpuMsOf(inv) });
-      invocations.delete(id);
+      forgetInvocation(id, inv);
+      writer.send(T.DONE, id, { cpuMs: inv.cpu });
       return;
   }
 }
 
 function end(inv: Invocation, id: number, pending: boolean): void {
-  writer.send(T.RESP_END, id, { cpuMs: cpuMsOf(inv), pending });
+  // waitUntil work keeps sharing the isolate's CPU clock until DONE.
   if (pending) inv.background = true;
-  else invocations.delete(id);
+  else forgetInvocation(id, inv);
+  writer.send(T.RESP_END, id, { cpuMs: cpuMsOf(inv), pending });
 }
 
 const EMPTY = new Uint8Array(0);
@@ -685,12 +712,14 @@ function handleInvoke(frame: Frame): void {
   }
   const inv: Invocation = {
     slot,
-    cpuStart: slot.iso.cpuTime,
+    cpu: 0,
     deadline: meta.deadline,
     background: false,
     headSent: false,
   };
   invocations.set(frame.id, inv);
+  settleCpu(slot);
+  slot.running.add(inv);
   let batch = pendingInvokes.get(slot);
   if (!batch) {
     batch = { items: [], bodies: [] };
