@@ -426,12 +426,18 @@ class IsolateHost {
   }
 
   async stop(): Promise<void> {
-    if (this.exited) return;
-    const gone = new Promise<void>((res) => this.onExit(res));
-    this.socket.end();
-    const t = setTimeout(() => this.child.kill("SIGKILL"), 2000);
-    await gone;
-    clearTimeout(t);
+    if (!this.exited) {
+      const gone = new Promise<void>((res) => this.onExit(res));
+      this.socket.end();
+      const t = setTimeout(() => this.child.kill("SIGKILL"), 2000);
+      await gone;
+      clearTimeout(t);
+    }
+    // The cgroup goes once the kernel has reaped the sandbox's processes (retried by Cgroup);
+    // wait for it, so that a platform stopping right after this leaves no cgroup behind.
+    for (let i = 0; i < 40 && (this.cgroup?.dirs.length ?? 0) > 0; i++) {
+      await new Promise((r) => setTimeout(r, 25));
+    }
   }
 
   private onChildExit(code: number | null, signal: NodeJS.Signals | null): void {
