@@ -161,21 +161,33 @@ export class VersionPool {
     let n = this.freeSlots() + this.starting * this.config.concurrency + this.startable();
     let block: Block = "function";
     const reserved = this.scheduler.reservedRemaining(this.fnKey, this.config);
-    if (reserved < n) {
+    // On a tie the concurrency limit is the one to name: it is what sized the instances.
+    if (reserved <= n && reserved !== Number.POSITIVE_INFINITY) {
       n = reserved;
       block = "reserved";
     }
     const machine = this.scheduler.machineRemaining(this.config);
-    if (machine < n) {
+    if (machine <= n && machine !== Number.POSITIVE_INFINITY) {
       n = machine;
       block = "machine";
     }
     return { n, block };
   }
 
+  /**
+   * Instances that can be busy at once under every limit: maxInstances, and the invocations
+   * the function may run at once (its reservation, or the machine's unreserved share) over
+   * its concurrency. E.g. a machine limit of 1,000 at concurrency 500 makes 2 instances
+   * useful, whatever maxInstances says; starting a third would only cost memory and CPU.
+   */
+  usefulInstances(): number {
+    const cap = this.scheduler.concurrencyCap(this.config);
+    return Math.min(this.config.maxInstances, Math.max(1, Math.ceil(cap / this.config.concurrency)));
+  }
+
   private startable(): number {
     return (
-      Math.max(0, this.config.maxInstances - this.instances.length - this.starting) * this.config.concurrency
+      Math.max(0, this.usefulInstances() - this.instances.length - this.starting) * this.config.concurrency
     );
   }
 
@@ -228,7 +240,7 @@ export class VersionPool {
     while (
       !this.closed &&
       this.waiters.length > this.starting * this.config.concurrency + this.freeSlots() &&
-      this.instances.length + this.starting < this.config.maxInstances
+      this.instances.length + this.starting < this.usefulInstances()
     ) {
       if (!this.startOne()) break;
     }
@@ -308,10 +320,10 @@ export class VersionPool {
     this.autoscale = observe(this.autoscale, { t: now, concurrency: this.load }, this.autoscaleConfig);
     const { decision, state } = decide(this.autoscale, now, this.instances.length, this.autoscaleConfig);
     this.autoscale = state;
-    this.desired = decision.desired;
+    this.desired = Math.min(decision.desired, this.usefulInstances());
     // Pre-scale only while requests are here: after the load is gone the stable window still
     // remembers it, and restarting instances the idle reaper just stopped would only churn.
-    while (!this.closed && this.load > 0 && this.instances.length + this.starting < decision.desired) {
+    while (!this.closed && this.load > 0 && this.instances.length + this.starting < this.desired) {
       if (!this.startOne()) break;
     }
   }
@@ -478,6 +490,11 @@ export class Scheduler {
     this.running++;
     this.fnRunning.set(fnKey, mine + 1);
     return undefined;
+  }
+
+  /** The most invocations a function may run at once: its reservation, or the unreserved share. */
+  concurrencyCap(config: FunctionConfig): number {
+    return config.reservedConcurrency ?? Math.max(0, this.maxConcurrency - this.reservedTotal);
   }
 
   /** Invocations `fnKey` may still start under its reservation (Infinity without one). */
