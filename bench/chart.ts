@@ -148,7 +148,8 @@ export function lineChart(spec: ChartSpec): string {
       const ticks = niceTicks(lo, panel.yMax ?? Math.max(dataHi, lo + 1e-9), 4);
       // Extend the axis to the first tick at or above the data (the ticks stop below it).
       const step = ticks.length > 1 ? ticks[1]! - ticks[0]! : 1;
-      while (panel.yMax === undefined && ticks.at(-1)! < dataHi - step * 1e-9) ticks.push(ticks.at(-1)! + step);
+      while (panel.yMax === undefined && ticks.at(-1)! < dataHi - step * 1e-9)
+        ticks.push(ticks.at(-1)! + step);
       const hi = panel.yMax ?? ticks.at(-1)!;
       yTicks = ticks;
       sy = (y: number) => y0 + ph - ((y - lo) / (hi - lo || 1)) * ph;
@@ -172,10 +173,9 @@ export function lineChart(spec: ChartSpec): string {
     for (const m of spec.markers ?? []) {
       if (m.x < xLo || m.x > xHi) continue;
       const x = r2(sx(m.x));
-      out.push(
-        `<line x1="${x}" x2="${x}" y1="${y0}" y2="${y0 + ph}" stroke="#888" stroke-dasharray="2 3"/>`,
-      );
-      if (pi === 0) out.push(`<text x="${x}" y="${y0 - 4}" text-anchor="middle" fill="#666">${esc(m.label)}</text>`);
+      out.push(`<line x1="${x}" x2="${x}" y1="${y0}" y2="${y0 + ph}" stroke="#888" stroke-dasharray="2 3"/>`);
+      if (pi === 0)
+        out.push(`<text x="${r2(sx(m.x) + 4)}" y="${y0 + 14}" fill="#555">${esc(m.label)}</text>`);
     }
     // Lines, clipped to the plot area.
     out.push(
