@@ -37,7 +37,7 @@ type Suite = (typeof SUITES)[number];
 /** A whole run may not take longer than this (every loop inside is bounded too). */
 const RUN_DEADLINE_MS = 20 * 60_000;
 
-const USAGE = `usage: npm run bench -- [${SUITES.join("|")}] [--duration s] [--warmup s] [--rounds n] [--samples n] [--fresh-samples n] [--connections 10,1] [--isolate auto|on|off] [--no-pin] [--no-sandbox] [--no-save] [--quick]`;
+const USAGE = `usage: npm run bench -- [${SUITES.join("|")}|scale] [--duration s] [--warmup s] [--rounds n] [--samples n] [--fresh-samples n] [--connections 10,1] [--isolate auto|on|off] [--no-pin] [--no-sandbox] [--no-save] [--quick]`;
 
 function positiveInt(name: string, v: string | undefined, dflt: number): number {
   if (v === undefined) return dflt;
@@ -97,18 +97,25 @@ function parse() {
 /** The commit measured, and the files that differed from it (others edit the same checkout). */
 function revision(): { commit: string; changed: string[] } {
   try {
-    const git = (...a: string[]) => execFileSync("git", a, { cwd: ROOT, encoding: "utf8" }).trim();
+    const git = (...a: string[]) => execFileSync("git", a, { cwd: ROOT, encoding: "utf8" });
+    // Not trimmed: each porcelain line starts with a two-letter status and a space.
     const changed = git("status", "--porcelain", "--", "src", "package.json")
       .split("\n")
       .filter(Boolean)
       .map((l) => l.slice(3));
-    return { commit: git("rev-parse", "--short", "HEAD"), changed };
+    return { commit: git("rev-parse", "--short", "HEAD").trim(), changed };
   } catch {
     return { commit: "unknown", changed: [] };
   }
 }
 
 async function main(): Promise<void> {
+  // `npm run bench -- scale`: the scaling scenarios (issue 4) have their own runner.
+  if (process.argv[2] === "scale") {
+    const { scaleMain } = await import("./scale.ts");
+    await scaleMain(process.argv.slice(3));
+    return;
+  }
   const started = performance.now();
   const load0 = loadavg()[0]!;
   const rev0 = revision();
