@@ -153,7 +153,11 @@ export function registerRoutes(app: FastifyInstance, ctx: ApiContext): void {
                     executor: { type: "string" },
                     url: { type: "string" },
                     updatedAt: { type: "integer" },
-                    instances: { type: "integer" },
+                    instances: { type: "integer", description: "Started instances (idle + busy)" },
+                    idle: { type: "integer" },
+                    busy: { type: "integer" },
+                    starting: { type: "integer" },
+                    queued: { type: "integer" },
                   },
                 },
               },
@@ -168,14 +172,25 @@ export function registerRoutes(app: FastifyInstance, ctx: ApiContext): void {
         .all()
         .filter((f) => f.tenant === TENANT)
         .sort((a, b) => a.name.localeCompare(b.name))
-        .map((f) => ({
-          name: f.name,
-          latest: f.latest,
-          executor: ctx.registry.getVersion(TENANT, f.name, f.latest)?.executor ?? "process",
-          url: `${ctx.baseUrl()}/fn/${f.name}`,
-          updatedAt: f.updatedAt,
-          instances: ctx.scheduler.poolsOf(TENANT, f.name).reduce((n, p) => n + p.instances.length, 0),
-        })),
+        .map((f) => {
+          const t = { idle: 0, busy: 0, starting: 0, queued: 0 };
+          for (const p of ctx.scheduler.poolsOf(TENANT, f.name)) {
+            const st = p.stats();
+            t.idle += st.idle;
+            t.busy += st.busy;
+            t.starting += st.starting;
+            t.queued += st.queued;
+          }
+          return {
+            name: f.name,
+            latest: f.latest,
+            executor: ctx.registry.getVersion(TENANT, f.name, f.latest)?.executor ?? "process",
+            url: `${ctx.baseUrl()}/fn/${f.name}`,
+            updatedAt: f.updatedAt,
+            instances: t.idle + t.busy,
+            ...t,
+          };
+        }),
     }),
   );
 

@@ -5,6 +5,7 @@
  */
 import { linkSync, copyFileSync, existsSync, mkdirSync, rmSync } from "node:fs";
 import type { Socket } from "node:net";
+import { availableParallelism } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { buildSync } from "esbuild";
@@ -391,6 +392,11 @@ export class ProcessExecutor implements Executor {
   private readonly warm = new Map<number, ProcessInstance[]>();
   private readonly all = new Set<ProcessInstance>();
   private readonly lastWanted = new Map<number, number>();
+  /** Runtime processes booting now (not yet ready), and starts waiting for a slot. */
+  private spawning = 0;
+  private readonly spawnWaiters: (() => void)[] = [];
+  /** Runtimes that may boot at once. @default max(2, CPU cores) */
+  private readonly spawnCap = Math.max(2, availableParallelism());
   /** Times runtimes were taken, per memory size (for the adaptive pool size). */
   private readonly takes = new Map<number, number[]>();
   private closed = false;
@@ -462,11 +468,33 @@ export class ProcessExecutor implements Executor {
       list = [];
       this.warm.set(memoryMB, list);
     }
-    while (list.length < target) {
-      const p = new ProcessInstance(this, memoryMB);
-      this.all.add(p);
-      list.push(p);
+    // Refills never take a spawn slot a request is waiting for.
+    while (list.length < target && this.spawning < this.spawnCap && this.spawnWaiters.length === 0) {
+      list.push(this.spawnRuntime(memoryMB));
     }
+  }
+
+  /**
+   * Starts a runtime process, counted against the machine-wide cap on runtimes booting at
+   * once: a hundred cold functions starting together would otherwise share the CPU so
+   * thinly that all of them finish late.
+   */
+  private spawnRuntime(memoryMB: number): ProcessInstance {
+    const p = new ProcessInstance(this, memoryMB);
+    this.all.add(p);
+    this.spawning++;
+    let counted = true;
+    const done = (): void => {
+      if (!counted) return;
+      counted = false;
+      this.spawning--;
+      const next = this.spawnWaiters.shift();
+      if (next) next();
+      else for (const mb of this.warm.keys()) this.refill(mb);
+    };
+    void p.ready.then(done);
+    p.onExit(done);
+    return p;
   }
 
   /** Called by an instance when it exits. */
@@ -495,8 +523,9 @@ export class ProcessExecutor implements Executor {
       await p.ready;
       return { p, prewarmed: true };
     }
-    const fresh = new ProcessInstance(this, memoryMB);
-    this.all.add(fresh);
+    if (this.spawning >= this.spawnCap) await new Promise<void>((r) => this.spawnWaiters.push(r));
+    if (this.closed) throw new NimbusError("NIMBUS_UNAVAILABLE");
+    const fresh = this.spawnRuntime(memoryMB);
     const died = new Promise<never>((_, rej) =>
       fresh.onExit((reason) =>
         rej(reason ?? new NimbusError("NIMBUS_UNAVAILABLE", "The runtime failed to start.")),
@@ -536,6 +565,7 @@ export class ProcessExecutor implements Executor {
 
   async close(): Promise<void> {
     this.closed = true;
+    for (const w of this.spawnWaiters.splice(0)) w();
     clearInterval(this.pruner);
     await Promise.all([...this.all].map((p) => p.stop()));
     this.warm.clear();
