@@ -21,6 +21,7 @@ import { Invoker } from "./invoker/invoker.ts";
 import { loadPricePlan } from "./invoker/pricing.ts";
 import { Recorder } from "./invoker/recorder.ts";
 import { Registry } from "./invoker/registry.ts";
+import type { LogMeta } from "./runtime/protocol.ts";
 import { Scheduler } from "./scheduler/pool.ts";
 import { SqliteStore } from "./store/sqlite/store.ts";
 
@@ -81,40 +82,31 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
   const registry = new Registry(store);
   await registry.load("default");
   const recorder = new Recorder(store, (err) => log(`nimbus: writing records failed: ${String(err)}`));
+  // Lines an instance wrote outside any invocation (start-up, stray output) go to its function's log.
+  const instanceLog = (fn: string, line: LogMeta): void => {
+    const v = registry.getFunction("default", fn);
+    recorder.log({
+      tenant: "default",
+      fn,
+      version: v?.latest ?? 0,
+      invocationId: null,
+      t: line.t,
+      level: line.level,
+      msg: line.msg,
+    });
+  };
   const processExecutor = new ProcessExecutor({
     dataDir,
     protections,
     prewarm: opts.prewarm,
-    onInstanceLog: (fn, line) => {
-      const v = registry.getFunction("default", fn);
-      recorder.log({
-        tenant: "default",
-        fn,
-        version: v?.latest ?? 0,
-        invocationId: null,
-        t: line.t,
-        level: line.level,
-        msg: line.msg,
-      });
-    },
+    onInstanceLog: instanceLog,
   });
   const isolateExecutor = new IsolateExecutor({
     dataDir,
     protections,
     egress: opts.isolateEgress,
     cpuMsFor: (spec) => registry.getVersion(spec.tenant, spec.functionName, spec.version)?.config.cpuMs,
-    onInstanceLog: (fn, line) => {
-      const v = registry.getFunction("default", fn);
-      recorder.log({
-        tenant: "default",
-        fn,
-        version: v?.latest ?? 0,
-        invocationId: null,
-        t: line.t,
-        level: line.level,
-        msg: line.msg,
-      });
-    },
+    onInstanceLog: instanceLog,
   });
   const executors: Partial<Record<ExecutorKind, Executor>> = {
     process: processExecutor,

@@ -228,15 +228,7 @@ class IsolateHost {
         cpus: o.hostCpus ?? availableParallelism(),
         pids: o.hostPids ?? 512,
       });
-      args = [
-        "-c",
-        'for f in $(echo "$1" | tr , " "); do echo $$ > "$f"; done; shift; exec "$@"',
-        "sh",
-        this.cgroup.procsFiles.join(","),
-        cmd,
-        ...args,
-      ];
-      cmd = "/bin/sh";
+      ({ cmd, args } = this.cgroup.wrap(cmd, args));
     }
     this.child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe", "pipe"], env: {} });
     this.pid = this.child.pid ?? 0;

@@ -140,16 +140,7 @@ class ProcessInstance implements Instance {
     }
     if (p.cgroups) {
       this.cgroup = new Cgroup(p, this.id, { memoryMB, cpus: o.cpus ?? 1, pids: o.pids ?? 64 });
-      // The wrapper joins the cgroups before exec, so every process of the sandbox is inside.
-      args = [
-        "-c",
-        'for f in $(echo "$1" | tr , " "); do echo $$ > "$f"; done; shift; exec "$@"',
-        "sh",
-        this.cgroup.procsFiles.join(","),
-        cmd,
-        ...args,
-      ];
-      cmd = "/bin/sh";
+      ({ cmd, args } = this.cgroup.wrap(cmd, args));
     }
     this.ready = new Promise((res) => {
       this.onReady = res;

@@ -145,6 +145,24 @@ export class Cgroup {
     }
   }
 
+  /**
+   * Wraps a command so that it joins these cgroups before it execs: every process of the
+   * sandbox starts inside them (moving a pid after the spawn would miss its children).
+   */
+  wrap(cmd: string, args: string[]): { cmd: string; args: string[] } {
+    return {
+      cmd: "/bin/sh",
+      args: [
+        "-c",
+        'for f in $(echo "$1" | tr , " "); do echo $$ > "$f"; done; shift; exec "$@"',
+        "sh",
+        this.procsFiles.join(","),
+        cmd,
+        ...args,
+      ],
+    };
+  }
+
   /** True when the kernel's OOM killer killed a process of this cgroup. */
   oomKilled(): boolean {
     if (!this.memoryDir) return false;
