@@ -14,7 +14,7 @@ import { registerRoutes } from "./api/routes.ts";
 import { NimbusError } from "./errors.ts";
 import { type EgressPolicy, IsolateExecutor } from "./executors/isolate/executor.ts";
 import { ProcessExecutor } from "./executors/process/executor.ts";
-import { detectProtections, type Protections } from "./executors/process/sandbox.ts";
+import { detectProtections, type Protections, sweepStaleCgroups } from "./executors/process/sandbox.ts";
 import type { Executor, ExecutorKind } from "./executors/types.ts";
 import { Gateway, sendError } from "./gateway/gateway.ts";
 import { Invoker } from "./invoker/invoker.ts";
@@ -79,6 +79,7 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
   const store = new SqliteStore(join(dataDir, "nimbus.db"));
   store.startWriter();
   const protections = detectProtections(opts.noSandbox ?? process.env.NIMBUS_SANDBOX === "off");
+  sweepStaleCgroups(protections);
   const registry = new Registry(store);
   await registry.load("default");
   const recorder = new Recorder(store, (err) => log(`nimbus: writing records failed: ${String(err)}`));

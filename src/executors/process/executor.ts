@@ -369,7 +369,10 @@ class ProcessInstance implements Instance {
     this.inflight = 0;
     this.backgroundUntil.clear();
     this.socket?.destroy();
-    this.cgroup?.remove();
+    if (this.cgroup) {
+      this.cgroup.remove();
+      if (this.cgroup.dirs.length > 0) this.exec.cgroupsLeft.add(this.cgroup);
+    }
     rmSync(this.slotDir, { recursive: true, force: true });
     this.exec.forget(this);
     for (const cb of this.exitCbs.splice(0)) cb(reason);
@@ -383,6 +386,8 @@ export class ProcessExecutor implements Executor {
   private readonly warm = new Map<number, ProcessInstance[]>();
   private readonly all = new Set<ProcessInstance>();
   private readonly lastWanted = new Map<number, number>();
+  /** Cgroups of exited instances the kernel had not released yet (removal is retried). */
+  readonly cgroupsLeft = new Set<Cgroup>();
   /** Runtime processes booting now (not yet ready), and starts waiting for a slot. */
   private spawning = 0;
   private readonly spawnWaiters: (() => void)[] = [];
@@ -561,5 +566,10 @@ export class ProcessExecutor implements Executor {
     await Promise.all([...this.all].map((p) => p.stop()));
     this.warm.clear();
     this.spawner.close();
+    // Wait (at most ~1 s) for the cgroups to go, so a platform exiting right after leaves none.
+    for (let i = 0; i < 50 && [...this.cgroupsLeft].some((c) => c.dirs.length > 0); i++) {
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    this.cgroupsLeft.clear();
   }
 }

@@ -3,7 +3,15 @@
  * the host allows it. What is missing is reported, never silently skipped.
  */
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmdirSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { dirname, join } from "node:path";
 
 /** Which protections are active on this host. */
@@ -202,7 +210,8 @@ export class Cgroup {
       }
     }
     this.dirs.splice(0, this.dirs.length, ...left);
-    if (left.length > 0 && attempt < 40) setTimeout(() => this.remove(attempt + 1), 25).unref();
+    // Not unref'd: a platform exiting right after close() waits (at most ~1 s) for it.
+    if (left.length > 0 && attempt < 40) setTimeout(() => this.remove(attempt + 1), 25);
   }
 }
 
@@ -212,6 +221,39 @@ function tryWrite(file: string, value: string): void {
   } catch {
     // Optional knob (e.g. memsw without swap accounting).
   }
+}
+
+/**
+ * Removes empty instance cgroups left by a platform that died (it could not remove them):
+ * only those older than a minute, so a cgroup being set up right now is never touched;
+ * one with processes in it cannot be removed (EBUSY) and is kept.
+ */
+export function sweepStaleCgroups(p: Protections, now = Date.now()): number {
+  if (!p.cgroups) return 0;
+  const roots =
+    p.cgroups === "v2"
+      ? [join(V1_ROOT, GROUP)]
+      : ["memory", "cpu", "pids"].map((c) => join(V1_ROOT, c, GROUP));
+  let removed = 0;
+  for (const root of roots) {
+    let names: string[];
+    try {
+      names = readdirSync(root);
+    } catch {
+      continue;
+    }
+    for (const name of names) {
+      const dir = join(root, name);
+      try {
+        if (!statSync(dir).isDirectory() || now - statSync(dir).mtimeMs < 60_000) continue;
+        rmdirSync(dir);
+        removed++;
+      } catch {
+        // In use, or not ours to remove.
+      }
+    }
+  }
+  return removed;
 }
 
 /** What the sandboxed process sees and where. */

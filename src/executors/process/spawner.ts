@@ -28,6 +28,12 @@ process.on(
         send({ op: "error", id: m.id, message: (err as Error).message });
         return;
       }
+      // Never read from the pipes here: Node starts reading a new pipe at once, and whatever
+      // it read before the handle is sent (a fast runtime's READY frame) would be dropped.
+      // Stopping in the same tick as the spawn means nothing was read yet.
+      for (const pipe of [child.stdio[3], child.stdout, child.stderr]) {
+        (pipe as unknown as { _handle?: { readStop(): number } })._handle?.readStop();
+      }
       children.set(m.id, child);
       child.on("error", (err) => send({ op: "error", id: m.id, message: err.message }));
       child.on("exit", (code, signal) => {
