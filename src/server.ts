@@ -106,7 +106,8 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
     dataDir,
     protections,
     egress: opts.isolateEgress,
-    cpuMsFor: (spec) => registry.getVersion(spec.tenant, spec.functionName, spec.version)?.config.cpuMs,
+    // A function's own network policy (config.network) over the server's.
+    egressFor: (spec) => spec.network,
     onInstanceLog: instanceLog,
   });
   const executors: Partial<Record<ExecutorKind, Executor>> = {

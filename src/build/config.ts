@@ -5,6 +5,21 @@
 import { NimbusError } from "../errors.ts";
 import type { ExecutorKind } from "../executors/types.ts";
 
+/**
+ * Where a function's `fetch` may connect (isolate executor; the host checks every address
+ * a name resolves to at connect time).
+ */
+export interface NetworkPolicy {
+  /** `allow`: public addresses unless denied; `deny`: only what `allow` names. @default "allow" */
+  default: "allow" | "deny";
+  /** Host names (`api.example.com`, `*.example.com`), IP addresses or CIDR ranges allowed. */
+  allow?: string[];
+  /** Host names, addresses or ranges refused, even inside an `allow` rule. */
+  deny?: string[];
+  /** Whether loopback, private and link-local addresses may be reached without an `allow` rule. @default false */
+  allowPrivate?: boolean;
+}
+
 /** A function's normalised configuration (stored in every version). */
 export interface FunctionConfig {
   /** Memory in MB (also sets the V8 heap limit and the cgroup limit). @default 128 */
@@ -35,6 +50,8 @@ export interface FunctionConfig {
   executor: ExecutorKind;
   /** CPU time per invocation, ms (isolate executor). @default undefined (no CPU limit beyond the timeout) */
   cpuMs?: number;
+  /** Outbound network policy (isolate executor). @default the server's policy */
+  network?: NetworkPolicy;
 }
 
 /** The defaults applied to fields not given. */
@@ -64,6 +81,7 @@ const KNOWN = [
   "executor",
   "cpuMs",
   "reservedConcurrency",
+  "network",
 ] as const;
 
 function bad(field: string, message: string): NimbusError {
@@ -151,10 +169,52 @@ export function validateConfig(raw: unknown): FunctionConfig {
     c.executor = r.executor;
   }
   if (r.cpuMs !== undefined) c.cpuMs = int("cpuMs", r.cpuMs, 1, 900_000);
+  if (r.network !== undefined) c.network = validateNetwork(r.network);
+  if (c.network && c.executor !== "isolate") {
+    throw bad(
+      "network",
+      'a network policy is enforced by the isolate executor only; set executor: "isolate", or remove it (process instances share the host\'s network).',
+    );
+  }
   if (r.reservedConcurrency !== undefined) {
     c.reservedConcurrency = int("reservedConcurrency", r.reservedConcurrency, 0, 100_000);
   }
   return c;
+}
+
+function validateNetwork(raw: unknown): NetworkPolicy {
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
+    throw bad("network", 'must be an object like { "default": "deny", "allow": ["api.example.com"] }.');
+  }
+  const n = raw as Record<string, unknown>;
+  for (const key of Object.keys(n)) {
+    if (!["default", "allow", "deny", "allowPrivate"].includes(key)) {
+      throw bad(`network.${key}`, "unknown field. Known fields: default, allow, deny, allowPrivate.");
+    }
+  }
+  const policy: NetworkPolicy = { default: "allow" };
+  if (n.default !== undefined) {
+    if (n.default !== "allow" && n.default !== "deny") {
+      throw bad("network.default", `must be "allow" or "deny", got ${JSON.stringify(n.default)}.`);
+    }
+    policy.default = n.default;
+  }
+  for (const list of ["allow", "deny"] as const) {
+    const v = n[list];
+    if (v === undefined) continue;
+    if (!Array.isArray(v) || v.some((x) => typeof x !== "string" || x.length === 0 || x.length > 253)) {
+      throw bad(
+        `network.${list}`,
+        'must be a list of host names, addresses or CIDR ranges (e.g. ["*.example.com", "10.0.0.0/8"]).',
+      );
+    }
+    policy[list] = v as string[];
+  }
+  if (n.allowPrivate !== undefined) {
+    if (typeof n.allowPrivate !== "boolean") throw bad("network.allowPrivate", "must be true or false.");
+    policy.allowPrivate = n.allowPrivate;
+  }
+  return policy;
 }
 
 /** DNS-label rule for function names. */

@@ -201,7 +201,11 @@ program
         const config = { ...src.config };
         if (o.executor) config.executor = o.executor;
         progress(`${name}: bundling ${src.entry} … `);
-        const b = await bundle(src.entry);
+        // Isolate bundles take packages' Workers/browser builds (known from nimbus.json or
+        // --executor; an inline-only `executor` gets the default build, which works too).
+        const b = await bundle(src.entry, {
+          executor: config.executor === "isolate" ? "isolate" : undefined,
+        });
         progress(
           `${ms(b.ms)} (${(b.code.length / 1024).toFixed(1)} KiB)\n${name}: uploading and activating … `,
         );

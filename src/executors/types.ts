@@ -2,6 +2,7 @@
  * The Executor seam: one interface, implemented by `process` (a sandboxed Node child per
  * instance) and `isolate` (V8 isolates). The scheduler only sees these types.
  */
+import type { NetworkPolicy } from "../build/config.ts";
 import type { NimbusError } from "../errors.ts";
 import type { HandlerShape, InvokeMeta, LogMeta } from "../runtime/protocol.ts";
 
@@ -18,6 +19,10 @@ export interface InstanceSpec {
   memoryMB: number;
   timeoutMs: number;
   env: Record<string, string>;
+  /** CPU time per invocation, ms (executors that enforce it). */
+  cpuMs?: number;
+  /** Outbound network policy (executors that enforce it). */
+  network?: NetworkPolicy;
 }
 
 /** What loading a bundle reported. */
@@ -78,6 +83,11 @@ export interface Executor {
   readonly kind: ExecutorKind;
   /** Starts an instance and loads the function into it. Throws NimbusError on load failure. */
   start(spec: InstanceSpec): Promise<Instance>;
+  /**
+   * What one instance costs the machine's memory budget, MB.
+   * @default the spec's `memoryMB` (a process instance may use all of it)
+   */
+  memoryCostMB?(spec: InstanceSpec): number;
   /** Loads a bundle in a throwaway instance to check it before activation. */
   check(spec: InstanceSpec): Promise<LoadResult>;
   /** Stops every instance and pre-started runtime. */

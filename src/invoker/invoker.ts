@@ -90,6 +90,8 @@ export class Invoker {
         memoryMB: v.config.memory,
         timeoutMs: v.config.timeoutMs,
         env: v.config.env,
+        cpuMs: v.config.cpuMs,
+        network: v.config.network,
       },
       v.config,
     );

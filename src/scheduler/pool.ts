@@ -59,6 +59,8 @@ export class VersionPool {
   readonly config: FunctionConfig;
   readonly instances: Instance[] = [];
   readonly fnKey: string;
+  /** What one instance costs the memory budget, MB (an isolate far less than its limit). */
+  private readonly memoryCost: number;
   private readonly served = new WeakSet<Instance>();
   /** Instances whose memory was already given back to the budget. */
   private readonly memoryFreed = new WeakSet<Instance>();
@@ -80,6 +82,7 @@ export class VersionPool {
     this.spec = spec;
     this.config = config;
     this.fnKey = `${spec.tenant}/${spec.functionName}`;
+    this.memoryCost = executor.memoryCostMB?.(spec) ?? spec.memoryMB;
     this.autoscaleConfig = {
       ...DEFAULT_AUTOSCALER,
       // One request per instance (Lambda's model) needs no headroom: aim at full use.
@@ -260,7 +263,7 @@ export class VersionPool {
    * instance (minInstances) is started ahead of requests. Returns false when out of memory.
    */
   startOne(): boolean {
-    if (!this.scheduler.reserveMemory(this.spec.memoryMB, this)) {
+    if (!this.scheduler.reserveMemory(this.memoryCost, this)) {
       this.lastBlock = "memory";
       return false;
     }
@@ -269,7 +272,7 @@ export class VersionPool {
       (instance) => {
         this.starting--;
         if (this.closed) {
-          this.scheduler.freeMemory(this.spec.memoryMB);
+          this.scheduler.freeMemory(this.memoryCost);
           void instance.stop();
           return;
         }
@@ -285,7 +288,7 @@ export class VersionPool {
       },
       (err: unknown) => {
         this.starting--;
-        this.scheduler.freeMemory(this.spec.memoryMB);
+        this.scheduler.freeMemory(this.memoryCost);
         const e =
           err instanceof NimbusError ? err : new NimbusError("NIMBUS_UNAVAILABLE", undefined, { cause: err });
         // Every waiter would hit the same failure: answer them all now.
@@ -301,7 +304,7 @@ export class VersionPool {
   private giveBackMemory(instance: Instance): void {
     if (this.memoryFreed.has(instance)) return;
     this.memoryFreed.add(instance);
-    this.scheduler.freeMemory(this.spec.memoryMB);
+    this.scheduler.freeMemory(this.memoryCost);
   }
 
   /** Starts instances until `minInstances` are up (provisioned, module loaded). */

@@ -1,0 +1,84 @@
+/**
+ * A function's own network policy (`config.network`) is enforced for isolate functions and
+ * refused, with a clear message, where it cannot be enforced (process executor).
+ */
+import assert from "node:assert/strict";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { bundle } from "../src/build/bundle.ts";
+import { type RunningServer, startServer } from "../src/server.ts";
+import { cleanup } from "./helpers.ts";
+
+const FETCHER = `
+export default {
+  async fetch(request: Request) {
+    const target = new URL(request.url).searchParams.get("url")!;
+    try {
+      const res = await fetch(target);
+      return new Response("reached: " + (await res.text()));
+    } catch (err) {
+      return new Response("refused: " + String(err), { status: 502 });
+    }
+  },
+};
+`;
+
+describe("per-function network policy", () => {
+  let s: RunningServer;
+  let upstream: Server;
+  let target = "";
+  const dir = mkdtempSync(join(tmpdir(), "nimbus-net-"));
+
+  const deploy = async (name: string, config: Record<string, unknown>) => {
+    const file = join(dir, "fetcher.ts");
+    writeFileSync(file, FETCHER);
+    const b = await bundle(file, { executor: "isolate" });
+    const r = await fetch(`${s.url}/api/v1/functions/${name}/versions`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${s.adminKey}`, "content-type": "application/json" },
+      body: JSON.stringify({ code: b.code, sourceMap: b.sourceMap, config }),
+    });
+    return { status: r.status, body: (await r.json()) as any };
+  };
+
+  before(async () => {
+    upstream = createServer((_req, res) => res.end("upstream"));
+    await new Promise<void>((r) => upstream.listen(0, "127.0.0.1", r));
+    target = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/`;
+    s = await startServer({ port: 0, dataDir: join(dir, "data"), prewarm: 1, log: () => {} });
+  });
+  after(async () => {
+    await s.close();
+    upstream.close();
+    cleanup(dir);
+  });
+
+  it("allowPrivate lets a function reach a private address; a deny policy refuses it", async () => {
+    const open = await deploy("open", {
+      executor: "isolate",
+      network: { default: "allow", allowPrivate: true },
+    });
+    assert.equal(open.status, 200, JSON.stringify(open.body));
+    const closed = await deploy("closed", { executor: "isolate", network: { default: "deny" } });
+    assert.equal(closed.status, 200, JSON.stringify(closed.body));
+    const q = `?url=${encodeURIComponent(target)}`;
+    const a = await fetch(`${s.url}/fn/open${q}`);
+    assert.equal(await a.text(), "reached: upstream");
+    const b = await fetch(`${s.url}/fn/closed${q}`);
+    assert.equal(b.status, 502);
+    assert.match(await b.text(), /^refused: /);
+  });
+
+  it("an invalid policy, or one on the process executor, fails the deploy naming the field", async () => {
+    const bad = await deploy("bad", { executor: "isolate", network: { default: "maybe" } });
+    assert.equal(bad.status, 400);
+    assert.match(bad.body.error.message, /config\.network\.default/);
+    const proc = await deploy("proc", { network: { default: "deny" } });
+    assert.equal(proc.status, 400);
+    assert.match(proc.body.error.message, /config\.network: .*isolate executor only/);
+  });
+});
