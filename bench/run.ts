@@ -37,7 +37,7 @@ type Suite = (typeof SUITES)[number];
 /** A whole run may not take longer than this (every loop inside is bounded too). */
 const RUN_DEADLINE_MS = 20 * 60_000;
 
-const USAGE = `usage: npm run bench -- [${SUITES.join("|")}|scale] [--duration s] [--warmup s] [--rounds n] [--samples n] [--fresh-samples n] [--connections 10,1] [--isolate auto|on|off] [--no-pin] [--no-sandbox] [--no-save] [--quick]`;
+const USAGE = `usage: npm run bench -- [${SUITES.join("|")}|scale|density] [--duration s] [--warmup s] [--rounds n] [--samples n] [--fresh-samples n] [--connections 10,1] [--isolate auto|on|off] [--no-pin] [--no-sandbox] [--no-save] [--quick]`;
 
 function positiveInt(name: string, v: string | undefined, dflt: number): number {
   if (v === undefined) return dflt;
@@ -114,6 +114,12 @@ async function main(): Promise<void> {
   if (process.argv[2] === "scale") {
     const { scaleMain } = await import("./scale.ts");
     await scaleMain(process.argv.slice(3));
+    return;
+  }
+  // `npm run bench -- density`: 1,000 warm isolate functions (issue 3); also run after core.
+  if (process.argv[2] === "density") {
+    const { densityMain } = await import("./density.ts");
+    await densityMain(process.argv.slice(3));
     return;
   }
   const started = performance.now();
@@ -332,6 +338,17 @@ async function main(): Promise<void> {
     writeFileSync(json, `${JSON.stringify(results, null, 2)}\n`);
     writeFileSync(join(RESULTS_DIR, `latest-${opts.suite}.md`), md);
     log(`wrote ${json} and bench/results/latest-${opts.suite}.md`);
+  }
+  // The core suite also measures isolate density (1,000 warm functions), after the targets above are gone.
+  if (opts.suite === "core" && opts.isolate !== "off") {
+    const { runDensity, densityMarkdown, saveDensity } = await import("./density.ts");
+    try {
+      const d = await runDensity({ functions: 1000, log });
+      console.log(densityMarkdown(d));
+      if (opts.save) saveDensity(d, "npm run bench");
+    } catch (err) {
+      log(`density: not measured: ${(err as Error).message}`);
+    }
   }
   clearTimeout(watchdog);
 }

@@ -1,0 +1,200 @@
+/**
+ * Density: the memory the whole platform holds with N deployed isolate functions, each with
+ * one warm isolate (issue 3's aim: 1,000 warm functions in under 1 GiB).
+ *
+ * Starts a Nimbus target, measures the resident memory of its process tree (gateway,
+ * isolate host, spawner, pre-started runtimes), deploys N copies of the hello function with
+ * `executor: "isolate"`, calls each once so it holds a warm isolate, checks that every one
+ * still has its instance, and measures again.
+ */
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { loadavg, tmpdir } from "node:os";
+import { join } from "node:path";
+import { bundle } from "../src/build/bundle.ts";
+import { api, HELLO_FN, httpRequest, RESULTS_DIR, sleep, startTarget } from "./harness.ts";
+
+/** What one density run measured. */
+export interface DensityResult {
+  functions: number;
+  /** Functions that held a started instance when memory was measured. */
+  warm: number;
+  deploySeconds: number;
+  warmUpSeconds: number;
+  /** Resident memory of the platform's process tree before deploying, MiB. */
+  baselineMiB: number;
+  /** Resident memory of the whole tree with every function warm, MiB. */
+  totalMiB: number;
+  /** Of which the isolate host process(es), MiB. */
+  isolateHostMiB: number;
+  /** (total − baseline) ÷ functions, KiB. */
+  perFunctionKiB: number;
+  /** Processes in the tree at the end (gateway, spawner, pre-started runtimes, isolate host, wrappers). */
+  processes: number;
+}
+
+const PAGE = 4096;
+
+interface Proc {
+  pid: number;
+  ppid: number;
+  rssBytes: number;
+  cmd: string;
+}
+
+function readProcs(): Map<number, Proc> {
+  const out = new Map<number, Proc>();
+  for (const name of readdirSync("/proc")) {
+    const pid = Number(name);
+    if (!Number.isInteger(pid)) continue;
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      const rssPages = Number(readFileSync(`/proc/${pid}/statm`, "utf8").split(" ")[1]);
+      const cmd = readFileSync(`/proc/${pid}/cmdline`, "utf8").replaceAll("\0", " ");
+      out.set(pid, { pid, ppid, rssBytes: rssPages * PAGE, cmd });
+    } catch {
+      // The process went away while we read it.
+    }
+  }
+  return out;
+}
+
+/** Resident memory of `root` and its descendants, and of those whose command matches `part`. */
+export function treeRss(
+  root: number,
+  part = "host.mjs",
+): { total: number; matching: number; processes: number } {
+  const procs = readProcs();
+  const children = new Map<number, number[]>();
+  for (const p of procs.values()) {
+    const list = children.get(p.ppid);
+    if (list) list.push(p.pid);
+    else children.set(p.ppid, [p.pid]);
+  }
+  let total = 0;
+  let matching = 0;
+  let processes = 0;
+  const stack = [root];
+  while (stack.length > 0) {
+    const pid = stack.pop()!;
+    const p = procs.get(pid);
+    if (!p) continue;
+    processes++;
+    total += p.rssBytes;
+    if (p.cmd.includes(part)) matching += p.rssBytes;
+    stack.push(...(children.get(pid) ?? []));
+  }
+  return { total, matching, processes };
+}
+
+/** Runs `fn` over `items` with at most `limit` at once. */
+async function pool<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) {
+      const item = items[next++]!;
+      await fn(item);
+    }
+  });
+  await Promise.all(workers);
+}
+
+/** Measures density with `functions` isolate functions (bounded: every request has a timeout). */
+export async function runDensity(opts: {
+  functions: number;
+  log: (m: string) => void;
+}): Promise<DensityResult> {
+  const dataDir = mkdtempSync(join(tmpdir(), "nimbus-density-"));
+  const target = await startTarget("nimbus", null, { dataDir, prewarm: 2, reapIntervalMs: 1000 });
+  try {
+    await sleep(1500);
+    const base = treeRss(target.pid);
+    const b = await bundle(HELLO_FN, { executor: "isolate" });
+    const names = Array.from({ length: opts.functions }, (_, i) => `d${String(i).padStart(4, "0")}`);
+    const t0 = performance.now();
+    await pool(names, 8, async (name) => {
+      await api(target, "POST", `/api/v1/functions/${name}/versions`, {
+        code: b.code,
+        sourceMap: b.sourceMap,
+        config: { executor: "isolate" },
+      });
+    });
+    const deploySeconds = (performance.now() - t0) / 1000;
+    opts.log(`density: ${opts.functions} functions deployed in ${deploySeconds.toFixed(1)} s`);
+    const t1 = performance.now();
+    await pool(names, 32, async (name) => {
+      const r = await httpRequest(`${target.url}/fn/${name}`, { timeoutMs: 30_000 });
+      if (r.status !== 200) throw new Error(`/fn/${name} answered ${r.status}: ${r.body.slice(0, 200)}`);
+    });
+    const warmUpSeconds = (performance.now() - t1) / 1000;
+    await sleep(1000);
+    const list = await api<{ functions: { instances: number }[] }>(target, "GET", "/api/v1/functions");
+    const warm = list.functions.filter((f) => f.instances > 0).length;
+    const after = treeRss(target.pid);
+    const mib = (n: number) => n / 1048576;
+    return {
+      functions: opts.functions,
+      warm,
+      deploySeconds,
+      warmUpSeconds,
+      baselineMiB: mib(base.total),
+      totalMiB: mib(after.total),
+      isolateHostMiB: mib(after.matching),
+      perFunctionKiB: (after.total - base.total) / 1024 / opts.functions,
+      processes: after.processes,
+    };
+  } finally {
+    await target.stop();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+/** The markdown section for a density result. */
+export function densityMarkdown(r: DensityResult): string {
+  const gib = r.totalMiB / 1024;
+  return [
+    "## Density (isolate executor)",
+    "",
+    `${r.functions} functions deployed with \`executor: "isolate"\` (the hello function), each called once so that it holds a warm isolate; resident memory (RSS) of the whole platform's process tree read from /proc.`,
+    "",
+    "| functions | warm at measurement | platform RSS before | platform RSS after | of which isolate host | per function | processes | deploy | warm-up | aim: < 1 GiB |",
+    "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    `| ${r.functions} | ${r.warm} | ${r.baselineMiB.toFixed(0)} MiB | ${r.totalMiB.toFixed(0)} MiB | ${r.isolateHostMiB.toFixed(0)} MiB | ${r.perFunctionKiB.toFixed(0)} KiB | ${r.processes} | ${r.deploySeconds.toFixed(1)} s | ${r.warmUpSeconds.toFixed(1)} s | ${gib < 1 ? "yes" : `**no** (${gib.toFixed(2)} GiB)`} |`,
+    "",
+    "The tree includes the gateway (Node, Fastify, SQLite), the spawner, the pre-started process runtimes (2) and the isolate host; the per-function figure is the growth divided by the functions.",
+    "",
+  ].join("\n");
+}
+
+/** Writes `density-<time>.json` and `latest-density.md` into bench/results. */
+export function saveDensity(r: DensityResult, command: string): void {
+  mkdirSync(RESULTS_DIR, { recursive: true });
+  const date = new Date();
+  const stamp = date.toISOString().slice(0, 16).replace(":", "");
+  writeFileSync(
+    join(RESULTS_DIR, `density-${stamp}Z.json`),
+    `${JSON.stringify({ date: date.toISOString(), command, loadavg: loadavg()[0], ...r }, null, 2)}\n`,
+  );
+  const head = `# Nimbus benchmark: density\n\nRun ${date.toISOString()} with \`${command}\` (load average ${loadavg()[0]!.toFixed(2)}).\n\n`;
+  writeFileSync(join(RESULTS_DIR, "latest-density.md"), head + densityMarkdown(r));
+}
+
+/** `npm run bench -- density [--functions n] [--no-save]`. */
+export async function densityMain(
+  argv: string[],
+  command = "npm run bench -- density",
+): Promise<DensityResult> {
+  const i = argv.indexOf("--functions");
+  const functions = i >= 0 ? Number(argv[i + 1]) : 1000;
+  if (!Number.isInteger(functions) || functions < 1 || functions > 5000) {
+    throw new Error(`--functions must be a whole number from 1 to 5000, got ${argv[i + 1]}.`);
+  }
+  const r = await runDensity({ functions, log: (m) => console.error(m) });
+  process.stdout.write(`${densityMarkdown(r)}\n`);
+  if (!argv.includes("--no-save")) saveDensity(r, command);
+  return r;
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  await densityMain(process.argv.slice(2));
+}
