@@ -38,6 +38,17 @@ export interface Responder {
   error(err: NimbusError, headersSent: boolean): void;
 }
 
+/**
+ * A time-ordered UUID (version 7: 48-bit milliseconds, then random bits). Invocation ids
+ * sort by start time, and the records' primary-key index grows at its end instead of
+ * dirtying a random page per insert (random v4 ids cost several times more disk writes).
+ */
+export function uuidv7(now = Date.now()): string {
+  const r = randomUUID();
+  const t = now.toString(16).padStart(12, "0");
+  return `${t.slice(0, 8)}-${t.slice(8, 12)}-7${r.slice(15)}`;
+}
+
 /** Metadata headers Nimbus adds to every function response. */
 export const H = {
   cold: "x-nimbus-cold-start",
@@ -122,7 +133,7 @@ export class Invoker {
       return;
     }
     this.active++;
-    const invocationId = randomUUID();
+    const invocationId = uuidv7();
     const start = Date.now();
     const t0 = performance.now();
     let cold = false;
