@@ -135,6 +135,38 @@ export async function startTestServer(
   return server;
 }
 
+/**
+ * Writes `source` as `<dir>/<name>.ts`, bundles it for the isolate executor and deploys it
+ * with `executor: "isolate"` (plus `config`) to a server started in-process.
+ */
+export async function deployIsolateSource(
+  s: { url: string; adminKey: string },
+  dir: string,
+  name: string,
+  source: string,
+  config: Record<string, unknown> = {},
+): Promise<{ status: number; body: any }> {
+  const { writeFileSync } = await import("node:fs");
+  const file = join(dir, `${name}.ts`);
+  writeFileSync(file, source);
+  const b = await bundle(file, { executor: "isolate" });
+  const r = await fetch(`${s.url}/api/v1/functions/${name}/versions`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${s.adminKey}`, "content-type": "application/json" },
+    body: JSON.stringify({
+      code: b.code,
+      sourceMap: b.sourceMap,
+      config: { executor: "isolate", ...config },
+    }),
+  });
+  const text = await r.text();
+  let body: any = text;
+  try {
+    body = JSON.parse(text);
+  } catch {}
+  return { status: r.status, body };
+}
+
 /** Removes a test data directory. */
 export function cleanup(dir: string): void {
   rmSync(dir, { recursive: true, force: true });

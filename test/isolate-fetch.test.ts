@@ -14,24 +14,13 @@ import { bundle } from "../src/build/bundle.ts";
 import { IsolateExecutor } from "../src/executors/isolate/executor.ts";
 import { detectProtections } from "../src/executors/process/sandbox.ts";
 import { type RunningServer, startServer } from "../src/server.ts";
-import { cleanup } from "./helpers.ts";
+import { cleanup, deployIsolateSource } from "./helpers.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "nimbus-isofetch-"));
 
 async function deploy(s: RunningServer, name: string, source: string, config: Record<string, unknown> = {}) {
-  const file = join(dir, `${name}.ts`);
-  writeFileSync(file, source);
-  const b = await bundle(file, { executor: "isolate" });
-  const r = await fetch(`${s.url}/api/v1/functions/${name}/versions`, {
-    method: "POST",
-    headers: { authorization: `Bearer ${s.adminKey}`, "content-type": "application/json" },
-    body: JSON.stringify({
-      code: b.code,
-      sourceMap: b.sourceMap,
-      config: { executor: "isolate", ...config },
-    }),
-  });
-  assert.equal(r.status, 200, await r.text());
+  const r = await deployIsolateSource(s, dir, name, source, config);
+  assert.equal(r.status, 200, JSON.stringify(r.body));
 }
 
 describe("isolate fetch", () => {

@@ -4,34 +4,21 @@
  * function keeps answering, and the isolate host itself sandboxed, one per tenant.
  */
 import assert from "node:assert/strict";
-import { readdirSync, readFileSync, readlinkSync, mkdtempSync, writeFileSync } from "node:fs";
+import { readdirSync, readFileSync, readlinkSync, mkdtempSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { bundle } from "../src/build/bundle.ts";
 import { IsolateExecutor } from "../src/executors/isolate/executor.ts";
 import { detectProtections } from "../src/executors/process/sandbox.ts";
 import { type RunningServer, startServer } from "../src/server.ts";
-import { cleanup } from "./helpers.ts";
+import { cleanup, deployIsolateSource } from "./helpers.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "nimbus-isosec-"));
 
-async function deploy(s: RunningServer, name: string, source: string, config: Record<string, unknown> = {}) {
-  const file = join(dir, `${name}.ts`);
-  writeFileSync(file, source);
-  const b = await bundle(file, { executor: "isolate" });
-  const r = await fetch(`${s.url}/api/v1/functions/${name}/versions`, {
-    method: "POST",
-    headers: { authorization: `Bearer ${s.adminKey}`, "content-type": "application/json" },
-    body: JSON.stringify({
-      code: b.code,
-      sourceMap: b.sourceMap,
-      config: { executor: "isolate", ...config },
-    }),
-  });
-  return { status: r.status, body: (await r.json()) as any };
+function deploy(s: RunningServer, name: string, source: string, config: Record<string, unknown> = {}) {
+  return deployIsolateSource(s, dir, name, source, config);
 }
 
 async function get(

@@ -219,13 +219,21 @@ describe("throttling, queueing and scale to zero", () => {
     assert.equal((await get(s, "/fn/bg/waituntil-forever")).body, "early");
     await sleep(1500);
     let info = (await s.api("GET", "/api/v1/functions/bg")).body;
-    assert.equal(info.instances.idle + info.instances.busy, 1, "kept alive while its background work may run");
+    assert.equal(
+      info.instances.idle + info.instances.busy,
+      1,
+      "kept alive while its background work may run",
+    );
     for (let i = 0; i < 40; i++) {
       await sleep(150);
       info = (await s.api("GET", "/api/v1/functions/bg")).body;
       if (info.instances.idle + info.instances.busy === 0) break;
     }
-    assert.equal(info.instances.idle + info.instances.busy, 0, "reaped after the timeout and the idle window");
+    assert.equal(
+      info.instances.idle + info.instances.busy,
+      0,
+      "reaped after the timeout and the idle window",
+    );
   });
 
   it("minInstances keeps instances warm with the module loaded; their first request is warm", async () => {

@@ -3,15 +3,14 @@
  * refused, with a clear message, where it cannot be enforced (process executor).
  */
 import assert from "node:assert/strict";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { bundle } from "../src/build/bundle.ts";
 import { type RunningServer, startServer } from "../src/server.ts";
-import { cleanup } from "./helpers.ts";
+import { cleanup, deployIsolateSource } from "./helpers.ts";
 
 const FETCHER = `
 export default {
@@ -33,17 +32,8 @@ describe("per-function network policy", () => {
   let target = "";
   const dir = mkdtempSync(join(tmpdir(), "nimbus-net-"));
 
-  const deploy = async (name: string, config: Record<string, unknown>) => {
-    const file = join(dir, "fetcher.ts");
-    writeFileSync(file, FETCHER);
-    const b = await bundle(file, { executor: "isolate" });
-    const r = await fetch(`${s.url}/api/v1/functions/${name}/versions`, {
-      method: "POST",
-      headers: { authorization: `Bearer ${s.adminKey}`, "content-type": "application/json" },
-      body: JSON.stringify({ code: b.code, sourceMap: b.sourceMap, config }),
-    });
-    return { status: r.status, body: (await r.json()) as any };
-  };
+  const deploy = (name: string, config: Record<string, unknown>) =>
+    deployIsolateSource(s, dir, name, FETCHER, config);
 
   before(async () => {
     upstream = createServer((_req, res) => res.end("upstream"));
@@ -77,7 +67,7 @@ describe("per-function network policy", () => {
     const bad = await deploy("bad", { executor: "isolate", network: { default: "maybe" } });
     assert.equal(bad.status, 400);
     assert.match(bad.body.error.message, /config\.network\.default/);
-    const proc = await deploy("proc", { network: { default: "deny" } });
+    const proc = await deploy("proc", { executor: "process", network: { default: "deny" } });
     assert.equal(proc.status, 400);
     assert.match(proc.body.error.message, /config\.network: .*isolate executor only/);
   });
