@@ -70,6 +70,25 @@ describe("limits and failures: each is contained, the next request is healthy", 
     await healthy();
   });
 
+  it("with concurrency > 1, a timeout's neighbours on the same instance fail as collateral, not as timeouts", async () => {
+    assert.equal(
+      (await s.deploy("shared", "behaviours.ts", { concurrency: 4, maxInstances: 1, timeout: "2s" })).status,
+      200,
+    );
+    await get(s, "/fn/shared/ok");
+    const [timedOut, neighbour] = await Promise.all([
+      get(s, "/fn/shared/timeout"),
+      get(s, "/fn/shared/sleep?ms=5000"),
+    ]);
+    assert.equal(timedOut.status, 504);
+    assert.equal(JSON.parse(timedOut.body).error.code, "NIMBUS_TIMEOUT");
+    assert.equal(neighbour.status, 502);
+    const err = JSON.parse(neighbour.body).error;
+    assert.equal(err.code, "NIMBUS_INSTANCE_CRASHED");
+    assert.match(err.message, /another invocation on it failed \(NIMBUS_TIMEOUT\)/);
+    assert.equal((await get(s, "/fn/shared/ok")).status, 200);
+  });
+
   it("exceeding memory kills the instance and answers 502 naming the reason", async () => {
     const r = await get(s, "/fn/beh/memory");
     assert.equal(r.status, 502);

@@ -70,8 +70,12 @@ export interface Instance {
    * counted it in `inflight` (the instance decrements it when the invocation ends).
    */
   invoke(meta: InvokeMeta, body: Buffer, sink: ResponseSink): void;
-  /** Kills the instance; every running invocation fails with `reason`. */
-  kill(reason: NimbusError): void;
+  /**
+   * Kills the instance; every running invocation fails with `reason` — or, when `culprit`
+   * names the invocation that caused the kill, the others fail as collateral
+   * (NIMBUS_INSTANCE_CRASHED).
+   */
+  kill(reason: NimbusError, culprit?: ResponseSink): void;
   /** Stops gracefully (no invocation is running). */
   stop(): Promise<void>;
   /** Called once when the instance is gone, whatever the cause. */

@@ -249,6 +249,7 @@ export class Invoker {
             "NIMBUS_TIMEOUT",
             `The function did not respond within its timeout of ${v.config.timeoutMs} ms; its instance was stopped. Raise 'timeout' in its config.`,
           ),
+          sink,
         );
       }, v.config.timeoutMs);
       instance.invoke(meta, req.body, sink);

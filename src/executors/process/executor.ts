@@ -99,6 +99,8 @@ class ProcessInstance implements Instance {
   private nextId = 1;
   private stderrTail = "";
   private killReason: NimbusError | undefined;
+  /** The invocation whose failure caused a kill (its neighbours are told they were collateral). */
+  private culprit: ResponseSink | undefined;
   private exited = false;
   private stopping = false;
   private onReady!: () => void;
@@ -316,9 +318,10 @@ class ProcessInstance implements Instance {
     this.writer!.send(T.INVOKE, id, meta, body);
   }
 
-  kill(reason: NimbusError): void {
+  kill(reason: NimbusError, culprit?: ResponseSink): void {
     if (this.exited) return;
     this.killReason ??= reason;
+    this.culprit ??= culprit;
     this.state = "dead";
     this.child.kill("SIGKILL");
   }
@@ -364,7 +367,18 @@ class ProcessInstance implements Instance {
       }
       this.killReason = reason;
     }
-    for (const sink of this.sinks.values()) sink.fail(reason ?? new NimbusError("NIMBUS_INSTANCE_CRASHED"));
+    for (const sink of this.sinks.values()) {
+      if (this.culprit && sink !== this.culprit) {
+        // Another invocation on this instance caused the kill (e.g. its timeout): this one
+        // did nothing wrong, and says so.
+        sink.fail(
+          new NimbusError(
+            "NIMBUS_INSTANCE_CRASHED",
+            `The instance was stopped while this invocation ran, because another invocation on it failed (${reason?.code}); retry.`,
+          ),
+        );
+      } else sink.fail(reason ?? new NimbusError("NIMBUS_INSTANCE_CRASHED"));
+    }
     this.sinks.clear();
     this.inflight = 0;
     this.backgroundUntil.clear();
