@@ -160,9 +160,3 @@ export class NimbusError extends Error {
     return body;
   }
 }
-
-/** Wraps any thrown value as a NimbusError (unknown errors become NIMBUS_INTERNAL). */
-export function toNimbusError(err: unknown): NimbusError {
-  if (err instanceof NimbusError) return err;
-  return new NimbusError("NIMBUS_INTERNAL", undefined, { cause: err });
-}

@@ -16,7 +16,7 @@ import { type EgressPolicy, IsolateExecutor } from "./executors/isolate/executor
 import { ProcessExecutor } from "./executors/process/executor.ts";
 import { detectProtections, type Protections, sweepStaleCgroups } from "./executors/process/sandbox.ts";
 import type { Executor, ExecutorKind } from "./executors/types.ts";
-import { Gateway, sendError } from "./gateway/gateway.ts";
+import { Gateway } from "./gateway/gateway.ts";
 import { Invoker } from "./invoker/invoker.ts";
 import { loadPricePlan } from "./invoker/pricing.ts";
 import { Recorder } from "./invoker/recorder.ts";
@@ -255,5 +255,3 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
     },
   };
 }
-
-export { sendError };

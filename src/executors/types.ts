@@ -54,10 +54,6 @@ export type InstanceState = "starting" | "idle" | "busy" | "draining" | "dead";
 export interface Instance {
   readonly id: string;
   readonly spec: InstanceSpec;
-  /** Time from asking for the instance to it being ready to serve, ms. */
-  readonly startMs: number;
-  /** Whether the bundle came from a pre-started runtime (only the import was paid). */
-  readonly prewarmed: boolean;
   /** Invocations now running on the instance. */
   inflight: number;
   /** Invocations whose response ended but whose `waitUntil` work still runs. */

@@ -11,6 +11,7 @@ import { Socket } from "node:net";
 import { pathToFileURL } from "node:url";
 import { format } from "node:util";
 import { fromLambdaResult, toLambdaEvent } from "./lambda.ts";
+import { inspectModule } from "./module.ts";
 import {
   type Frame,
   FrameDecoder,
@@ -71,23 +72,8 @@ async function handleLoad(frame: Frame): Promise<void> {
   Object.assign(process.env, envObject);
   try {
     mod = await import(pathToFileURL(load.file).href);
-    const def = mod.default;
-    if (def && typeof def === "object" && typeof def.fetch === "function") handlerShape = "fetch-object";
-    else if (typeof def === "function") handlerShape = "fetch-function";
-    else if (typeof mod.handler === "function") handlerShape = "lambda";
-    else {
-      throw new Error(
-        "No handler found: export a Web-standard handler (`export default { fetch(request, env, ctx) { … } }` " +
-          "or `export default async (request) => new Response(…)`) or an AWS Lambda handler " +
-          "(`export const handler = async (event, context) => …`).",
-      );
-    }
-    let config: unknown;
-    try {
-      config = mod.config === undefined ? undefined : JSON.parse(JSON.stringify(mod.config));
-    } catch (err) {
-      throw new Error(`export const config must be JSON-serialisable: ${errorInfo(err).message}`);
-    }
+    const { shape, config } = inspectModule(mod);
+    handlerShape = shape;
     writer.send(T.LOADED, frame.id, {
       ok: true,
       shape: handlerShape,

@@ -72,8 +72,6 @@ export class VersionPool {
   private autoscale: AutoscalerState = initialState();
   private readonly autoscaleConfig: AutoscalerConfig;
   desired: number | undefined;
-  /** Last time this pool granted an instance (for LRU eviction across pools). */
-  lastUsed = Date.now();
   closed = false;
 
   constructor(scheduler: Scheduler, executor: Executor, spec: InstanceSpec, config: FunctionConfig) {
@@ -129,13 +127,14 @@ export class VersionPool {
         }, this.scheduler.queueWaitMs),
       };
       this.waiters.push(waiter);
+      this.scheduler.waiting.add(this);
       this.scaleForWaiters();
     });
   }
 
   /** Called when an invocation on this pool ended: frees its slots and serves queues. */
   release(): void {
-    this.scheduler.released(this.fnKey, this.config);
+    this.scheduler.released(this.fnKey);
     this.dispatch();
     this.scheduler.kick(this);
   }
@@ -219,7 +218,6 @@ export class VersionPool {
     }
     free.inflight++;
     free.state = "busy";
-    this.lastUsed = Date.now();
     // Cold: the request waited while a fresh instance started for it.
     const cold = waited && !this.served.has(free);
     this.served.add(free);
@@ -519,17 +517,26 @@ export class Scheduler {
   }
 
   /** An invocation of `fnKey` ended. */
-  released(fnKey: string, _config: FunctionConfig): void {
+  released(fnKey: string): void {
     this.running--;
     const n = (this.fnRunning.get(fnKey) ?? 1) - 1;
     if (n <= 0) this.fnRunning.delete(fnKey);
     else this.fnRunning.set(fnKey, n);
   }
 
+  /**
+   * Pools that queued requests since they were last seen empty: only these are looked at
+   * after a release, not every pool on the machine (this runs once per invocation).
+   */
+  readonly waiting = new Set<VersionPool>();
+
   /** After a release: pools waiting on machine-wide limits may proceed. */
   kick(except: VersionPool): void {
     if (this.running >= this.maxConcurrency) return;
-    for (const p of this.pools.values()) if (p !== except && p.queued > 0) p.dispatch();
+    for (const p of this.waiting) {
+      if (p.queued === 0 || p.closed) this.waiting.delete(p);
+      else if (p !== except) p.dispatch();
+    }
   }
 
   /**
@@ -573,11 +580,6 @@ export class Scheduler {
   poolsOf(tenant: string, name: string): VersionPool[] {
     const prefix = `${tenant}/${name}@`;
     return [...this.pools.entries()].filter(([k]) => k.startsWith(prefix)).map(([, p]) => p);
-  }
-
-  /** Every pool. */
-  allPools(): VersionPool[] {
-    return [...this.pools.values()];
   }
 
   autoscaleTick(now: number): void {

@@ -113,7 +113,6 @@ export interface Store {
   /** Writes invocation records and log lines in one transaction. */
   writeBatch(invocations: InvocationRecord[], logs: LogRecord[]): Promise<void>;
   listInvocations(tenant: string, fn: string, limit: number): Promise<InvocationRecord[]>;
-  getInvocation(id: string): Promise<InvocationRecord | undefined>;
   listLogs(q: LogQuery): Promise<LogRecord[]>;
   usage(tenant: string, from: number, to: number): Promise<UsageRow[]>;
   addApiKey(k: ApiKeyRecord): Promise<void>;

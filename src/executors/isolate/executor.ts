@@ -100,8 +100,6 @@ class IsolateInstance implements Instance {
   readonly id: string;
   readonly spec: InstanceSpec;
   readonly slot: number;
-  startMs = 0;
-  readonly prewarmed = true;
   inflight = 0;
   background = 0;
   state: InstanceState = "starting";
@@ -552,7 +550,6 @@ export class IsolateExecutor implements Executor {
   }
 
   async start(spec: InstanceSpec): Promise<Instance> {
-    const t0 = performance.now();
     const { instance, loaded } = await this.host(spec.tenant).load(
       spec,
       this.readCode(spec.codeDir),
@@ -567,7 +564,6 @@ export class IsolateExecutor implements Executor {
         },
       );
     }
-    instance.startMs = performance.now() - t0;
     return instance;
   }
 

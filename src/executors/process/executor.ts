@@ -78,8 +78,6 @@ function heapMB(memoryMB: number): number {
 class ProcessInstance implements Instance {
   readonly id: string;
   spec!: InstanceSpec;
-  startMs = 0;
-  prewarmed = false;
   inflight = 0;
   /** Invocations whose `waitUntil` work still runs → the time it stops keeping the instance alive. */
   private readonly backgroundUntil = new Map<number, number>();
@@ -451,12 +449,6 @@ export class ProcessExecutor implements Executor {
     return out;
   }
 
-  /** Resolves once the warm pool for `memoryMB` holds its target count (for tests/benchmarks). */
-  async waitWarm(memoryMB = this.options.defaultMemoryMB ?? 128): Promise<void> {
-    this.refill(memoryMB);
-    await Promise.all((this.warm.get(memoryMB) ?? []).map((p) => p.ready));
-  }
-
   /**
    * How many pre-started runtimes to keep for a memory size: the configured count, raised
    * to the cold starts of the last 10 s (at most 8), so a wave of cold functions finds
@@ -518,7 +510,7 @@ export class ProcessExecutor implements Executor {
     }
   }
 
-  private async takeRuntime(memoryMB: number): Promise<{ p: ProcessInstance; prewarmed: boolean }> {
+  private async takeRuntime(memoryMB: number): Promise<ProcessInstance> {
     if (this.closed) throw new NimbusError("NIMBUS_UNAVAILABLE");
     this.lastWanted.set(memoryMB, Date.now());
     const takes = this.takes.get(memoryMB) ?? [];
@@ -531,7 +523,7 @@ export class ProcessExecutor implements Executor {
     setTimeout(() => this.refill(memoryMB), 50);
     if (p) {
       await p.ready;
-      return { p, prewarmed: true };
+      return p;
     }
     if (this.spawning >= this.spawnCap) await new Promise<void>((r) => this.spawnWaiters.push(r));
     if (this.closed) throw new NimbusError("NIMBUS_UNAVAILABLE");
@@ -542,12 +534,11 @@ export class ProcessExecutor implements Executor {
       ),
     );
     await Promise.race([fresh.ready, died]);
-    return { p: fresh, prewarmed: false };
+    return fresh;
   }
 
   async start(spec: InstanceSpec): Promise<Instance> {
-    const t0 = performance.now();
-    const { p, prewarmed } = await this.takeRuntime(spec.memoryMB);
+    const p = await this.takeRuntime(spec.memoryMB);
     const result = await p.load(spec);
     if (!result.ok) {
       p.kill(new NimbusError("NIMBUS_FUNCTION_ERROR"));
@@ -559,13 +550,11 @@ export class ProcessExecutor implements Executor {
         },
       );
     }
-    p.prewarmed = prewarmed;
-    p.startMs = performance.now() - t0;
     return p;
   }
 
   async check(spec: InstanceSpec): Promise<LoadResult> {
-    const { p } = await this.takeRuntime(spec.memoryMB);
+    const p = await this.takeRuntime(spec.memoryMB);
     try {
       return await p.load(spec);
     } finally {

@@ -322,11 +322,6 @@ export class SqliteStore implements Store {
       .map(toInvocation);
   }
 
-  async getInvocation(id: string): Promise<InvocationRecord | undefined> {
-    const r = this.q("SELECT * FROM invocations WHERE id = ?").get(id);
-    return r ? toInvocation(r) : undefined;
-  }
-
   async listLogs(q: LogQuery): Promise<LogRecord[]> {
     const where = ["tenant = ?", "fn = ?"];
     const args: (string | number)[] = [q.tenant, q.fn];

@@ -23,6 +23,8 @@ import {
   WritableStreamDefaultWriter,
 } from "web-streams-polyfill";
 import { fromLambdaResult, toLambdaEvent } from "../../lambda.ts";
+import { inspectModule } from "../../module.ts";
+import type { InvokeMeta } from "../../protocol.ts";
 import { structuredClone } from "./clone.ts";
 import { atob, btoa, DOMExceptionLike, TextDecoder, TextEncoder, utf8Encode } from "./encoding.ts";
 import { AbortController, AbortSignal, Event, EventTarget, setTimerHooks } from "./events.ts";
@@ -542,40 +544,16 @@ let info = { functionName: "", version: 0, memoryMB: 128 };
 /** Adopts the function's module namespace; returns the load result as JSON. */
 function setModule(ns: Record<string, unknown>): string {
   mod = ns;
-  const def = ns.default as { fetch?: unknown } | ((...a: unknown[]) => unknown) | undefined;
   try {
-    if (def && typeof def === "object" && typeof def.fetch === "function") shape = "fetch-object";
-    else if (typeof def === "function") shape = "fetch-function";
-    else if (typeof ns.handler === "function") shape = "lambda";
-    else {
-      throw new Error(
-        "No handler found: export a Web-standard handler (`export default { fetch(request, env, ctx) { … } }` " +
-          "or `export default async (request) => new Response(…)`) or an AWS Lambda handler " +
-          "(`export const handler = async (event, context) => …`).",
-      );
-    }
-    let config: unknown;
-    try {
-      config = ns.config === undefined ? undefined : JSON.parse(JSON.stringify(ns.config));
-    } catch (err) {
-      throw new Error(`export const config must be JSON-serialisable: ${(err as Error).message}`);
-    }
-    return JSON.stringify({ ok: true, shape, config });
+    const info = inspectModule(ns);
+    shape = info.shape;
+    return JSON.stringify({ ok: true, ...info });
   } catch (err) {
     return JSON.stringify({
       ok: false,
       error: { message: (err as Error).message, stack: (err as Error).stack },
     });
   }
-}
-
-interface InvokeMeta {
-  invocationId: string;
-  method: string;
-  url: string;
-  headers: [string, string][];
-  deadline: number;
-  sourceIp: string;
 }
 
 function fail(id: number, code: "NIMBUS_FUNCTION_ERROR" | "NIMBUS_BAD_RESPONSE", err: unknown): void {
