@@ -66,7 +66,8 @@ function violation(why: string): never {
 }
 
 function record(meta: unknown, what: string): Record<string, unknown> {
-  if (meta === null || typeof meta !== "object" || Array.isArray(meta)) violation(`${what} meta must be an object`);
+  if (meta === null || typeof meta !== "object" || Array.isArray(meta))
+    violation(`${what} meta must be an object`);
   return meta as Record<string, unknown>;
 }
 
@@ -132,7 +133,8 @@ export function checkHead(meta: unknown): { status: number; headers: [string, st
 /** Checks a log line: known level, finite time, string message cut at {@link MAX_LOG_LINE}. */
 export function checkLog(meta: unknown): { level: string; t: number; msg: string; slot?: number } {
   const m = record(meta, "log");
-  if (typeof m.level !== "string" || !LEVELS.has(m.level)) violation("log level must be debug|info|warn|error");
+  if (typeof m.level !== "string" || !LEVELS.has(m.level))
+    violation("log level must be debug|info|warn|error");
   const t = finite(m.t, "log time");
   const msg = text(m.msg, "log message", MAX_LOG_LINE);
   return { level: m.level, t, msg };
@@ -183,7 +185,9 @@ export const INSTANCE_RULES: Readonly<Record<number, FrameRule>> = {
     check(meta) {
       const m = record(meta, "invocation error");
       if (typeof m.code !== "string" || !INVOCATION_CODES.has(m.code)) {
-        violation(`error code ${JSON.stringify(String(m.code).slice(0, 60))} is not one an instance may raise`);
+        violation(
+          `error code ${JSON.stringify(String(m.code).slice(0, 60))} is not one an instance may raise`,
+        );
       }
       return {
         code: m.code,
@@ -209,7 +213,8 @@ export const ISOLATE_HOST_RULES: Readonly<Record<number, FrameRule>> = {
       const line = checkLog(meta);
       const slot = (meta as { slot?: unknown }).slot;
       if (slot !== undefined) {
-        if (typeof slot !== "number" || !Number.isInteger(slot) || slot < 0) violation("log slot must be an integer");
+        if (typeof slot !== "number" || !Number.isInteger(slot) || slot < 0)
+          violation("log slot must be an integer");
         line.slot = slot;
       }
       return line;
@@ -219,7 +224,8 @@ export const ISOLATE_HOST_RULES: Readonly<Record<number, FrameRule>> = {
     maxBytes: 64 * KB,
     check(meta) {
       const m = record(meta, "gone");
-      if (typeof m.code !== "string" || !GONE_CODES.has(m.code)) violation("unknown reason for an isolate going away");
+      if (typeof m.code !== "string" || !GONE_CODES.has(m.code))
+        violation("unknown reason for an isolate going away");
       return { code: m.code, message: text(m.message, "gone message", 4 * KB) };
     },
   },
@@ -387,7 +393,13 @@ export class FrameGuard {
    * its end, and are no violation.
    */
   private inOrder(type: number, id: number, meta: unknown): boolean {
-    if (type !== T.RESP_HEAD && type !== T.RESP_CHUNK && type !== T.RESP_END && type !== T.INVOKE_ERROR && type !== T.DONE) {
+    if (
+      type !== T.RESP_HEAD &&
+      type !== T.RESP_CHUNK &&
+      type !== T.RESP_END &&
+      type !== T.INVOKE_ERROR &&
+      type !== T.DONE
+    ) {
       return true;
     }
     const state = this.streams.get(id);

@@ -18,7 +18,13 @@ export interface FuzzFrame {
 }
 
 /** Encodes a frame the way the protocol does, with an optional lie in the meta length. */
-export function rawFrame(type: number, id: number, metaText: string, payload: Buffer, metaLenDelta = 0): Buffer {
+export function rawFrame(
+  type: number,
+  id: number,
+  metaText: string,
+  payload: Buffer,
+  metaLenDelta = 0,
+): Buffer {
   const meta = Buffer.from(metaText);
   const head = Buffer.alloc(13);
   head.writeUInt32LE(9 + meta.length + payload.length, 0);
@@ -56,11 +62,7 @@ const headMeta = fc.record({
     { weight: 1, arbitrary: fc.jsonValue() },
   ),
 });
-const number = fc.oneof(
-  fc.double({ noNaN: false }),
-  fc.constantFrom(0, 1, 5, -1, 1e308),
-  fc.jsonValue(),
-);
+const number = fc.oneof(fc.double({ noNaN: false }), fc.constantFrom(0, 1, 5, -1, 1e308), fc.jsonValue());
 const logMeta = fc.record(
   {
     level: fc.oneof(fc.constantFrom("debug", "info", "warn", "error"), fc.jsonValue()),
@@ -103,7 +105,10 @@ const loadedMeta = fc.record(
 );
 const goneMeta = fc.record(
   {
-    code: fc.oneof(fc.constantFrom("NIMBUS_MEMORY_LIMIT", "NIMBUS_CPU_LIMIT", "NIMBUS_INTERNAL"), fc.jsonValue()),
+    code: fc.oneof(
+      fc.constantFrom("NIMBUS_MEMORY_LIMIT", "NIMBUS_CPU_LIMIT", "NIMBUS_INTERNAL"),
+      fc.jsonValue(),
+    ),
     message: fc.oneof(fc.string({ maxLength: 40 }), fc.jsonValue()),
   },
   { requiredKeys: [] },
@@ -115,7 +120,12 @@ const frameType = fc.oneof(
   { weight: 1, arbitrary: fc.integer({ min: 0, max: 255 }) },
 );
 const metaText = fc.oneof(
-  { weight: 8, arbitrary: fc.oneof(headMeta, logMeta, errorMeta, endMeta, loadedMeta, goneMeta).map((m) => JSON.stringify(m)) },
+  {
+    weight: 8,
+    arbitrary: fc
+      .oneof(headMeta, logMeta, errorMeta, endMeta, loadedMeta, goneMeta)
+      .map((m) => JSON.stringify(m)),
+  },
   { weight: 1, arbitrary: fc.jsonValue().map((v) => JSON.stringify(v) ?? "") },
   { weight: 1, arbitrary: fc.constantFrom("", "{", "nul", "[1,2", '{"status":200,"headers":[]}x') },
 );
@@ -170,7 +180,9 @@ export const fuzzFrame: fc.Arbitrary<FuzzFrame> = fc.oneof(
   },
   {
     weight: 1,
-    arbitrary: fc.uint8Array({ minLength: 1, maxLength: 48 }).map((a) => ({ bytes: Buffer.from(a), idAt: [] })),
+    arbitrary: fc
+      .uint8Array({ minLength: 1, maxLength: 48 })
+      .map((a) => ({ bytes: Buffer.from(a), idAt: [] })),
   },
 );
 

@@ -176,6 +176,8 @@ class IsolateHost {
   private readonly guard: FrameGuard;
   /** Why the platform killed the host, when it did. */
   private killReason: NimbusError | undefined;
+  /** Why the host exited, once it has. */
+  private exitReason: NimbusError | undefined;
   private readonly cgroup: Cgroup | undefined;
   private readonly dir: string;
   private readonly instances = new Map<number, IsolateInstance>();
@@ -395,6 +397,9 @@ class IsolateHost {
       this.loads.set(instance.slot, res);
       this.writer.send(T.LOAD, instance.slot, meta, code.payload);
     });
+    // The host died under the load (e.g. stopped for a protocol violation): that is no
+    // failure of the function's code, and says so.
+    if (!loaded.ok && this.exitReason) throw this.exitReason;
     if (loaded.ok) instance.state = "idle";
     else this.instances.delete(instance.slot);
     return { instance, loaded };
@@ -450,15 +455,18 @@ class IsolateHost {
     if (this.exited) return;
     this.exited = true;
     const oom = this.cgroup?.oomKilled() ?? false;
-    const reason = this.killReason ?? (oom
-      ? new NimbusError(
-          "NIMBUS_MEMORY_LIMIT",
-          `The isolate host of tenant '${this.tenant}' reached its memory limit and was stopped; its functions restart on the next request.`,
-        )
-      : new NimbusError(
-          "NIMBUS_INSTANCE_CRASHED",
-          `The isolate host of tenant '${this.tenant}' exited (${signal ? `signal ${signal}` : `exit code ${code}`}); its functions restart on the next request.`,
-        ));
+    const reason =
+      this.killReason ??
+      (oom
+        ? new NimbusError(
+            "NIMBUS_MEMORY_LIMIT",
+            `The isolate host of tenant '${this.tenant}' reached its memory limit and was stopped; its functions restart on the next request.`,
+          )
+        : new NimbusError(
+            "NIMBUS_INSTANCE_CRASHED",
+            `The isolate host of tenant '${this.tenant}' exited (${signal ? `signal ${signal}` : `exit code ${code}`}); its functions restart on the next request.`,
+          ));
+    this.exitReason = reason;
     for (const cb of this.loads.values()) cb({ ok: false, loadMs: 0, error: { message: reason.message } });
     this.loads.clear();
     for (const inst of [...this.instances.values()]) inst.die(reason);
