@@ -97,6 +97,12 @@ export const ERROR_CATALOGUE = {
     class: "user",
     message: "The function's instance exited during the invocation; the next request gets a fresh instance.",
   },
+  NIMBUS_INSTANCE_PROTOCOL: {
+    status: 502,
+    class: "user",
+    message:
+      "The function's instance sent the platform malformed data and was stopped; the next request gets a fresh instance. A function must not write to the runtime's control channel (file descriptor 3).",
+  },
   NIMBUS_TIMEOUT: {
     status: 504,
     class: "user",

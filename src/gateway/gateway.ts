@@ -66,34 +66,60 @@ export class HttpResponder implements Responder {
     return flat;
   }
 
+  /**
+   * Runs a write to the response. The frame guard already checked what the instance said;
+   * should `http.ServerResponse` still refuse it, the response is cut — never a throw out of
+   * the handler (which would stop the server).
+   */
+  private guarded(write: () => void): void {
+    try {
+      write();
+    } catch {
+      this.ended = true;
+      this.chunks = [];
+      try {
+        sendError(this.res, new NimbusError("NIMBUS_BAD_RESPONSE"));
+      } catch {
+        this.res.destroy();
+      }
+    }
+  }
+
   private readonly flushHead = (): void => {
     if (!this.pending || this.ended) return;
     this.pending = false;
     this.started = true;
-    this.res.writeHead(this.status, this.rawHeaders());
-    for (const c of this.chunks) this.res.write(c);
-    this.chunks = [];
+    this.guarded(() => {
+      this.res.writeHead(this.status, this.rawHeaders());
+      for (const c of this.chunks) this.res.write(c);
+      this.chunks = [];
+    });
   };
 
   chunk(data: Buffer): void {
-    if (this.started) this.res.write(data);
+    if (this.ended) return;
+    if (this.started) this.guarded(() => this.res.write(data));
     else this.chunks.push(data);
   }
 
   end(): void {
+    if (this.ended) return;
     this.ended = true;
     if (this.started) {
-      this.res.end();
+      this.guarded(() => this.res.end());
       return;
     }
     this.pending = false;
     const body = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks);
     this.chunks = [];
-    this.res.writeHead(this.status, this.rawHeaders(["content-length", String(body.length)]));
-    this.res.end(this.isHead ? undefined : body);
+    this.guarded(() => {
+      this.res.writeHead(this.status, this.rawHeaders(["content-length", String(body.length)]));
+      this.res.end(this.isHead ? undefined : body);
+    });
   }
 
   error(err: NimbusError): void {
+    if (this.ended) return;
     this.ended = true;
     if (this.started) {
       // The status line is gone: cut the response so the client sees it is incomplete.
@@ -166,7 +192,16 @@ export function parseFunctionPath(url: string): { name: string; version?: number
       break;
     }
   }
-  const target = decodeURIComponent(rest.slice(0, end));
+  let target: string;
+  try {
+    target = decodeURIComponent(rest.slice(0, end));
+  } catch {
+    // Malformed percent-encoding, or bytes that are not UTF-8 (e.g. /fn/%ZZ, /fn/%C3%28).
+    throw new NimbusError(
+      "NIMBUS_BAD_FUNCTION_NAME",
+      `The function name in the URL is not valid percent-encoded UTF-8: ${JSON.stringify(rest.slice(0, Math.min(end, 80)))}. Names must match ^[a-z][a-z0-9-]{0,62}$.`,
+    );
+  }
   let path = rest.slice(end);
   if (path === "" || path[0] === "?") path = `/${path}`;
   const at = target.indexOf("@");

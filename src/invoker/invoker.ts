@@ -235,8 +235,10 @@ export class Invoker {
           // runtime; the caller sees only the generic message and the invocation id.
           const own = err.code === "NIMBUS_FUNCTION_ERROR" || err.code === "NIMBUS_BAD_RESPONSE";
           if (!own) log({ level: "error", t: Date.now(), msg: `${err.code}: ${err.message}` });
+          // What a misbehaving instance sent goes to the function's log, not to the caller.
+          const generic = own || err.code === "NIMBUS_INSTANCE_PROTOCOL";
           fail(
-            new NimbusError(err.code, own ? undefined : err.message, { details: { invocationId } }),
+            new NimbusError(err.code, generic ? undefined : err.message, { details: { invocationId } }),
             measuredCpu,
           );
         },

@@ -1,8 +1,66 @@
 /**
  * Batches invocation records and log lines into the store (one transaction per flush, off
  * the hot path) and fans new log lines out to `logs --follow` subscribers.
+ *
+ * One bad row never costs the batch: rows are coerced to their column types on the way in,
+ * and a batch the store refuses anyway is written again row by row, the rows it still
+ * refuses counted ({@link Recorder.rejected}) and reported.
  */
+import { MAX_LOG_LINE } from "../runtime/protocol.ts";
 import type { InvocationRecord, LogRecord, Store } from "../store/types.ts";
+
+const LEVELS = new Set(["debug", "info", "warn", "error"]);
+
+function num(v: unknown, fallback = 0): number {
+  return typeof v === "number" && Number.isFinite(v) ? v : fallback;
+}
+
+function str(v: unknown, max = 256): string {
+  const s = typeof v === "string" ? v : v === undefined || v === null ? "" : String(v);
+  return s.length > max ? s.slice(0, max) : s;
+}
+
+/** A log line with every field of its column's type (a message cut at 256 KB characters). */
+export function cleanLog(line: LogRecord): LogRecord {
+  let msg: string;
+  try {
+    msg = typeof line.msg === "string" ? line.msg : (JSON.stringify(line.msg) ?? String(line.msg));
+  } catch {
+    msg = Object.prototype.toString.call(line.msg);
+  }
+  if (msg.length > MAX_LOG_LINE) msg = `${msg.slice(0, MAX_LOG_LINE)}… [cut: ${msg.length} characters]`;
+  return {
+    tenant: str(line.tenant),
+    fn: str(line.fn),
+    version: num(line.version),
+    invocationId:
+      line.invocationId === null || line.invocationId === undefined ? null : str(line.invocationId),
+    t: Math.round(num(line.t, Date.now())),
+    level: LEVELS.has(line.level) ? line.level : "info",
+    msg,
+  };
+}
+
+/** An invocation record with every field of its column's type. */
+export function cleanInvocation(r: InvocationRecord): InvocationRecord {
+  return {
+    id: str(r.id),
+    tenant: str(r.tenant),
+    fn: str(r.fn),
+    version: num(r.version),
+    trigger: str(r.trigger),
+    start: num(r.start, Date.now()),
+    durationMs: num(r.durationMs),
+    billedMs: num(r.billedMs),
+    memoryMB: num(r.memoryMB),
+    gbSeconds: num(r.gbSeconds),
+    cpuMs: num(r.cpuMs),
+    coldStart: Boolean(r.coldStart),
+    status: num(r.status),
+    errorCode: r.errorCode === null || r.errorCode === undefined ? null : str(r.errorCode),
+    firstByteMs: r.firstByteMs === null || r.firstByteMs === undefined ? null : num(r.firstByteMs),
+  };
+}
 
 /** A subscriber to one function's new log lines. */
 export type LogListener = (line: LogRecord) => void;
@@ -16,6 +74,8 @@ export class Recorder {
   private flushing: Promise<void> = Promise.resolve();
   private readonly store: Store;
   private readonly onError: (err: unknown) => void;
+  /** Rows the store refused even one by one (lost), since start. */
+  rejected = 0;
 
   /**
    * @param flushMs how often buffered records are written. @default 100
@@ -28,11 +88,12 @@ export class Recorder {
   }
 
   record(r: InvocationRecord): void {
-    this.invocations.push(r);
+    this.invocations.push(cleanInvocation(r));
     if (this.invocations.length >= 5000) void this.flush();
   }
 
   log(line: LogRecord): void {
+    line = cleanLog(line);
     this.logs.push(line);
     const subs = this.listeners.get(`${line.tenant}/${line.fn}`);
     if (subs) for (const s of subs) s(line);
@@ -61,8 +122,46 @@ export class Recorder {
     if (inv.length === 0 && logs.length === 0) return this.flushing;
     this.invocations = [];
     this.logs = [];
-    this.flushing = this.flushing.then(() => this.store.writeBatch(inv, logs)).catch(this.onError);
+    this.flushing = this.flushing.then(() => this.write(inv, logs)).catch(this.onError);
     return this.flushing;
+  }
+
+  /** Writes a batch; if the store refuses it, row by row, so one bad row loses only itself. */
+  private async write(inv: InvocationRecord[], logs: LogRecord[]): Promise<void> {
+    try {
+      await this.store.writeBatch(inv, logs);
+      return;
+    } catch (err) {
+      if (inv.length + logs.length === 1) {
+        this.rejected++;
+        throw err;
+      }
+    }
+    let lost = 0;
+    let first: unknown;
+    for (const r of inv) {
+      try {
+        await this.store.writeBatch([r], []);
+      } catch (err) {
+        lost++;
+        first ??= err;
+      }
+    }
+    for (const l of logs) {
+      try {
+        await this.store.writeBatch([], [l]);
+      } catch (err) {
+        lost++;
+        first ??= err;
+      }
+    }
+    if (lost > 0) {
+      this.rejected += lost;
+      throw new Error(
+        `the store refused ${lost} of ${inv.length + logs.length} rows of a batch (the others were written): ${String(first)}`,
+        { cause: first },
+      );
+    }
   }
 
   async close(): Promise<void> {

@@ -177,9 +177,10 @@ export function fromLambdaResult(result: unknown): AdaptedResponse {
       cookies?: unknown[];
     };
     const status = Number(r.statusCode);
-    if (!Number.isInteger(status) || status < 100 || status > 599) {
+    // A final 1xx would leave the caller's connection waiting for another response.
+    if (!Number.isInteger(status) || status < 200 || status > 599) {
       throw new TypeError(
-        `statusCode must be an integer from 100 to 599, got ${JSON.stringify(r.statusCode)}.`,
+        `statusCode must be an integer from 200 to 599, got ${JSON.stringify(r.statusCode)}.`,
       );
     }
     const headers: [string, string][] = [];
@@ -188,6 +189,12 @@ export function fromLambdaResult(result: unknown): AdaptedResponse {
       for (const v of vs) headers.push([k.toLowerCase(), String(v)]);
     }
     for (const c of r.cookies ?? []) headers.push(["set-cookie", String(c)]);
+    // What the platform would refuse (and stop the instance for) is the function's bad response.
+    for (const [k, v] of headers) {
+      if (!/^[!#$%&'*+\-.^_`|~0-9a-z]+$/.test(k) || !/^[\t\x20-\x7e\x80-\xff]*$/.test(v)) {
+        throw new TypeError(`invalid response header ${JSON.stringify(k).slice(0, 80)}.`);
+      }
+    }
     let body: Uint8Array;
     if (r.body === undefined || r.body === null) body = new Uint8Array(0);
     else if (typeof r.body !== "string") {

@@ -16,6 +16,7 @@ import { availableParallelism, totalmem } from "node:os";
 import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type ErrorCode, NimbusError } from "../../errors.ts";
+import { FrameGuard, ISOLATE_HOST_RULES } from "../../invoker/frame-guard.ts";
 import {
   type EgressPolicy,
   type GoneMeta,
@@ -25,7 +26,6 @@ import {
 } from "../../runtime/isolate/frames.ts";
 import {
   type Frame,
-  FrameDecoder,
   FrameWriter,
   type InvokeMeta,
   type LoadedMeta,
@@ -172,7 +172,12 @@ class IsolateHost {
   private readonly child: ChildProcess;
   private readonly socket: Socket;
   private readonly writer: FrameWriter;
-  private readonly decoder = new FrameDecoder();
+  /** Everything the host sends is checked here first (a tenant that escaped an isolate owns it). */
+  private readonly guard: FrameGuard;
+  /** Why the platform killed the host, when it did. */
+  private killReason: NimbusError | undefined;
+  /** Why the host exited, once it has. */
+  private exitReason: NimbusError | undefined;
   private readonly cgroup: Cgroup | undefined;
   private readonly dir: string;
   private readonly instances = new Map<number, IsolateInstance>();
@@ -247,12 +252,22 @@ class IsolateHost {
         ),
       ),
     );
-    this.socket.on("data", (chunk: Buffer) => {
-      for (const f of this.decoder.push(chunk)) {
+    this.guard = new FrameGuard({
+      rules: ISOLATE_HOST_RULES,
+      onFrame: (f) => {
         if (f.type === T.READY) onReady();
         else this.onFrame(f);
-      }
+      },
+      onViolation: (why) => {
+        // The host speaks for every isolate of the tenant: it is stopped as a whole.
+        this.killReason ??= new NimbusError(
+          "NIMBUS_INSTANCE_PROTOCOL",
+          `The isolate host of tenant '${tenant}' sent the platform malformed data (${why}) and was stopped.`,
+        );
+        this.child.kill("SIGKILL");
+      },
     });
+    this.socket.on("data", (chunk: Buffer) => this.guard.push(chunk));
     this.socket.on("error", () => {});
     this.child.stdout!.setEncoding("utf8").on("data", (s: string) => this.onOutput("info", s));
     this.child.stderr!.setEncoding("utf8").on("data", (s: string) => {
@@ -350,6 +365,7 @@ class IsolateHost {
 
   private endInvocation(id: number, instance: IsolateInstance): void {
     this.sinks.delete(id);
+    this.guard.close(id);
     instance.invocations.delete(id);
   }
 
@@ -381,6 +397,9 @@ class IsolateHost {
       this.loads.set(instance.slot, res);
       this.writer.send(T.LOAD, instance.slot, meta, code.payload);
     });
+    // The host died under the load (e.g. stopped for a protocol violation): that is no
+    // failure of the function's code, and says so.
+    if (!loaded.ok && this.exitReason) throw this.exitReason;
     if (loaded.ok) instance.state = "idle";
     else this.instances.delete(instance.slot);
     return { instance, loaded };
@@ -390,6 +409,7 @@ class IsolateHost {
     const id = this.nextId++;
     if (this.nextId > 0xfffffff0) this.nextId = 1;
     this.sinks.set(id, { sink, instance });
+    this.guard.open(id);
     instance.invocations.add(id);
     this.writer.send(T.INVOKE, id, { ...meta, slot: instance.slot }, body);
   }
@@ -405,6 +425,7 @@ class IsolateHost {
     for (const id of instance.invocations) {
       const s = this.sinks.get(id);
       this.sinks.delete(id);
+      this.guard.close(id);
       s?.sink.fail(reason);
     }
     instance.invocations.clear();
@@ -434,15 +455,18 @@ class IsolateHost {
     if (this.exited) return;
     this.exited = true;
     const oom = this.cgroup?.oomKilled() ?? false;
-    const reason = oom
-      ? new NimbusError(
-          "NIMBUS_MEMORY_LIMIT",
-          `The isolate host of tenant '${this.tenant}' reached its memory limit and was stopped; its functions restart on the next request.`,
-        )
-      : new NimbusError(
-          "NIMBUS_INSTANCE_CRASHED",
-          `The isolate host of tenant '${this.tenant}' exited (${signal ? `signal ${signal}` : `exit code ${code}`}); its functions restart on the next request.`,
-        );
+    const reason =
+      this.killReason ??
+      (oom
+        ? new NimbusError(
+            "NIMBUS_MEMORY_LIMIT",
+            `The isolate host of tenant '${this.tenant}' reached its memory limit and was stopped; its functions restart on the next request.`,
+          )
+        : new NimbusError(
+            "NIMBUS_INSTANCE_CRASHED",
+            `The isolate host of tenant '${this.tenant}' exited (${signal ? `signal ${signal}` : `exit code ${code}`}); its functions restart on the next request.`,
+          ));
+    this.exitReason = reason;
     for (const cb of this.loads.values()) cb({ ok: false, loadMs: 0, error: { message: reason.message } });
     this.loads.clear();
     for (const inst of [...this.instances.values()]) inst.die(reason);

@@ -10,9 +10,9 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { buildSync } from "esbuild";
 import { NimbusError } from "../../errors.ts";
+import { FrameGuard } from "../../invoker/frame-guard.ts";
 import {
   type Frame,
-  FrameDecoder,
   FrameWriter,
   type InvokeMeta,
   type LoadedMeta,
@@ -69,6 +69,14 @@ export interface ProcessExecutorOptions {
 
 let instanceSeq = 0;
 
+/** The catalogued error of an instance that broke the frame protocol. */
+function protocolError(why: string): NimbusError {
+  return new NimbusError(
+    "NIMBUS_INSTANCE_PROTOCOL",
+    `The function's instance sent the platform malformed data (${why}) and was stopped.`,
+  );
+}
+
 /** V8 heap limit for a memory size: leave room for Node's own ~40 MB outside the heap. */
 function heapMB(memoryMB: number): number {
   return Math.max(32, memoryMB - 48);
@@ -89,7 +97,11 @@ class ProcessInstance implements Instance {
   private readonly child: SpawnedChild;
   private socket: Socket | undefined;
   private writer: FrameWriter | undefined;
-  private readonly decoder = new FrameDecoder();
+  /** Everything the runtime sends is checked here first (it is tenant-controlled). */
+  private readonly guard = new FrameGuard({
+    onFrame: (f) => this.onFrame(f),
+    onViolation: (why) => this.kill(protocolError(why)),
+  });
   private readonly sinks = new Map<number, ResponseSink>();
   private readonly cgroup: Cgroup | undefined;
   private readonly slotDir: string;
@@ -163,22 +175,8 @@ class ProcessInstance implements Instance {
     if (name === "fd3") {
       this.socket = pipe;
       this.writer = new FrameWriter(pipe);
-      pipe.on("data", (chunk: Buffer) => {
-        let frames: Frame[];
-        try {
-          frames = this.decoder.push(chunk);
-        } catch (err) {
-          // A runtime that writes garbage (or a function writing to fd 3) is stopped.
-          this.kill(
-            new NimbusError(
-              "NIMBUS_BAD_RESPONSE",
-              `The instance broke the frame protocol: ${(err as Error).message}`,
-            ),
-          );
-          return;
-        }
-        for (const f of frames) this.onFrame(f);
-      });
+      // A runtime that writes garbage (or a function writing to fd 3) is stopped by the guard.
+      pipe.on("data", (chunk: Buffer) => this.guard.push(chunk));
       pipe.on("error", () => {});
     } else if (name === "stdout") {
       pipe.setEncoding("utf8").on("data", (s: string) => this.onOutput("info", s));
@@ -259,6 +257,7 @@ class ProcessInstance implements Instance {
       if (until <= now) {
         this.backgroundUntil.delete(id);
         this.sinks.delete(id);
+        this.guard.close(id);
       }
     }
     return this.backgroundUntil.size;
@@ -313,6 +312,7 @@ class ProcessInstance implements Instance {
     const id = this.nextId++;
     if (this.nextId > 0xfffffff0) this.nextId = 1;
     this.sinks.set(id, sink);
+    this.guard.open(id);
     this.writer!.send(T.INVOKE, id, meta, body);
   }
 

@@ -586,8 +586,8 @@ const OWN_CODES = new Set(["NIMBUS_FUNCTION_ERROR", "NIMBUS_BAD_RESPONSE"]);
 
 function validHead(m: unknown): { status: number; headers: [string, string][] } | string {
   const { status, headers } = (m ?? {}) as { status?: unknown; headers?: unknown };
-  if (typeof status !== "number" || !Number.isInteger(status) || status < 100 || status > 599) {
-    return `status must be an integer from 100 to 599, got ${String(status)}`;
+  if (typeof status !== "number" || !Number.isInteger(status) || status < 200 || status > 599) {
+    return `status must be an integer from 200 to 599, got ${String(status)}`;
   }
   if (!Array.isArray(headers) || headers.length > 1000) return "headers must be a list of at most 1000 pairs";
   const out: [string, string][] = [];
