@@ -298,7 +298,9 @@ class IsolateHost {
     void preludeSource().then(
       (src) => {
         const init: InitMeta = {
-          egress: o.egress ?? { default: "allow", allowPrivate: false },
+          // The server's policy is enforced by the egress proxy (the ceiling); in the host only a
+          // function's own, narrower policy is checked early, for a clear error.
+          egress: o.egress ?? { default: "allow", allowPrivate: true },
           spares: o.spares ?? 2,
         };
         this.writer.send(TI.INIT, 0, init, Buffer.from(src));
