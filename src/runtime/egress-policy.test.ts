@@ -36,7 +36,14 @@ describe("egress address classifier (pure, no connection)", () => {
     ]) {
       assert.equal(isNonPublic(ip), true, ip);
     }
-    for (const ip of ["93.184.215.14", "1.1.1.1", "8.8.8.8", "100.128.0.1", "172.32.0.1", "2606:4700::1111"]) {
+    for (const ip of [
+      "93.184.215.14",
+      "1.1.1.1",
+      "8.8.8.8",
+      "100.128.0.1",
+      "172.32.0.1",
+      "2606:4700::1111",
+    ]) {
       assert.equal(isNonPublic(ip), false, ip);
     }
     assert.deepEqual(plainAddress("::ffff:7f00:1"), { address: "127.0.0.1", type: "ipv4" });
@@ -64,7 +71,10 @@ describe("egress address classifier (pure, no connection)", () => {
 
   it("deploy-time check: widening needs an operator grant", () => {
     assert.throws(() => checkFunctionNetwork({ default: "allow", allowPrivate: true }, []), /allowPrivate/);
-    assert.throws(() => checkFunctionNetwork({ default: "allow", allow: ["10.0.0.0/8"] }, []), /10\.0\.0\.0\/8/);
+    assert.throws(
+      () => checkFunctionNetwork({ default: "allow", allow: ["10.0.0.0/8"] }, []),
+      /10\.0\.0\.0\/8/,
+    );
     assert.throws(
       () => checkFunctionNetwork({ default: "allow", allow: ["10.0.0.0/8"] }, ["10.1.0.0/16"]),
       /not a public range/,

@@ -151,9 +151,14 @@ describe("network isolation (operator grant: 127.0.0.2/32 only)", () => {
     });
     assert.equal(loop.status, 400);
     // Inside the grant is fine, and a narrowing policy applies on top of the ceiling.
-    const ok = await s.deploy("narrow", "attacker.ts", { network: { default: "deny", allow: ["127.0.0.2"] } });
+    const ok = await s.deploy("narrow", "attacker.ts", {
+      network: { default: "deny", allow: ["127.0.0.2"] },
+    });
     assert.equal(ok.status, 200, JSON.stringify(ok.body));
-    assert.equal(await call("narrow", `/fetch?url=${encodeURIComponent(l2.url)}`), "reached: secret from 127.0.0.2");
+    assert.equal(
+      await call("narrow", `/fetch?url=${encodeURIComponent(l2.url)}`),
+      "reached: secret from 127.0.0.2",
+    );
     const closed = await s.deploy("closed", "attacker.ts", { network: { default: "deny" } });
     assert.equal(closed.status, 200);
     assert.match(await call("closed", `/fetch?url=${encodeURIComponent(l2.url)}`), /^refused: /);
@@ -176,10 +181,7 @@ test("attack: DNS answer for a public-looking name points at loopback → proxy 
     await assert.rejects(egressOpen(proxy.ctlPath, "rebind.example", l.port), /loopback/);
     await assert.rejects(egressResolve(proxy.ctlPath, "rebind.example"), /loopback/);
     // A malformed request or policy is answered, never crashes the proxy.
-    await assert.rejects(
-      egressOpen(proxy.ctlPath, "x", 80, { default: "maybe" } as never),
-      /malformed/,
-    );
+    await assert.rejects(egressOpen(proxy.ctlPath, "x", 80, { default: "maybe" } as never), /malformed/);
     assert.equal(l.hits.length, 0);
   } finally {
     proxy.close();

@@ -18,7 +18,10 @@ export function hostAddresses(): string[] {
 
 /** The compiled ceiling for a list of operator grants. */
 export function serverCeiling(grants: readonly string[] = [], ownAddresses = hostAddresses()): Egress {
-  return new Egress({ default: "allow", allowPrivate: false, allow: [...grants] }, { hostAddresses: ownAddresses });
+  return new Egress(
+    { default: "allow", allowPrivate: false, allow: [...grants] },
+    { hostAddresses: ownAddresses },
+  );
 }
 
 /** Validates operator grants (`--egress-allow`): addresses, CIDR ranges or host names. */

@@ -184,7 +184,7 @@ export class EgressProxy {
         void this.connect(host, port, policies).then(
           (upstream) => {
             handed = true;
-            this.handOver(upstream, c, reply, release);
+            this.handOver(upstream, reply, release);
           },
           (err: Error) => refuse(err.message),
         );
@@ -242,7 +242,7 @@ export class EgressProxy {
    * Listens on a one-shot unix socket for the instance's end of the pipe, tells the
    * instance its path, and pipes the first connection to `upstream`.
    */
-  private handOver(upstream: Socket, c: Socket, reply: (v: object) => void, release: () => void): void {
+  private handOver(upstream: Socket, reply: (v: object) => void, release: () => void): void {
     const name = `c-${randomBytes(12).toString("hex")}.sock`;
     const hostPath = join(this.o.dir, name);
     const once = createServer();

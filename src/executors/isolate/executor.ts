@@ -9,7 +9,7 @@
  * compile and evaluate the function's module in it. No process is spawned.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import type { Socket } from "node:net";
 import { availableParallelism, totalmem } from "node:os";
@@ -249,7 +249,14 @@ class IsolateHost {
         `${INSIDE_UNDICI}/${relative(UNDICI_DIR, UNDICI_MAIN)}`,
         `${INSIDE.egress}/ctl.sock`,
       ],
-      [process.execPath, ...nodeArgs, join(this.dir, "host.mjs"), IVM_NATIVE, UNDICI_MAIN, join(egressDir, "ctl.sock")],
+      [
+        process.execPath,
+        ...nodeArgs,
+        join(this.dir, "host.mjs"),
+        IVM_NATIVE,
+        UNDICI_MAIN,
+        join(egressDir, "ctl.sock"),
+      ],
       this.cgroup,
     );
     const stdio: ("ignore" | "pipe")[] = ["ignore", "pipe", "pipe", "pipe"];

@@ -18,8 +18,7 @@ export const ARGS_FD = 4;
  * inherited without close-on-exec (a launcher's pipe) must not reach the sandbox. bash,
  * because dash cannot name descriptors above 9.
  */
-const CLOSE_FDS =
-  'for f in /proc/self/fd/*; do f=${f##*/}; case $f in 0|1|2|3|4) ;; *) eval "exec $f>&-" 2>/dev/null;; esac; done; exec "$@"';
+const CLOSE_FDS = `for f in /proc/self/fd/*; do f=\${f##*/}; case $f in 0|1|2|3|4) ;; *) eval "exec $f>&-" 2>/dev/null;; esac; done; exec "$@"`;
 
 function closeFdsPrefix(): string[] {
   return existsSync("/bin/bash") ? ["/bin/bash", "-c", CLOSE_FDS, "nimbus-launch"] : [];
