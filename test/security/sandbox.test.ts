@@ -4,7 +4,9 @@
  * development mode, as an unprivileged uid that cannot read the data directory or admin key.
  */
 import assert from "node:assert/strict";
-import { readdirSync, readFileSync, readlinkSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { detectProtections } from "../../src/executors/process/sandbox.ts";
@@ -38,6 +40,40 @@ function hostUid(pid: number): number {
 }
 
 const QUEUE = ["--queue-wait", "120000"];
+
+/** A native program (what a hostile tenant could bring) that tries denied system calls. */
+const PROBE_C = `#define _GNU_SOURCE
+#include <errno.h>
+#include <sched.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/ptrace.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+static void say(const char *name, long r) { printf("%s=%s\\n", name, r >= 0 ? "ok" : strerror(errno)); }
+int main(void) {
+  errno = 0; say("ptrace", ptrace(PTRACE_TRACEME, 0, 0, 0));
+  errno = 0; say("keyctl", syscall(SYS_keyctl, 0, -3, 0));
+  errno = 0; say("unshare", unshare(CLONE_NEWNS));
+  errno = 0; say("mount", mount("none", "/tmp", "tmpfs", 0, 0));
+  errno = 0; say("bpf", syscall(SYS_bpf, 0, 0, 0));
+  errno = 0; say("io_uring_setup", syscall(425, 1, 0));
+  return 0;
+}
+`;
+
+/** Compiles the probe with the host's C compiler; undefined when there is none. */
+function compileProbe(): Buffer | undefined {
+  const dir = mkdtempSync(join(tmpdir(), "nimbus-probe-"));
+  try {
+    writeFileSync(join(dir, "probe.c"), PROBE_C);
+    const r = spawnSync("cc", ["-O1", "-o", join(dir, "probe"), join(dir, "probe.c")], { stdio: "ignore" });
+    return r.status === 0 ? readFileSync(join(dir, "probe")) : undefined;
+  } finally {
+    cleanup(dir);
+  }
+}
 
 const SANDBOX = detectProtections().sandboxed;
 if (!SANDBOX && process.env.CI === "true") throw new Error("CI must run the sandbox: install bubblewrap");
@@ -89,6 +125,23 @@ describe("sandboxed (bubblewrap + cgroups)", {
     for (const hostPath of [ROOT, s.dataDir]) {
       assert.ok(!ids.cmdline1.includes(hostPath), `/proc/1/cmdline names ${hostPath}: ${ids.cmdline1}`);
       assert.ok(!ids.mountinfo.includes(hostPath), `mountinfo names ${hostPath}`);
+    }
+    await neighbourOk();
+  });
+
+  it("attack: function runs a native program calling ptrace/keyctl/unshare/mount/bpf/io_uring → EPERM", async (t) => {
+    const status = (await s.api("GET", "/api/v1/status")).body;
+    assert.equal(status.sandbox.seccomp, true, "the host takes the seccomp filter");
+    const probe = compileProbe();
+    if (!probe) {
+      t.skip("no C compiler here to build the native probe");
+      return;
+    }
+    const res = await fetch(`${s.url}/fn/attacker/exec`, { method: "POST", body: new Uint8Array(probe) });
+    const r = await res.json();
+    assert.equal(r.status, 0, JSON.stringify(r));
+    for (const call of ["ptrace", "keyctl", "unshare", "mount", "bpf", "io_uring_setup"]) {
+      assert.match(r.stdout, new RegExp(`^${call}=Operation not permitted$`, "m"), r.stdout);
     }
     await neighbourOk();
   });

@@ -26,6 +26,10 @@ import { serverCeiling } from "../egress/ceiling.ts";
 import { EgressProxy } from "../egress/proxy.ts";
 import { launchCommand, linkNode, makeRunDir, makeSlot } from "./launch.ts";
 import { Cgroup, INSIDE, type Protections } from "./sandbox.ts";
+import { seccompProgram } from "./seccomp.ts";
+
+/** The compiled seccomp filter of process instances (undefined on an architecture without a table). */
+const SECCOMP = seccompProgram();
 import { type SpawnedChild, SpawnerClient } from "./spawner-client.ts";
 
 const RUNTIME_SRC = resolve(dirname(fileURLToPath(import.meta.url)), "../../runtime");
@@ -145,7 +149,7 @@ class ProcessInstance implements Instance {
     if (p.cgroups) {
       this.cgroup = new Cgroup(p, this.id, { memoryMB, cpus: o.cpus ?? 1, pids: o.pids ?? 64 });
     }
-    const { cmd, args, argsData } = launchCommand(
+    const { cmd, args, argsData, seccomp } = launchCommand(
       p,
       {
         nodeDir: exec.nodeDir,
@@ -157,11 +161,12 @@ class ProcessInstance implements Instance {
       [INSIDE.node, ...nodeArgs, `${INSIDE.runtime}/shim.mjs`, `${INSIDE.egress}/ctl.sock`],
       [process.execPath, ...nodeArgs, join(exec.runtimeDir, "shim.mjs"), join(egressDir, "ctl.sock")],
       this.cgroup,
+      p.seccomp ? SECCOMP : undefined,
     );
     this.ready = new Promise((res) => {
       this.onReady = res;
     });
-    this.child = exec.spawner.spawn(cmd, args, argsData);
+    this.child = exec.spawner.spawn(cmd, args, argsData, seccomp);
     this.child.on("pipe", (name: string, pipe: Socket) => this.attach(name, pipe));
     this.child.on("exit", (code, signal) => this.onChildExit(code, signal));
     this.child.on("error", (message: string) => {

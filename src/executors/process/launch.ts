@@ -11,14 +11,16 @@ import { bwrapOptions, type Cgroup, dropPrefix, type Protections, type SandboxMo
 
 /** The file descriptor bwrap reads its options from (`--args 4`). */
 export const ARGS_FD = 4;
+/** The file descriptor bwrap reads the compiled seccomp filter from (`--seccomp 5`). */
+export const SECCOMP_FD = 5;
 
 /**
  * Closes every inherited file descriptor but stdin/stdout/stderr, the control channel
- * (fd 3) and bwrap's options (fd 4), then execs the rest: a descriptor the platform itself
+ * (fd 3), bwrap's options (fd 4) and seccomp filter (fd 5), then execs the rest: a descriptor the platform itself
  * inherited without close-on-exec (a launcher's pipe) must not reach the sandbox. bash,
  * because dash cannot name descriptors above 9.
  */
-const CLOSE_FDS = `for f in /proc/self/fd/*; do f=\${f##*/}; case $f in 0|1|2|3|4) ;; *) eval "exec $f>&-" 2>/dev/null;; esac; done; exec "$@"`;
+const CLOSE_FDS = `for f in /proc/self/fd/*; do f=\${f##*/}; case $f in 0|1|2|3|4|5) ;; *) eval "exec $f>&-" 2>/dev/null;; esac; done; exec "$@"`;
 
 function closeFdsPrefix(): string[] {
   return existsSync("/bin/bash") ? ["/bin/bash", "-c", CLOSE_FDS, "nimbus-launch"] : [];
@@ -53,6 +55,8 @@ export interface LaunchCommand {
    * `/proc/1/cmdline`.
    */
   argsData?: string;
+  /** The compiled seccomp filter to write to fd {@link SECCOMP_FD}, or undefined. */
+  seccomp?: Buffer;
 }
 
 /**
@@ -66,13 +70,16 @@ export function launchCommand(
   inside: string[],
   onHost: string[],
   cgroup: Cgroup | undefined,
+  seccomp?: Buffer,
 ): LaunchCommand {
   const drop = [...closeFdsPrefix(), ...dropPrefix(p)];
   let argv: string[];
   let argsData: string | undefined;
   if (p.bwrap && p.bwrapPath) {
     argv = [...drop, p.bwrapPath, "--args", String(ARGS_FD), "--", ...inside];
-    argsData = `${bwrapOptions(mounts).join("\0")}\0`;
+    const opts = bwrapOptions(mounts);
+    if (seccomp) opts.push("--seccomp", String(SECCOMP_FD));
+    argsData = `${opts.join("\0")}\0`;
   } else {
     argv = [...drop, ...onHost];
   }
@@ -82,7 +89,7 @@ export function launchCommand(
   // to cgroup.procs. The drop and the sandbox follow by exec, so every process of the
   // instance starts inside its cgroups.
   if (cgroup) ({ cmd, args } = cgroup.wrap(cmd, args));
-  return { cmd, args, argsData };
+  return { cmd, args, argsData, seccomp: p.bwrap && p.bwrapPath ? seccomp : undefined };
 }
 
 /**

@@ -2,10 +2,13 @@
  * The process sandbox: bubblewrap namespaces plus cgroup (v1 or v2) limits, each used when
  * the host allows it. What is missing is reported, never silently skipped.
  */
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import {
   accessSync,
+  closeSync,
   constants,
+  openSync,
+  rmSync,
   existsSync,
   mkdirSync,
   readdirSync,
@@ -14,7 +17,9 @@ import {
   statSync,
   writeFileSync,
 } from "node:fs";
+import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
+import { seccompProgram } from "./seccomp.ts";
 
 /** Which protections are active on this host. */
 export interface Protections {
@@ -35,6 +40,8 @@ export interface Protections {
   runAs: { uid: number; gid: number } | null;
   /** Absolute path of setpriv (drops to `runAs` after joining the cgroups), or null. */
   setprivPath: string | null;
+  /** A seccomp filter denies the system calls a function never needs (process executor). */
+  seccomp: boolean;
   /** Every protection is on: bubblewrap and the memory, CPU and pids cgroup limits. */
   sandboxed: boolean;
   /** Human-readable list of protections that are OFF, empty when fully sandboxed. */
@@ -109,6 +116,40 @@ function bwrapWorks(bwrap: string, drop: string[]): boolean {
   }
 }
 
+/** Runs bwrap once with the seccomp filter loaded (from a file opened as fd 5). */
+function seccompWorks(bwrap: string, drop: string[]): boolean {
+  const program = seccompProgram();
+  if (!program) return false;
+  const file = join(tmpdir(), `nimbus-seccomp-${process.pid}-${Date.now()}`);
+  let fd: number | undefined;
+  try {
+    writeFileSync(file, program);
+    fd = openSync(file, "r");
+    const argv = [
+      ...drop,
+      bwrap,
+      "--ro-bind",
+      "/",
+      "/",
+      "--unshare-all",
+      "--unshare-user",
+      "--seccomp",
+      "5",
+      "true",
+    ];
+    const r = spawnSync(argv[0]!, argv.slice(1), {
+      stdio: ["ignore", "ignore", "ignore", "ignore", "ignore", fd],
+      timeout: 10_000,
+    });
+    return r.status === 0;
+  } catch {
+    return false;
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+    rmSync(file, { force: true });
+  }
+}
+
 /** The command prefix that drops root to `runAs` (empty when nothing to drop). */
 export function dropPrefix(p: Pick<Protections, "runAs" | "setprivPath">): string[] {
   if (!p.runAs || !p.setprivPath) return [];
@@ -156,6 +197,8 @@ export function detectProtections(opts: DetectOptions | boolean = {}): Protectio
     if (want && (!root || setprivPath) && bwrapWorks(want, drop)) bwrapPath = want;
   }
   const bwrap = bwrapPath !== null;
+  const seccomp = bwrapPath !== null && seccompWorks(bwrapPath, drop);
+  if (bwrap && !seccomp) off.push("seccomp filter (this kernel or architecture does not take it)");
   if (!bwrap) {
     off.push(
       disable
@@ -199,6 +242,7 @@ export function detectProtections(opts: DetectOptions | boolean = {}): Protectio
     memoryLimit,
     cpuLimit,
     pidsLimit,
+    seccomp,
     runAs: setprivPath ? runAs : null,
     setprivPath,
     sandboxed,
