@@ -16,7 +16,13 @@ import { type EgressPolicy, IsolateExecutor } from "./executors/isolate/executor
 import { ProcessExecutor } from "./executors/process/executor.ts";
 import { checkFunctionNetwork, checkGrants, serverCeiling } from "./executors/egress/ceiling.ts";
 import { makeRunDir } from "./executors/process/launch.ts";
-import { checkListen, type SandboxMode, sandboxMode, sandboxWarning } from "./executors/process/mode.ts";
+import {
+  checkListen,
+  checkPrivileges,
+  type SandboxMode,
+  sandboxMode,
+  sandboxWarning,
+} from "./executors/process/mode.ts";
 import { detectProtections, type Protections, sweepStaleCgroups } from "./executors/process/sandbox.ts";
 import type { Executor, ExecutorKind } from "./executors/types.ts";
 import { Gateway } from "./gateway/gateway.ts";
@@ -108,6 +114,7 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
   const warning = sandboxWarning(mode);
   // Fail closed before anything is started: no sandbox means loopback only.
   checkListen(mode, opts.host ?? "127.0.0.1");
+  checkPrivileges(protections, insecure);
   const grants = opts.egressAllow ?? [];
   checkGrants(grants);
   const ceiling = serverCeiling(grants);

@@ -53,3 +53,16 @@ export function sandboxWarning(mode: SandboxMode): string | undefined {
     ? `LOCAL DEVELOPMENT MODE — ${what}. Loopback only, default tenant only. To ${INSTALL_HINT}.`
     : `INSECURE (--insecure-no-sandbox) — ${what}, and the server listens beyond loopback. To ${INSTALL_HINT}.`;
 }
+
+/**
+ * Refuses to run functions as root: a server running as root must be able to drop
+ * instances to an unprivileged uid (setpriv), sandbox or not, unless the operator opted out.
+ */
+export function checkPrivileges(p: Protections, insecure: boolean, isRoot = process.getuid?.() === 0): void {
+  if (isRoot && !p.runAs && !insecure) {
+    throw new NimbusError(
+      "NIMBUS_SANDBOX_REQUIRED",
+      "Refusing to start: the server runs as root and cannot drop instances to an unprivileged uid (setpriv not found), so functions would run as root. Install util-linux (setpriv), run the server as an unprivileged user, or pass --insecure-no-sandbox.",
+    );
+  }
+}
