@@ -118,6 +118,12 @@ export const ERROR_CATALOGUE = {
     class: "system",
     message: "The platform is shutting down or cannot start an instance right now; retry shortly.",
   },
+  NIMBUS_SANDBOX_REQUIRED: {
+    status: 500,
+    class: "user",
+    message:
+      "Without the sandbox (bubblewrap + cgroups) Nimbus runs only for local development on a loopback address. Install it (apt-get install bubblewrap), or bind to 127.0.0.1, or pass --insecure-no-sandbox.",
+  },
   NIMBUS_INTERNAL: { status: 500, class: "system", message: "Internal platform error." },
 } as const satisfies Record<string, ErrorSpec>;
 

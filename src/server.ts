@@ -2,7 +2,7 @@
  * `nimbus serve`: composes store, executors, scheduler, invoker, gateway and control API
  * into one HTTP server (data plane on `/fn/…`, control API on `/api/v1/…`).
  */
-import { mkdirSync } from "node:fs";
+import { chmodSync, chownSync, existsSync, mkdirSync, rmSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join, resolve } from "node:path";
@@ -14,6 +14,15 @@ import { registerRoutes } from "./api/routes.ts";
 import { NimbusError } from "./errors.ts";
 import { type EgressPolicy, IsolateExecutor } from "./executors/isolate/executor.ts";
 import { ProcessExecutor } from "./executors/process/executor.ts";
+import { checkFunctionNetwork, checkGrants, serverCeiling } from "./executors/egress/ceiling.ts";
+import { makeRunDir } from "./executors/process/launch.ts";
+import {
+  checkListen,
+  checkPrivileges,
+  type SandboxMode,
+  sandboxMode,
+  sandboxWarning,
+} from "./executors/process/mode.ts";
 import { detectProtections, type Protections, sweepStaleCgroups } from "./executors/process/sandbox.ts";
 import type { Executor, ExecutorKind } from "./executors/types.ts";
 import { Gateway } from "./gateway/gateway.ts";
@@ -35,8 +44,24 @@ export interface ServeOptions {
   dataDir?: string;
   /** Pre-started runtimes per memory size. @default 2 */
   prewarm?: number;
-  /** Turn the sandbox off on purpose (reported as such). @default false */
+  /**
+   * Turn the sandbox off on purpose: functions then run in local development mode
+   * (loopback only). @default false
+   */
   noSandbox?: boolean;
+  /**
+   * Run without the sandbox even beyond loopback (`--insecure-no-sandbox`, NIMBUS_SANDBOX=off).
+   * @default false
+   */
+  insecureNoSandbox?: boolean;
+  /**
+   * Operator grants: non-public addresses, CIDR ranges or host names functions may reach
+   * (`--egress-allow`). Everything else non-public is refused to every function.
+   * @default [] (public addresses only)
+   */
+  egressAllow?: string[];
+  /** The bwrap binary. @default $NIMBUS_BWRAP, else bwrap on $PATH */
+  bwrapPath?: string;
   /**
    * Egress rules for `fetch` from isolate functions.
    * @default { default: "allow", allowPrivate: false } (public internet only)
@@ -66,6 +91,10 @@ export interface RunningServer {
   dataDir: string;
   adminKey: string;
   protections: Protections;
+  /** Whether functions are sandboxed, or run in local development / insecure mode. */
+  mode: SandboxMode;
+  /** What is said at start, in info and on every deploy when not sandboxed. */
+  warning: string | undefined;
   server: Server;
   /** Graceful stop: stop accepting, finish in-flight invocations (up to `deadlineMs`), stop instances. */
   close(deadlineMs?: number): Promise<void>;
@@ -75,10 +104,29 @@ export interface RunningServer {
 export async function startServer(opts: ServeOptions = {}): Promise<RunningServer> {
   const log = opts.log ?? ((m: string) => process.stderr.write(`${m}\n`));
   const dataDir = resolve(opts.dataDir ?? process.env.NIMBUS_HOME ?? ".nimbus");
+  const envOff = process.env.NIMBUS_SANDBOX === "off";
+  const insecure = (opts.insecureNoSandbox ?? false) || envOff;
+  const protections = detectProtections({
+    disable: (opts.noSandbox ?? false) || insecure,
+    bwrapPath: opts.bwrapPath,
+  });
+  const mode = sandboxMode(protections, insecure);
+  const warning = sandboxWarning(mode);
+  // Fail closed before anything is started: no sandbox means loopback only.
+  checkListen(mode, opts.host ?? "127.0.0.1");
+  checkPrivileges(protections, insecure);
+  const grants = opts.egressAllow ?? [];
+  checkGrants(grants);
+  const ceiling = serverCeiling(grants);
+  // The data directory (store, admin key, code) is the platform's alone: instances run as
+  // another uid and cannot enter it.
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  if (process.getuid?.() === 0) chownSync(dataDir, 0, 0);
+  chmodSync(dataDir, 0o700);
+  if (existsSync(join(dataDir, "admin.key"))) chmodSync(join(dataDir, "admin.key"), 0o600);
+  const runDir = makeRunDir();
   const store = new SqliteStore(join(dataDir, "nimbus.db"));
   store.startWriter();
-  const protections = detectProtections(opts.noSandbox ?? process.env.NIMBUS_SANDBOX === "off");
   sweepStaleCgroups(protections);
   const registry = new Registry(store);
   await registry.load("default");
@@ -98,12 +146,16 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
   };
   const processExecutor = new ProcessExecutor({
     dataDir,
+    runDir,
+    egressCeiling: ceiling,
     protections,
     prewarm: opts.prewarm,
     onInstanceLog: instanceLog,
   });
   const isolateExecutor = new IsolateExecutor({
     dataDir,
+    runDir,
+    egressCeiling: ceiling,
     protections,
     egress: opts.isolateEgress,
     // A function's own network policy (config.network) over the server's.
@@ -133,6 +185,7 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
     executors,
     dataDir,
     onActivated: (v) => invoker.poolFor(v).ensureMin(),
+    checkConfig: (c) => checkFunctionNetwork(c.network, grants),
   });
   const pricePlan = loadPricePlan(dataDir);
 
@@ -206,6 +259,7 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
     deployer,
     auth,
     protections,
+    sandbox: { mode, warning, egressAllow: grants },
     pricePlan,
     dataDir,
     baseUrl: () => baseUrl,
@@ -236,6 +290,8 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
     dataDir,
     adminKey,
     protections,
+    mode,
+    warning,
     server,
     close(deadlineMs = 10_000) {
       closing ??= (async () => {
@@ -250,6 +306,7 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
         await Promise.race([app.close().catch(() => {}), new Promise((r) => setTimeout(r, 2000))]);
         await recorder.close();
         await store.close();
+        rmSync(runDir, { recursive: true, force: true });
       })();
       return closing;
     },

@@ -36,7 +36,13 @@ export interface TestServer {
 
 /** Starts a server; `dataDir` reuses a directory (restart tests). */
 export async function startTestServer(
-  opts: { dataDir?: string; args?: string[]; env?: Record<string, string> } = {},
+  opts: {
+    dataDir?: string;
+    args?: string[];
+    env?: Record<string, string>;
+    /** Give the server an inherited pipe on fd 9 (as a launcher might), to prove it does not leak. */
+    leakFd?: boolean;
+  } = {},
 ): Promise<TestServer> {
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), "nimbus-test-"));
   const proc = spawn(
@@ -54,7 +60,12 @@ export async function startTestServer(
       "1",
       ...(opts.args ?? []),
     ],
-    { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...opts.env } },
+    {
+      stdio: opts.leakFd
+        ? ["ignore", "pipe", "pipe", "ignore", "ignore", "ignore", "ignore", "ignore", "ignore", "pipe"]
+        : ["ignore", "pipe", "pipe"],
+      env: { ...process.env, ...opts.env },
+    },
   );
   let out = "";
   let err = "";

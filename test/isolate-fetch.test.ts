@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { bundle } from "../src/build/bundle.ts";
 import { IsolateExecutor } from "../src/executors/isolate/executor.ts";
+import { serverCeiling } from "../src/executors/egress/ceiling.ts";
 import { detectProtections } from "../src/executors/process/sandbox.ts";
 import { type RunningServer, startServer } from "../src/server.ts";
 import { cleanup, deployIsolateSource } from "./helpers.ts";
@@ -66,6 +67,8 @@ describe("isolate fetch", () => {
       prewarm: 1,
       log: () => {},
       isolateEgress: { default: "deny", allow: ["127.0.0.1"] },
+      // The operator grants the test's loopback upstream (the server's ceiling).
+      egressAllow: ["127.0.0.1/32"],
     });
   });
   after(async () => {
@@ -176,6 +179,8 @@ describe("isolate fetch: a function's own network policy", () => {
     const ex = new IsolateExecutor({
       dataDir,
       protections: detectProtections(),
+      // The operator grants the loopback upstream; the executor's and functions' rules narrow it.
+      egressCeiling: serverCeiling(["127.0.0.1/32"]),
       egress: { default: "deny" },
       egressFor: (spec) =>
         spec.functionName === "trusted" ? { default: "deny", allow: ["127.0.0.1"] } : undefined,

@@ -10,7 +10,7 @@ import { structuredClone as cloneImpl } from "../src/runtime/isolate/prelude/clo
 import { atob, btoa, TextDecoder as TD, TextEncoder as TE } from "../src/runtime/isolate/prelude/encoding.ts";
 import { format } from "../src/runtime/isolate/prelude/inspect.ts";
 import { URL as IURL, URLSearchParams as ISP } from "../src/runtime/isolate/prelude/url.ts";
-import { Egress } from "../src/runtime/isolate/egress.ts";
+import { Egress } from "../src/runtime/egress-policy.ts";
 
 const URLS: [string, string?][] = [
   ["https://example.com"],

@@ -85,6 +85,8 @@ describe("isolate security", () => {
       prewarm: 1,
       log: () => {},
       isolateEgress: { default: "deny", allow: ["127.0.0.1"] },
+      // The operator grants the test's loopback upstream (the server's ceiling).
+      egressAllow: ["127.0.0.1/32"],
     });
   });
   after(async () => {

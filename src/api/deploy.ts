@@ -37,6 +37,7 @@ export class Deployer {
   private readonly executors: Partial<Record<ExecutorKind, Executor>>;
   private readonly dataDir: string;
   private readonly onActivated: (v: VersionRecord) => void;
+  private readonly checkConfig: (c: FunctionConfig) => void;
 
   constructor(opts: {
     store: Store;
@@ -44,7 +45,10 @@ export class Deployer {
     executors: Partial<Record<ExecutorKind, Executor>>;
     dataDir: string;
     onActivated: (v: VersionRecord) => void;
+    /** Server-side checks of a valid config (e.g. the network policy against the ceiling). */
+    checkConfig?: (c: FunctionConfig) => void;
   }) {
+    this.checkConfig = opts.checkConfig ?? (() => {});
     this.store = opts.store;
     this.registry = opts.registry;
     this.executors = opts.executors;
@@ -62,7 +66,7 @@ export class Deployer {
     }
     // Validate what the manifest says before spending a sandbox on it.
     const manifest = input.config ?? {};
-    validateConfig(manifest);
+    this.checkConfig(validateConfig(manifest));
     const hash = createHash("sha256")
       .update(input.code)
       .update("\0")
@@ -121,6 +125,7 @@ export class Deployer {
       throw new NimbusError("NIMBUS_BAD_CONFIG", "export const config must be an object.");
     }
     config = validateConfig({ ...(inline as Record<string, unknown> | undefined), ...manifest });
+    this.checkConfig(config);
     if (config.executor !== preliminary.executor) {
       // The inline config chose another executor: check the bundle there too.
       const other = this.executors[config.executor];

@@ -27,6 +27,8 @@ export interface ApiContext {
   deployer: Deployer;
   auth: Auth;
   protections: Protections;
+  /** Sandbox mode, the warning said when unsandboxed, and the operator's egress grants. */
+  sandbox: { mode: string; warning: string | undefined; egressAllow: string[] };
   pricePlan: PricePlan;
   dataDir: string;
   /** Base URL the server answers on, for printing function URLs. */
@@ -109,7 +111,10 @@ export function registerRoutes(app: FastifyInstance, ctx: ApiContext): void {
         response: { 200: { type: "object", additionalProperties: true } },
       },
     },
-    async () => ({ ok: true }),
+    async () => ({
+      ok: true,
+      sandbox: { mode: ctx.sandbox.mode, ...(ctx.sandbox.warning ? { warning: ctx.sandbox.warning } : {}) },
+    }),
   );
 
   app.get(
@@ -125,7 +130,7 @@ export function registerRoutes(app: FastifyInstance, ctx: ApiContext): void {
     async () => ({
       url: ctx.baseUrl(),
       dataDir: ctx.dataDir,
-      sandbox: ctx.protections,
+      sandbox: { ...ctx.protections, ...ctx.sandbox },
       warmPool: ctx.warmPool(),
       machine: ctx.machine(),
       pricePlan: ctx.pricePlan,
@@ -229,6 +234,8 @@ export function registerRoutes(app: FastifyInstance, ctx: ApiContext): void {
           bwrap: ctx.protections.bwrap,
           cgroups: ctx.protections.cgroups,
           protectionsOff: ctx.protections.off,
+          mode: ctx.sandbox.mode,
+          ...(ctx.sandbox.warning ? { warning: ctx.sandbox.warning } : {}),
         },
       };
     },
@@ -289,6 +296,7 @@ export function registerRoutes(app: FastifyInstance, ctx: ApiContext): void {
               created: { type: "boolean" },
               url: { type: "string" },
               checkMs: { type: "number" },
+              warning: { type: "string", description: "Set when functions are not sandboxed" },
             },
           },
           ...errors,
@@ -303,6 +311,7 @@ export function registerRoutes(app: FastifyInstance, ctx: ApiContext): void {
         created: r.created,
         url: `${ctx.baseUrl()}/fn/${req.params.name}`,
         checkMs: r.checkMs,
+        ...(ctx.sandbox.warning ? { warning: ctx.sandbox.warning } : {}),
       };
     },
   );

@@ -6,8 +6,8 @@ import { NimbusError } from "../errors.ts";
 import type { ExecutorKind } from "../executors/types.ts";
 
 /**
- * Where a function's `fetch` may connect (isolate executor; the host checks every address
- * a name resolves to at connect time).
+ * Where a function may connect (both executors: the platform's egress proxy checks every
+ * address a name resolves to at connect time). It can only narrow the server's policy.
  */
 export interface NetworkPolicy {
   /** `allow`: public addresses unless denied; `deny`: only what `allow` names. @default "allow" */
@@ -50,7 +50,7 @@ export interface FunctionConfig {
   executor: ExecutorKind;
   /** CPU time per invocation, ms (isolate executor). @default undefined (no CPU limit beyond the timeout) */
   cpuMs?: number;
-  /** Outbound network policy (isolate executor). @default the server's policy */
+  /** Outbound network policy (both executors; narrows the server's). @default the server's policy */
   network?: NetworkPolicy;
 }
 
@@ -170,12 +170,6 @@ export function validateConfig(raw: unknown): FunctionConfig {
   }
   if (r.cpuMs !== undefined) c.cpuMs = int("cpuMs", r.cpuMs, 1, 900_000);
   if (r.network !== undefined) c.network = validateNetwork(r.network);
-  if (c.network && c.executor !== "isolate") {
-    throw bad(
-      "network",
-      'a network policy is enforced by the isolate executor only; set executor: "isolate", or remove it (process instances share the host\'s network).',
-    );
-  }
   if (r.reservedConcurrency !== undefined) {
     c.reservedConcurrency = int("reservedConcurrency", r.reservedConcurrency, 0, 100_000);
   }

@@ -84,7 +84,20 @@ program
   .addOption(new Option("--host <host>", "address to bind").env("NIMBUS_BIND").default("127.0.0.1"))
   .addOption(new Option("--data-dir <dir>", "data directory").env("NIMBUS_HOME").default(".nimbus"))
   .option("--prewarm <n>", "pre-started runtimes kept per memory size", "2")
-  .option("--no-sandbox", "run functions without bubblewrap/cgroups (reported as unprotected)")
+  .option(
+    "--no-sandbox",
+    "run functions without bubblewrap/cgroups: local development mode, loopback only (said loudly)",
+  )
+  .addOption(
+    new Option(
+      "--insecure-no-sandbox",
+      "INSECURE: run functions unsandboxed even when listening beyond loopback (also NIMBUS_SANDBOX=off)",
+    ),
+  )
+  .option(
+    "--egress-allow <rule...>",
+    "grant functions a non-public address, CIDR range or host name (default: public addresses only)",
+  )
   .option("--max-concurrency <n>", "invocations running at once on this machine, all functions", "1000")
   .option(
     "--memory-budget <mb>",
@@ -105,6 +118,8 @@ program
         dataDir: string;
         prewarm: string;
         sandbox: boolean;
+        insecureNoSandbox?: boolean;
+        egressAllow?: string[];
         maxConcurrency: string;
         memoryBudget?: string;
         memoryReserve: string;
@@ -136,6 +151,8 @@ program
           dataDir: o.dataDir,
           prewarm: num("prewarm", o.prewarm, 0),
           noSandbox: !o.sandbox,
+          insecureNoSandbox: o.insecureNoSandbox,
+          egressAllow: o.egressAllow,
           maxConcurrency: num("max-concurrency", o.maxConcurrency, 1),
           memoryBudgetMB: num("memory-budget", o.memoryBudget, 64),
           memoryReserveMB: num("memory-reserve", o.memoryReserve, 0),
@@ -149,7 +166,9 @@ program
           `  admin key:      ${s.dataDir}/admin.key (the CLI on this machine finds it)`,
           `  sandbox:        ${p.bwrap ? "bubblewrap active" : "bubblewrap OFF"}; cgroups ${p.cgroups ?? "OFF"}${p.cgroups ? ` (memory ${p.memoryLimit ? "on" : "off"}, cpu ${p.cpuLimit ? "on" : "off"}, pids ${p.pidsLimit ? "on" : "off"})` : ""}`,
         ];
+        lines.push(`  mode:           ${s.mode}`);
         if (p.off.length) lines.push(...p.off.map((x) => `  WARNING, protection off: ${x}`));
+        if (s.warning) lines.push(`  WARNING: ${s.warning}`);
         lines.push(
           "",
           "Deploy your first function:",
@@ -219,6 +238,7 @@ program
         progress(
           `${ms(total)} (load check ${ms(r.checkMs)})\n${name}: ${r.created ? `version ${r.version.version} is live` : `unchanged, version ${r.version.version} is live`}\n`,
         );
+        if (r.warning) process.stderr.write(`WARNING: ${r.warning}\n`);
         results.push({ ...r, bundleMs: b.ms, uploadMs: total - r.checkMs });
         if (!o.json) process.stdout.write(`${r.url}\n`);
       }
@@ -352,7 +372,9 @@ program
           `  instances:      min ${c.minInstances}, max ${c.maxInstances}; now ${r.instances.busy} busy, ${r.instances.idle} idle, ${r.instances.starting} starting, ${r.instances.queued} queued`,
           `  idle timeout:   ${c.idleTimeoutMs} ms   auth: ${c.auth}   env: ${Object.keys(c.env).join(", ") || "(none)"}`,
           `  sandbox:        bubblewrap ${r.sandbox.bwrap ? "on" : "OFF"}, cgroups ${r.sandbox.cgroups ?? "OFF"}`,
+          `  sandbox mode:   ${r.sandbox.mode}`,
           ...r.sandbox.protectionsOff.map((x: string) => `  WARNING, protection off: ${x}`),
+          ...(r.sandbox.warning ? [`  WARNING: ${r.sandbox.warning}`] : []),
         ].join("\n");
       });
     }),

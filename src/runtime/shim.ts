@@ -11,6 +11,7 @@ import { Socket } from "node:net";
 import { pathToFileURL } from "node:url";
 import { format } from "node:util";
 import { fromLambdaResult, toLambdaEvent } from "./lambda.ts";
+import { routeThroughEgressProxy } from "./net-patch.ts";
 import { inspectModule } from "./module.ts";
 import {
   type Frame,
@@ -22,6 +23,9 @@ import {
   type LogMeta,
   T,
 } from "./protocol.ts";
+
+// The only way out of the instance's network namespace: the platform's egress proxy.
+if (process.argv[2]) routeThroughEgressProxy(process.argv[2]);
 
 const socket = new Socket({ fd: 3, readable: true, writable: true });
 let writer = new FrameWriter(socket);

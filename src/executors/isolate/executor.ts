@@ -9,7 +9,7 @@
  * compile and evaluate the function's module in it. No process is spawned.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import type { Socket } from "node:net";
 import { availableParallelism, totalmem } from "node:os";
@@ -33,7 +33,11 @@ import {
   MAX_FRAME,
   T,
 } from "../../runtime/protocol.ts";
-import { bwrapArgs, Cgroup, INSIDE, type Protections } from "../process/sandbox.ts";
+import type { Egress } from "../../runtime/egress-policy.ts";
+import { serverCeiling } from "../egress/ceiling.ts";
+import { EgressProxy } from "../egress/proxy.ts";
+import { ARGS_FD, launchCommand, linkNode, makeRunDir, makeSlot } from "../process/launch.ts";
+import { Cgroup, INSIDE, type Protections } from "../process/sandbox.ts";
 import type { Executor, Instance, InstanceSpec, InstanceState, LoadResult, ResponseSink } from "../types.ts";
 import { hostSource, preludeSource } from "./prelude.ts";
 
@@ -56,9 +60,16 @@ const INSIDE_UNDICI = "/nimbus/undici";
 
 /** Options of the isolate executor. */
 export interface IsolateExecutorOptions {
-  /** Data directory; per-tenant host directories live under `<dataDir>/isolate-hosts`. */
+  /** Data directory (the platform's; hosts never see it). */
   dataDir: string;
+  /**
+   * Directory hosts may read (their program, their egress sockets).
+   * @default a fresh one under the system temp directory, removed on close
+   */
+  runDir?: string;
   protections: Protections;
+  /** The server's egress policy (the ceiling of every fetch). @default public addresses only */
+  egressCeiling?: Egress;
   /**
    * Egress rules for `fetch` from isolates.
    * @default { default: "allow", allowPrivate: false } (public internet only)
@@ -180,6 +191,7 @@ class IsolateHost {
   private exitReason: NimbusError | undefined;
   private readonly cgroup: Cgroup | undefined;
   private readonly dir: string;
+  private readonly egressProxy: EgressProxy;
   private readonly instances = new Map<number, IsolateInstance>();
   private readonly loads = new Map<number, (m: LoadedMeta) => void>();
   private readonly sinks = new Map<number, { sink: ResponseSink; instance: IsolateInstance }>();
@@ -195,45 +207,71 @@ class IsolateHost {
     const o = exec.options;
     const p = o.protections;
     const name = `iso-${tenant}-${process.pid}-${++hostSeq}`;
-    this.dir = join(o.dataDir, "isolate-hosts", name);
-    mkdirSync(this.dir, { recursive: true });
+    this.dir = makeSlot(join(exec.runDir, "isolate-hosts"), name);
     // The host program, bundled to plain JS, sits in the host's own (read-only) directory.
-    writeFileSync(join(this.dir, "host.mjs"), hostSource());
+    writeFileSync(join(this.dir, "host.mjs"), hostSource(), { mode: 0o644 });
+    const egressDir = makeSlot(join(exec.runDir, "egress"), name);
+    this.egressProxy = new EgressProxy({
+      dir: egressDir,
+      insideDir: p.bwrap ? INSIDE.egress : egressDir,
+      ceiling: exec.ceiling,
+      log: (msg) => this.onOutput("warn", msg),
+    });
+    this.egressProxy.listen().catch((err: Error) => {
+      this.stderrTail += `\negress proxy failed: ${err.message}`;
+    });
     const nodeArgs = [
       "--no-node-snapshot",
       "--disable-warning=ExperimentalWarning",
       "--stack-trace-limit=30",
     ];
-    let cmd: string;
-    let args: string[];
-    if (p.bwrap) {
-      cmd = "bwrap";
-      args = bwrapArgs(
-        { nodeDir: dirname(process.execPath), runtimeDir: RUNTIME_DIR, codeDir: this.dir, tmpMB: 16 },
-        [
-          INSIDE.node,
-          ...nodeArgs,
-          `${INSIDE.code}/host.mjs`,
-          `${INSIDE_IVM}/${relative(IVM_DIR, IVM_NATIVE)}`,
-          `${INSIDE_UNDICI}/${relative(UNDICI_DIR, UNDICI_MAIN)}`,
-        ],
-      );
-      // The native addon and undici, read-only, beside the runtime.
-      const sep = args.indexOf("--");
-      args.splice(sep, 0, "--ro-bind", IVM_DIR, INSIDE_IVM, "--ro-bind", UNDICI_DIR, INSIDE_UNDICI);
-    } else {
-      cmd = process.execPath;
-      args = [...nodeArgs, join(this.dir, "host.mjs"), IVM_NATIVE, UNDICI_MAIN];
-    }
     if (p.cgroups) {
       this.cgroup = new Cgroup(p, name, {
         memoryMB: o.hostMemoryMB ?? Math.max(2048, Math.floor((totalmem() / 1048576) * 0.75)),
         cpus: o.hostCpus ?? availableParallelism(),
         pids: o.hostPids ?? 512,
       });
-      ({ cmd, args } = this.cgroup.wrap(cmd, args));
     }
-    this.child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe", "pipe"], env: {} });
+    const { cmd, args, argsData } = launchCommand(
+      p,
+      {
+        nodeDir: exec.nodeDir,
+        runtimeDir: RUNTIME_DIR,
+        codeDir: this.dir,
+        egressDir,
+        tmpMB: 16,
+        // The native addon and undici, read-only, beside the runtime.
+        extra: [
+          [IVM_DIR, INSIDE_IVM],
+          [UNDICI_DIR, INSIDE_UNDICI],
+        ],
+      },
+      [
+        INSIDE.node,
+        ...nodeArgs,
+        `${INSIDE.code}/host.mjs`,
+        `${INSIDE_IVM}/${relative(IVM_DIR, IVM_NATIVE)}`,
+        `${INSIDE_UNDICI}/${relative(UNDICI_DIR, UNDICI_MAIN)}`,
+        `${INSIDE.egress}/ctl.sock`,
+      ],
+      [
+        process.execPath,
+        ...nodeArgs,
+        join(this.dir, "host.mjs"),
+        IVM_NATIVE,
+        UNDICI_MAIN,
+        join(egressDir, "ctl.sock"),
+      ],
+      this.cgroup,
+    );
+    const stdio: ("ignore" | "pipe")[] = ["ignore", "pipe", "pipe", "pipe"];
+    if (argsData !== undefined) stdio.push("pipe");
+    this.child = spawn(cmd, args, { stdio, env: {} });
+    if (argsData !== undefined) {
+      const w = this.child.stdio[ARGS_FD] as Socket;
+      w.on("error", () => {});
+      w.end(argsData);
+    }
     this.pid = this.child.pid ?? 0;
     this.socket = this.child.stdio[3] as Socket;
     this.writer = new FrameWriter(this.socket);
@@ -282,7 +320,9 @@ class IsolateHost {
     void preludeSource().then(
       (src) => {
         const init: InitMeta = {
-          egress: o.egress ?? { default: "allow", allowPrivate: false },
+          // The server's policy is enforced by the egress proxy (the ceiling); in the host only a
+          // function's own, narrower policy is checked early, for a clear error.
+          egress: o.egress ?? { default: "allow", allowPrivate: true },
           spares: o.spares ?? 2,
         };
         this.writer.send(TI.INIT, 0, init, Buffer.from(src));
@@ -472,6 +512,7 @@ class IsolateHost {
     for (const inst of [...this.instances.values()]) inst.die(reason);
     this.socket.destroy();
     this.cgroup?.remove();
+    this.egressProxy.close();
     rmSync(this.dir, { recursive: true, force: true });
     this.exec.hostExited(this);
     for (const cb of this.exitCbs.splice(0)) cb();
@@ -486,10 +527,20 @@ export class IsolateExecutor implements Executor {
   private readonly code = new Map<string, { payload: Buffer; mapBytes: number }>();
   private codeBytes = 0;
   private closed = false;
+  /** Directory hosts may read (see {@link IsolateExecutorOptions.runDir}). */
+  readonly runDir: string;
+  /** The node binary's directory, at a neutral path in the run directory. */
+  readonly nodeDir: string;
+  private readonly ownRunDir: boolean;
+  /** The server's egress ceiling. */
+  readonly ceiling: Egress;
 
   constructor(options: IsolateExecutorOptions) {
     this.options = options;
-    mkdirSync(join(options.dataDir, "isolate-hosts"), { recursive: true });
+    this.ownRunDir = options.runDir === undefined;
+    this.runDir = options.runDir ?? makeRunDir();
+    this.nodeDir = linkNode(this.runDir);
+    this.ceiling = options.egressCeiling ?? serverCeiling();
     for (const t of options.warmTenants ?? ["default"]) this.host(t);
   }
 
@@ -609,5 +660,6 @@ export class IsolateExecutor implements Executor {
     this.closed = true;
     await Promise.all([...this.hosts.values()].map((h) => h.stop()));
     this.hosts.clear();
+    if (this.ownRunDir) rmSync(this.runDir, { recursive: true, force: true });
   }
 }

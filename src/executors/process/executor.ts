@@ -3,7 +3,7 @@
  * inside bubblewrap and cgroups where the host allows. A pool of pre-started generic
  * runtimes (per memory size) makes a cold start pay only for importing the function's bundle.
  */
-import { linkSync, copyFileSync, existsSync, mkdirSync, rmSync } from "node:fs";
+import { chmodSync, copyFileSync, existsSync, linkSync, mkdirSync, rmSync } from "node:fs";
 import type { Socket } from "node:net";
 import { availableParallelism } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -21,7 +21,15 @@ import {
   T,
 } from "../../runtime/protocol.ts";
 import type { Executor, Instance, InstanceSpec, InstanceState, LoadResult, ResponseSink } from "../types.ts";
-import { bwrapArgs, Cgroup, INSIDE, type Protections } from "./sandbox.ts";
+import type { Egress } from "../../runtime/egress-policy.ts";
+import { serverCeiling } from "../egress/ceiling.ts";
+import { EgressProxy } from "../egress/proxy.ts";
+import { launchCommand, linkNode, makeRunDir, makeSlot } from "./launch.ts";
+import { Cgroup, INSIDE, type Protections } from "./sandbox.ts";
+import { seccompProgram } from "./seccomp.ts";
+
+/** The compiled seccomp filter of process instances (undefined on an architecture without a table). */
+const SECCOMP = seccompProgram();
 import { type SpawnedChild, SpawnerClient } from "./spawner-client.ts";
 
 const RUNTIME_SRC = resolve(dirname(fileURLToPath(import.meta.url)), "../../runtime");
@@ -30,9 +38,9 @@ const RUNTIME_SRC = resolve(dirname(fileURLToPath(import.meta.url)), "../../runt
  * Builds the runtime shim into one plain-JS module under `<dataDir>/runtime`: type-stripping
  * its TypeScript in every new runtime process costs ~50 ms of each fresh spawn.
  */
-function buildRuntime(dataDir: string): string {
-  const outDir = join(dataDir, "runtime");
-  mkdirSync(outDir, { recursive: true });
+function buildRuntime(runDir: string): string {
+  const outDir = join(runDir, "runtime");
+  mkdirSync(outDir, { recursive: true, mode: 0o755 });
   buildSync({
     entryPoints: [join(RUNTIME_SRC, "shim.ts")],
     outfile: join(outDir, "shim.mjs"),
@@ -47,9 +55,16 @@ function buildRuntime(dataDir: string): string {
 
 /** Options of the process executor. */
 export interface ProcessExecutorOptions {
-  /** Data directory; instance code slots live under `<dataDir>/slots`. */
+  /** Data directory (the platform's; instances never see it). */
   dataDir: string;
+  /**
+   * Directory instances may read: the built runtime, code slots, egress sockets.
+   * @default a fresh one under the system temp directory, removed on close
+   */
+  runDir?: string;
   protections: Protections;
+  /** The server's egress policy (a function's own can only narrow it). @default public addresses only */
+  egressCeiling?: Egress;
   /**
    * Pre-started generic runtimes kept ready per memory size in use.
    * @default 2
@@ -105,6 +120,7 @@ class ProcessInstance implements Instance {
   private readonly sinks = new Map<number, ResponseSink>();
   private readonly cgroup: Cgroup | undefined;
   private readonly slotDir: string;
+  private readonly egress: EgressProxy;
   private readonly exitCbs: ((reason: NimbusError | undefined) => void)[] = [];
   private nextId = 1;
   private stderrTail = "";
@@ -123,8 +139,17 @@ class ProcessInstance implements Instance {
     this.id = `p${process.pid}-${++instanceSeq}`;
     const o = exec.options;
     const p = o.protections;
-    this.slotDir = join(o.dataDir, "slots", this.id);
-    mkdirSync(this.slotDir, { recursive: true });
+    this.slotDir = makeSlot(join(exec.runDir, "slots"), this.id);
+    const egressDir = makeSlot(join(exec.runDir, "egress"), this.id);
+    this.egress = new EgressProxy({
+      dir: egressDir,
+      insideDir: p.bwrap ? INSIDE.egress : egressDir,
+      ceiling: exec.ceiling,
+      log: (msg) => this.onOutput("warn", msg),
+    });
+    this.egress.listen().catch((err: Error) => {
+      this.stderrTail += `\negress proxy failed: ${err.message}`;
+    });
     const nodeArgs = [
       `--max-old-space-size=${heapMB(memoryMB)}`,
       "--enable-source-maps",
@@ -133,31 +158,27 @@ class ProcessInstance implements Instance {
       // Extra runtime flags for profiling the shim (e.g. --cpu-prof with NIMBUS_SANDBOX=off).
       ...(process.env.NIMBUS_RUNTIME_FLAGS?.split(/\s+/).filter(Boolean) ?? []),
     ];
-    let cmd: string;
-    let args: string[];
-    if (p.bwrap) {
-      cmd = "bwrap";
-      args = bwrapArgs(
-        {
-          nodeDir: dirname(process.execPath),
-          runtimeDir: exec.runtimeDir,
-          codeDir: this.slotDir,
-          tmpMB: o.tmpMB ?? 64,
-        },
-        [INSIDE.node, ...nodeArgs, `${INSIDE.runtime}/shim.mjs`],
-      );
-    } else {
-      cmd = process.execPath;
-      args = [...nodeArgs, join(exec.runtimeDir, "shim.mjs")];
-    }
     if (p.cgroups) {
       this.cgroup = new Cgroup(p, this.id, { memoryMB, cpus: o.cpus ?? 1, pids: o.pids ?? 64 });
-      ({ cmd, args } = this.cgroup.wrap(cmd, args));
     }
+    const { cmd, args, argsData, seccomp } = launchCommand(
+      p,
+      {
+        nodeDir: exec.nodeDir,
+        runtimeDir: exec.runtimeDir,
+        codeDir: this.slotDir,
+        egressDir,
+        tmpMB: o.tmpMB ?? 64,
+      },
+      [INSIDE.node, ...nodeArgs, `${INSIDE.runtime}/shim.mjs`, `${INSIDE.egress}/ctl.sock`],
+      [process.execPath, ...nodeArgs, join(exec.runtimeDir, "shim.mjs"), join(egressDir, "ctl.sock")],
+      this.cgroup,
+      p.seccomp ? SECCOMP : undefined,
+    );
     this.ready = new Promise((res) => {
       this.onReady = res;
     });
-    this.child = exec.spawner.spawn(cmd, args);
+    this.child = exec.spawner.spawn(cmd, args, argsData, seccomp);
     this.child.on("pipe", (name: string, pipe: Socket) => this.attach(name, pipe));
     this.child.on("exit", (code, signal) => this.onChildExit(code, signal));
     this.child.on("error", (message: string) => {
@@ -190,7 +211,8 @@ class ProcessInstance implements Instance {
     }
   }
 
-  private onOutput(level: LogMeta["level"], text: string): void {
+  /** Lines from the instance's output or its egress proxy (refused connections). */
+  onOutput(level: LogMeta["level"], text: string): void {
     if (!this.spec) return;
     for (const msg of text.split("\n")) {
       if (!msg) continue;
@@ -266,6 +288,7 @@ class ProcessInstance implements Instance {
   /** Loads the function into this (ready, generic) runtime. */
   async load(spec: InstanceSpec): Promise<LoadedMeta> {
     this.spec = spec;
+    this.egress.setFunctionPolicy(spec.network);
     for (const f of ["index.mjs", "index.mjs.map"]) {
       const src = join(spec.codeDir, f);
       if (!existsSync(src)) continue;
@@ -274,6 +297,8 @@ class ProcessInstance implements Instance {
       } catch {
         copyFileSync(src, join(this.slotDir, f));
       }
+      // The instance's uid is not the platform's; its own code must be readable to it.
+      chmodSync(join(this.slotDir, f), 0o644);
     }
     const file = this.exec.options.protections.bwrap
       ? `${INSIDE.code}/index.mjs`
@@ -386,6 +411,7 @@ class ProcessInstance implements Instance {
       if (this.cgroup.dirs.length > 0) this.exec.cgroupsLeft.add(this.cgroup);
     }
     rmSync(this.slotDir, { recursive: true, force: true });
+    this.egress.close();
     this.exec.forget(this);
     for (const cb of this.exitCbs.splice(0)) cb(reason);
   }
@@ -412,13 +438,23 @@ export class ProcessExecutor implements Executor {
 
   /** Host directory of the built runtime shim. */
   readonly runtimeDir: string;
+  /** Directory instances may read (see {@link ProcessExecutorOptions.runDir}). */
+  readonly runDir: string;
+  /** The node binary's directory, at a neutral path in the run directory. */
+  readonly nodeDir: string;
+  private readonly ownRunDir: boolean;
+  /** The server's egress ceiling. */
+  readonly ceiling: Egress;
   /** Starts runtime processes without forking the gateway. */
   readonly spawner = new SpawnerClient();
 
   constructor(options: ProcessExecutorOptions) {
     this.options = options;
-    this.runtimeDir = buildRuntime(options.dataDir);
-    mkdirSync(join(options.dataDir, "slots"), { recursive: true });
+    this.ownRunDir = options.runDir === undefined;
+    this.runDir = options.runDir ?? makeRunDir();
+    this.nodeDir = linkNode(this.runDir);
+    this.ceiling = options.egressCeiling ?? serverCeiling();
+    this.runtimeDir = buildRuntime(this.runDir);
     this.lastWanted.set(options.defaultMemoryMB ?? 128, Number.POSITIVE_INFINITY);
     this.refill(options.defaultMemoryMB ?? 128);
     this.pruner = setInterval(() => this.prune(Date.now()), 60_000);
@@ -574,5 +610,6 @@ export class ProcessExecutor implements Executor {
       await new Promise((r) => setTimeout(r, 25));
     }
     this.cgroupsLeft.clear();
+    if (this.ownRunDir) rmSync(this.runDir, { recursive: true, force: true });
   }
 }

@@ -2,8 +2,13 @@
  * The process sandbox: bubblewrap namespaces plus cgroup (v1 or v2) limits, each used when
  * the host allows it. What is missing is reported, never silently skipped.
  */
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import {
+  accessSync,
+  closeSync,
+  constants,
+  openSync,
+  rmSync,
   existsSync,
   mkdirSync,
   readdirSync,
@@ -12,17 +17,33 @@ import {
   statSync,
   writeFileSync,
 } from "node:fs";
+import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
+import { seccompProgram } from "./seccomp.ts";
 
 /** Which protections are active on this host. */
 export interface Protections {
-  /** bubblewrap namespaces (filesystem, pid, ipc, uts, user) are used. */
+  /** bubblewrap namespaces (filesystem, pid, ipc, uts, user, network) are used. */
   bwrap: boolean;
+  /** Absolute path of the bwrap binary used, or null. */
+  bwrapPath: string | null;
   /** cgroup version whose controllers Nimbus can write, or null. */
   cgroups: "v1" | "v2" | null;
   memoryLimit: boolean;
   cpuLimit: boolean;
   pidsLimit: boolean;
+  /**
+   * The unprivileged uid/gid instances run as on the host (the platform runs as root), or
+   * null when the platform itself is unprivileged. Inside bubblewrap the sandbox uid maps to
+   * this uid, never to host root.
+   */
+  runAs: { uid: number; gid: number } | null;
+  /** Absolute path of setpriv (drops to `runAs` after joining the cgroups), or null. */
+  setprivPath: string | null;
+  /** A seccomp filter denies the system calls a function never needs (process executor). */
+  seccomp: boolean;
+  /** Every protection is on: bubblewrap and the memory, CPU and pids cgroup limits. */
+  sandboxed: boolean;
   /** Human-readable list of protections that are OFF, empty when fully sandboxed. */
   off: string[];
 }
@@ -37,6 +58,8 @@ export interface CgroupLimits {
 
 const V1_ROOT = "/sys/fs/cgroup";
 const GROUP = "nimbus";
+/** The host uid/gid instances run as when the platform runs as root (`nobody`). */
+export const INSTANCE_UID = 65534;
 
 function canWrite(dir: string): boolean {
   const probe = join(dir, `${GROUP}-probe-${process.pid}`);
@@ -49,29 +72,138 @@ function canWrite(dir: string): boolean {
   }
 }
 
-function hasBwrap(): boolean {
+/** Finds an executable on $PATH (or the standard directories when $PATH is unset). */
+function which(name: string): string | null {
+  const dirs = (process.env.PATH ?? "/usr/local/bin:/usr/bin:/bin").split(":").filter(Boolean);
+  for (const d of dirs) {
+    const f = join(d, name);
+    try {
+      accessSync(f, constants.X_OK);
+      return f;
+    } catch {
+      // Not here.
+    }
+  }
+  return null;
+}
+
+/** Runs bwrap the way instances run it (unprivileged, own network namespace) once. */
+function bwrapWorks(bwrap: string, drop: string[]): boolean {
   try {
-    execFileSync("bwrap", ["--ro-bind", "/", "/", "--unshare-all", "--uid", "1000", "true"], {
-      stdio: "ignore",
-    });
+    const argv = [
+      ...drop,
+      bwrap,
+      "--ro-bind",
+      "/",
+      "/",
+      "--unshare-all",
+      "--unshare-user",
+      "--uid",
+      "1000",
+      "--gid",
+      "1000",
+      "--disable-userns",
+      "--proc",
+      "/proc",
+      "--dev",
+      "/dev",
+      "true",
+    ];
+    execFileSync(argv[0]!, argv.slice(1), { stdio: "ignore", timeout: 10_000 });
     return true;
   } catch {
     return false;
   }
 }
 
+/** Runs bwrap once with the seccomp filter loaded (from a file opened as fd 5). */
+function seccompWorks(bwrap: string, drop: string[]): boolean {
+  const program = seccompProgram();
+  if (!program) return false;
+  const file = join(tmpdir(), `nimbus-seccomp-${process.pid}-${Date.now()}`);
+  let fd: number | undefined;
+  try {
+    writeFileSync(file, program);
+    fd = openSync(file, "r");
+    const argv = [
+      ...drop,
+      bwrap,
+      "--ro-bind",
+      "/",
+      "/",
+      "--unshare-all",
+      "--unshare-user",
+      "--seccomp",
+      "5",
+      "true",
+    ];
+    const r = spawnSync(argv[0]!, argv.slice(1), {
+      stdio: ["ignore", "ignore", "ignore", "ignore", "ignore", fd],
+      timeout: 10_000,
+    });
+    return r.status === 0;
+  } catch {
+    return false;
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+    rmSync(file, { force: true });
+  }
+}
+
+/** The command prefix that drops root to `runAs` (empty when nothing to drop). */
+export function dropPrefix(p: Pick<Protections, "runAs" | "setprivPath">): string[] {
+  if (!p.runAs || !p.setprivPath) return [];
+  return [
+    p.setprivPath,
+    `--reuid=${p.runAs.uid}`,
+    `--regid=${p.runAs.gid}`,
+    "--clear-groups",
+    "--inh-caps=-all",
+    "--bounding-set=-all",
+    "--no-new-privs",
+  ];
+}
+
+/** How {@link detectProtections} looks at the host. */
+export interface DetectOptions {
+  /** Turn the sandbox off on purpose (`--no-sandbox`, NIMBUS_SANDBOX=off). @default false */
+  disable?: boolean;
+  /**
+   * The bwrap binary. @default $NIMBUS_BWRAP, else `bwrap` on $PATH
+   * @example "/nonexistent" (tests simulate a host without bubblewrap)
+   */
+  bwrapPath?: string;
+}
+
 /**
- * Detects what the host allows. `disable` turns the sandbox off on purpose
- * (NIMBUS_SANDBOX=off), which is then reported like a missing protection.
+ * Detects what the host allows. A disabled sandbox is reported like a missing protection.
+ * When the platform runs as root, instances always drop to an unprivileged uid (sandbox or
+ * not), so that they can read neither the data directory nor the admin key.
  */
-export function detectProtections(disable = false): Protections {
+export function detectProtections(opts: DetectOptions | boolean = {}): Protections {
+  const o: DetectOptions = typeof opts === "boolean" ? { disable: opts } : opts;
+  const disable = o.disable ?? false;
   const off: string[] = [];
-  const bwrap = !disable && hasBwrap();
+  const root = process.getuid?.() === 0;
+  const setprivPath = root ? which("setpriv") : null;
+  const runAs = root ? { uid: INSTANCE_UID, gid: INSTANCE_UID } : null;
+  if (root && !setprivPath) {
+    off.push("setpriv not found: instances cannot drop root (apt-get install util-linux)");
+  }
+  const drop = dropPrefix({ runAs, setprivPath });
+  let bwrapPath: string | null = null;
+  if (!disable) {
+    const want = o.bwrapPath ?? process.env.NIMBUS_BWRAP ?? which("bwrap");
+    if (want && (!root || setprivPath) && bwrapWorks(want, drop)) bwrapPath = want;
+  }
+  const bwrap = bwrapPath !== null;
+  const seccomp = bwrapPath !== null && seccompWorks(bwrapPath, drop);
+  if (bwrap && !seccomp) off.push("seccomp filter (this kernel or architecture does not take it)");
   if (!bwrap) {
     off.push(
       disable
-        ? "bubblewrap disabled by NIMBUS_SANDBOX=off: functions can read host files and see the platform"
-        : "bubblewrap (bwrap) not found or not usable: functions run without filesystem/pid isolation (apt-get install bubblewrap)",
+        ? "bubblewrap disabled on purpose (--no-sandbox / NIMBUS_SANDBOX=off): functions are not isolated from the host"
+        : "bubblewrap (bwrap) not found or not usable: functions run without filesystem/pid/network isolation (apt-get install bubblewrap)",
     );
   }
   let cgroups: Protections["cgroups"] = null;
@@ -102,7 +234,20 @@ export function detectProtections(disable = false): Protections {
   if (!memoryLimit) off.push("cgroup memory limit (only V8's --max-old-space-size bounds memory)");
   if (!cpuLimit) off.push("cgroup CPU limit");
   if (!pidsLimit) off.push("cgroup process-count limit");
-  return { bwrap, cgroups, memoryLimit, cpuLimit, pidsLimit, off };
+  const sandboxed = bwrap && memoryLimit && cpuLimit && pidsLimit && (!root || setprivPath !== null);
+  return {
+    bwrap,
+    bwrapPath,
+    cgroups,
+    memoryLimit,
+    cpuLimit,
+    pidsLimit,
+    seccomp,
+    runAs: setprivPath ? runAs : null,
+    setprivPath,
+    sandboxed,
+    off,
+  };
 }
 
 /** One instance's cgroup(s); `procsFiles` are written with the instance's pid. */
@@ -264,22 +409,38 @@ export interface SandboxMounts {
   runtimeDir: string;
   /** Host directory holding the function's code (read-only in the sandbox). */
   codeDir: string;
+  /** Host directory holding the instance's egress proxy sockets (seen at {@link INSIDE}.egress). */
+  egressDir?: string;
+  /** More read-only binds: host path → path inside. */
+  extra?: [string, string][];
   /** Size of the private /tmp, in MB. */
   tmpMB: number;
 }
 
-/** Paths as seen inside the sandbox. */
-export const INSIDE = { node: "/nimbus/node/node", runtime: "/nimbus/runtime", code: "/fn" } as const;
+/** Paths as seen inside the sandbox: all neutral, none names a host path. */
+export const INSIDE = {
+  node: "/nimbus/node/node",
+  runtime: "/nimbus/runtime",
+  code: "/fn",
+  egress: "/nimbus/egress",
+} as const;
 
-/** The bwrap argument list that runs `argv` in a fresh sandbox. */
-export function bwrapArgs(m: SandboxMounts, argv: string[]): string[] {
+/**
+ * The bwrap options (everything before the command) that run a command in a fresh sandbox:
+ * every namespace unshared — network included, so the instance's only way out is the
+ * egress proxy socket — the sandbox uid 1000 (which maps to the unprivileged host uid bwrap
+ * runs as), no nested user namespaces, a private /tmp and /proc.
+ * They are passed with `--args FD`, so the sandbox's `/proc/1/cmdline` shows no host path.
+ */
+export function bwrapOptions(m: SandboxMounts): string[] {
   const args = [
     "--unshare-all",
-    "--share-net",
+    "--unshare-user",
     "--uid",
     "1000",
     "--gid",
     "1000",
+    "--disable-userns",
     "--die-with-parent",
     "--new-session",
     "--clearenv",
@@ -294,13 +455,7 @@ export function bwrapArgs(m: SandboxMounts, argv: string[]): string[] {
   ];
   if (existsSync("/usr/lib64"))
     args.push("--ro-bind", "/usr/lib64", "/usr/lib64", "--symlink", "usr/lib64", "/lib64");
-  for (const f of [
-    "/etc/resolv.conf",
-    "/etc/hosts",
-    "/etc/ssl/certs",
-    "/usr/share/zoneinfo",
-    "/usr/share/ca-certificates",
-  ]) {
+  for (const f of ["/etc/ssl/certs", "/usr/share/zoneinfo", "/usr/share/ca-certificates"]) {
     if (existsSync(f)) args.push("--ro-bind", f, f);
   }
   args.push(
@@ -321,13 +476,14 @@ export function bwrapArgs(m: SandboxMounts, argv: string[]): string[] {
     "--ro-bind",
     m.codeDir,
     INSIDE.code,
-    "--chdir",
-    "/tmp",
-    "--setenv",
-    "HOME",
-    "/tmp",
-    "--",
-    ...argv,
   );
+  if (m.egressDir) args.push("--bind", m.egressDir, INSIDE.egress);
+  for (const [src, dest] of m.extra ?? []) args.push("--ro-bind", src, dest);
+  args.push("--chdir", "/tmp", "--setenv", "HOME", "/tmp");
   return args;
+}
+
+/** The bwrap argument list that runs `argv` in a fresh sandbox (options inline). */
+export function bwrapArgs(m: SandboxMounts, argv: string[]): string[] {
+  return [...bwrapOptions(m), "--", ...argv];
 }

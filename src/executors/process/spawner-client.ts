@@ -79,13 +79,16 @@ export class SpawnerClient {
     return proc;
   }
 
-  /** Starts `cmd args` with fd 3, stdout and stderr as pipes and an empty environment. */
-  spawn(cmd: string, args: string[]): SpawnedChild {
+  /**
+   * Starts `cmd args` with fd 3, stdout and stderr as pipes and an empty environment;
+   * `argsData`, when given, is written to the child's fd 4 and `seccomp` to fd 5 (then closed).
+   */
+  spawn(cmd: string, args: string[], argsData?: string, seccomp?: Buffer): SpawnedChild {
     if (this.closed) throw new Error("the spawner is closed");
     const id = ++this.seq;
     const child = new SpawnedChild(this, id);
     this.children.set(id, child);
-    this.ensure().send({ op: "spawn", id, cmd, args });
+    this.ensure().send({ op: "spawn", id, cmd, args, argsData, seccomp: seccomp?.toString("base64") });
     return child;
   }
 

@@ -4,7 +4,9 @@
  * larger the process, the longer); forking from this small process instead keeps the
  * gateway's event loop free. It hands the child's pipes back over the IPC channel.
  *
- * Protocol (Node IPC, JSON): in: `{op:"spawn", id, cmd, args}`, `{op:"kill", id, signal}`;
+ * Protocol (Node IPC, JSON): in: `{op:"spawn", id, cmd, args, argsData?, seccomp?}` (argsData is
+ * written to the child's fd 4, seccomp — base64 — to fd 5, then closed: bwrap reads its
+ * options and its seccomp filter there), `{op:"kill", id, signal}`;
  * out: `{op:"pipe", id, name: "fd3"|"stdout"|"stderr"}` with the pipe as the sent handle,
  * `{op:"exit", id, code, signal}`, `{op:"error", id, message}`.
  */
@@ -19,11 +21,22 @@ function send(msg: object, handle?: Socket): void {
 
 process.on(
   "message",
-  (m: { op: string; id: number; cmd?: string; args?: string[]; signal?: NodeJS.Signals }) => {
+  (m: {
+    op: string;
+    id: number;
+    cmd?: string;
+    args?: string[];
+    argsData?: string;
+    seccomp?: string;
+    signal?: NodeJS.Signals;
+  }) => {
     if (m.op === "spawn") {
       let child: ChildProcess;
       try {
-        child = spawn(m.cmd!, m.args!, { stdio: ["ignore", "pipe", "pipe", "pipe"], env: {} });
+        const stdio: ("ignore" | "pipe")[] = ["ignore", "pipe", "pipe", "pipe"];
+        if (m.argsData !== undefined) stdio.push("pipe");
+        if (m.seccomp !== undefined) stdio.push("pipe");
+        child = spawn(m.cmd!, m.args!, { stdio, env: {} });
       } catch (err) {
         send({ op: "error", id: m.id, message: (err as Error).message });
         return;
@@ -33,6 +46,16 @@ process.on(
       // Stopping in the same tick as the spawn means nothing was read yet.
       for (const pipe of [child.stdio[3], child.stdout, child.stderr]) {
         (pipe as unknown as { _handle?: { readStop(): number } })._handle?.readStop();
+      }
+      if (m.argsData !== undefined) {
+        const w = child.stdio[4] as Socket;
+        w.on("error", () => {});
+        w.end(m.argsData);
+      }
+      if (m.seccomp !== undefined) {
+        const w = (child.stdio as unknown as Socket[])[5]!;
+        w.on("error", () => {});
+        w.end(Buffer.from(m.seccomp, "base64"));
       }
       children.set(m.id, child);
       child.on("error", (err) => send({ op: "error", id: m.id, message: err.message }));

@@ -10,9 +10,11 @@
  */
 import { createHash, createHmac, randomFillSync } from "node:crypto";
 import { createRequire } from "node:module";
-import { isIP, Socket } from "node:net";
+import { connect as netConnect, isIP, Socket } from "node:net";
+import { connect as tlsConnect } from "node:tls";
 import { type Frame, FrameDecoder, FrameWriter, type InvokeMeta, type LogMeta, T } from "../protocol.ts";
-import { Egress } from "./egress.ts";
+import { egressOpen } from "../egress-client.ts";
+import { Egress } from "../egress-policy.ts";
 import { type GoneMeta, type InitMeta, type IsolateLoadMeta, TI } from "./frames.ts";
 import { SourceMap } from "./sourcemap.ts";
 
@@ -20,6 +22,12 @@ type Ivm = any;
 const require = createRequire(import.meta.url);
 const ivm: Ivm = require(process.argv[2]!).ivm;
 const undiciPath = process.argv[3];
+/**
+ * The egress proxy's control socket: the host's network namespace has only its own
+ * loopback, so every fetch connection is asked of the platform, which checks it against the
+ * server's policy (the ceiling) and the function's own policy sent along.
+ */
+const egressCtl = process.argv[4];
 
 const socket = new Socket({ fd: 3, readable: true, writable: true });
 const writer = new FrameWriter(socket);
@@ -342,10 +350,44 @@ function agentFor(policy: Egress): any {
   }
   let agent = agents.get(policy);
   if (!agent) {
-    agent = new undici.Agent({ connect: { lookup: policy.lookup } });
+    agent = new undici.Agent({ connect: proxiedConnector(policy) });
     agents.set(policy, agent);
   }
   return agent;
+}
+
+/** An undici connector that opens every connection through the egress proxy. */
+function proxiedConnector(policy: Egress) {
+  return (
+    o: { hostname: string; port: string; protocol: string; servername?: string },
+    cb: (err: Error | null, socket: Socket | null) => void,
+  ): void => {
+    if (!egressCtl) {
+      cb(new Error("fetch is not available: the isolate host has no egress proxy"), null);
+      return;
+    }
+    const https = o.protocol === "https:";
+    const port = Number(o.port) || (https ? 443 : 80);
+    const host = o.hostname.replace(/^\[|\]$/g, "");
+    egressOpen(egressCtl, host, port, policy.policy).then(
+      (path) => {
+        const raw = netConnect({ path });
+        if (!https) {
+          raw.once("connect", () => cb(null, raw));
+          raw.once("error", (e) => cb(e, null));
+          return;
+        }
+        const s = tlsConnect({
+          socket: raw,
+          servername: o.servername ?? (isIP(host) ? undefined : host),
+          ALPNProtocols: ["http/1.1"],
+        });
+        s.once("secureConnect", () => cb(null, s));
+        s.once("error", (e) => cb(e, null));
+      },
+      (err: Error) => cb(err, null),
+    );
+  };
 }
 
 /** Policies by their JSON, so functions with the same rules share connections. */
