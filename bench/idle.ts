@@ -38,6 +38,9 @@ export interface IdleResult {
   /** Whole process tree RSS before / after, MiB. */
   treeBeforeMiB: number;
   treeAfterMiB: number;
+  /** Whole process tree PSS (shared pages divided among their users) before / after, MiB. */
+  treePssBeforeMiB: number;
+  treePssAfterMiB: number;
   /** Routing latency (client side, ms, p50 / p99) with 100 functions and with all deployed. */
   routeAt100: { p50: number; p99: number };
   routeAtAll: { p50: number; p99: number };
@@ -81,7 +84,8 @@ export async function runIdle(opts: {
     await sleep(1500);
     const routeAt100 = await routeProbe(target, names.slice(0, 100));
     const gatewayBeforeMiB = rssMiB(target.pid);
-    const treeBeforeMiB = treeRss(target.pid).total / 1048576;
+    const before = treeRss(target.pid);
+    const treeBeforeMiB = before.total / 1048576;
     const t0 = performance.now();
     const deadline = t0 + opts.budgetS * 1000;
     let deployed = 100;
@@ -100,6 +104,7 @@ export async function runIdle(opts: {
     const deploySeconds = (performance.now() - t0) / 1000;
     await sleep(3000);
     const routeAtAll = await routeProbe(target, names.slice(0, deployed));
+    const after = treeRss(target.pid);
     return {
       asked: opts.functions,
       deployed,
@@ -107,7 +112,9 @@ export async function runIdle(opts: {
       gatewayBeforeMiB,
       gatewayAfterMiB: rssMiB(target.pid),
       treeBeforeMiB,
-      treeAfterMiB: treeRss(target.pid).total / 1048576,
+      treeAfterMiB: after.total / 1048576,
+      treePssBeforeMiB: before.pss / 1048576,
+      treePssAfterMiB: after.pss / 1048576,
       routeAt100,
       routeAtAll,
     };
@@ -130,6 +137,7 @@ export function idleMarkdown(r: IdleResult): string {
     "| --- | ---: | ---: | ---: | ---: |",
     `| gateway process RSS | ${r.gatewayBeforeMiB.toFixed(0)} MiB | ${r.gatewayAfterMiB.toFixed(0)} MiB | ${(r.gatewayAfterMiB - r.gatewayBeforeMiB).toFixed(0)} MiB | ${(((r.gatewayAfterMiB - r.gatewayBeforeMiB) * 1024) / Math.max(1, r.deployed - 100)).toFixed(1)} KiB |`,
     `| platform tree RSS | ${r.treeBeforeMiB.toFixed(0)} MiB | ${r.treeAfterMiB.toFixed(0)} MiB | ${grew.toFixed(0)} MiB | ${((grew * 1024) / Math.max(1, r.deployed - 100)).toFixed(1)} KiB |`,
+    `| platform tree PSS | ${r.treePssBeforeMiB.toFixed(0)} MiB | ${r.treePssAfterMiB.toFixed(0)} MiB | ${(r.treePssAfterMiB - r.treePssBeforeMiB).toFixed(0)} MiB | ${(((r.treePssAfterMiB - r.treePssBeforeMiB) * 1024) / Math.max(1, r.deployed - 100)).toFixed(1)} KiB |`,
     `| routing, p50 (p99) | ${(r.routeAt100.p50 * 1000).toFixed(0)} µs (${(r.routeAt100.p99 * 1000).toFixed(0)}) | ${(r.routeAtAll.p50 * 1000).toFixed(0)} µs (${(r.routeAtAll.p99 * 1000).toFixed(0)}) | | |`,
     "",
     `Aim: < 300 MB for 10,000 idle functions (the platform tree, whose fixed part is the gateway, spawner, pre-started runtimes and isolate host): ${r.treeAfterMiB < 300 && r.deployed >= 10_000 ? "met" : `**not met** (${r.treeAfterMiB.toFixed(0)} MiB with ${r.deployed})`}; the growth per function is the state the platform holds for an idle function.`,

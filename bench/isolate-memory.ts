@@ -47,7 +47,7 @@ async function main(): Promise<void> {
   const ref = new ivm.Reference(async () => 1);
   const rss = (): number => process.memoryUsage().rss;
   const isos: any[] = [];
-  let heap = { used: 0, total: 0, exec: 0, malloc: 0 };
+  const heap = { used: 0, total: 0, exec: 0, malloc: 0 };
   const add = (h: any, sign = 1): void => {
     heap.used += sign * h.used_heap_size;
     heap.total += sign * h.total_heap_size;
