@@ -11,7 +11,9 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSyn
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { bundle } from "../src/build/bundle.ts";
-import { api, HELLO_FN, httpRequest, RESULTS_DIR, sleep, startTarget } from "./harness.ts";
+import { execFileSync } from "node:child_process";
+import { api, HELLO_FN, httpRequest, RESULTS_DIR, ROOT, sleep, startTarget } from "./harness.ts";
+import type { IsolateMemory } from "./isolate-memory.ts";
 
 /** What one density run measured. */
 export interface DensityResult {
@@ -30,6 +32,13 @@ export interface DensityResult {
   perFunctionKiB: number;
   /** Processes in the tree at the end (gateway, spawner, pre-started runtimes, isolate host, wrappers). */
   processes: number;
+  /**
+   * Proportional set size of the tree at the end, MiB: RSS counts the pages the processes
+   * share (the node binary's code) once per process; PSS divides them among their users.
+   */
+  totalPssMiB?: number;
+  /** Where one isolate's memory goes (bench/isolate-memory.ts), when measured. */
+  breakdown?: IsolateMemory[];
 }
 
 const PAGE = 4096;
@@ -39,6 +48,16 @@ interface Proc {
   ppid: number;
   rssBytes: number;
   cmd: string;
+}
+
+/** Proportional set size of a process (shared pages divided among their users), bytes; 0 if unreadable. */
+function pssBytes(pid: number): number {
+  try {
+    const m = /^Pss:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, "utf8"));
+    return m ? Number(m[1]) * 1024 : 0;
+  } catch {
+    return 0;
+  }
 }
 
 function readProcs(): Map<number, Proc> {
@@ -63,7 +82,7 @@ function readProcs(): Map<number, Proc> {
 export function treeRss(
   root: number,
   part = "host.mjs",
-): { total: number; matching: number; processes: number } {
+): { total: number; matching: number; processes: number; pss: number } {
   const procs = readProcs();
   const children = new Map<number, number[]>();
   for (const p of procs.values()) {
@@ -74,6 +93,7 @@ export function treeRss(
   let total = 0;
   let matching = 0;
   let processes = 0;
+  let pss = 0;
   const stack = [root];
   while (stack.length > 0) {
     const pid = stack.pop()!;
@@ -81,14 +101,15 @@ export function treeRss(
     if (!p) continue;
     processes++;
     total += p.rssBytes;
+    pss += pssBytes(pid);
     if (p.cmd.includes(part)) matching += p.rssBytes;
     stack.push(...(children.get(pid) ?? []));
   }
-  return { total, matching, processes };
+  return { total, matching, processes, pss };
 }
 
 /** Runs `fn` over `items` with at most `limit` at once. */
-async function pool<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+export async function pool<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
   let next = 0;
   const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
     while (next < items.length) {
@@ -142,12 +163,40 @@ export async function runDensity(opts: {
       isolateHostMiB: mib(after.matching),
       perFunctionKiB: (after.total - base.total) / 1024 / opts.functions,
       processes: after.processes,
+      totalPssMiB: mib(after.pss),
     };
   } finally {
     await target.stop();
     rmSync(dataDir, { recursive: true, force: true });
   }
 }
+
+/** Runs bench/isolate-memory.ts once per stage, each in a fresh process. */
+export function isolateBreakdown(count = 200): IsolateMemory[] {
+  return ["bare", "runtime", "loaded", "context"].map(
+    (stage) =>
+      JSON.parse(
+        execFileSync(
+          process.execPath,
+          [
+            "--no-node-snapshot",
+            "--disable-warning=ExperimentalWarning",
+            join(ROOT, "bench/isolate-memory.ts"),
+            stage,
+            String(count),
+          ],
+          { encoding: "utf8", timeout: 300_000 },
+        ),
+      ) as IsolateMemory,
+  );
+}
+
+const STAGE_LABEL: Record<string, string> = {
+  bare: "bare isolated-vm isolate + context (no runtime)",
+  runtime: "isolate from the runtime's snapshot + context (as the host creates them)",
+  loaded: "… + bridge, hello module loaded, one request served (a warm function)",
+  context: "one more context from the snapshot inside a shared isolate",
+};
 
 /** The markdown section for a density result. */
 export function densityMarkdown(r: DensityResult): string {
@@ -162,6 +211,27 @@ export function densityMarkdown(r: DensityResult): string {
     `| ${r.functions} | ${r.warm} | ${r.baselineMiB.toFixed(0)} MiB | ${r.totalMiB.toFixed(0)} MiB | ${r.isolateHostMiB.toFixed(0)} MiB | ${r.perFunctionKiB.toFixed(0)} KiB | ${r.processes} | ${r.deploySeconds.toFixed(1)} s | ${r.warmUpSeconds.toFixed(1)} s | ${gib < 1 ? "yes" : `**no** (${gib.toFixed(2)} GiB)`} |`,
     "",
     "The tree includes the gateway (Node, Fastify, SQLite), the spawner, the pre-started process runtimes (2) and the isolate host; the per-function figure is the growth divided by the functions.",
+    ...(r.totalPssMiB
+      ? [
+          "",
+          `Proportional set size (PSS) of the tree at the end: ${r.totalPssMiB.toFixed(0)} MiB (RSS counts the pages processes share, such as the node binary's code, once per process; PSS divides them among their users).`,
+        ]
+      : []),
+    ...(r.breakdown
+      ? [
+          "",
+          "### Where one isolate's memory goes",
+          "",
+          `Measured in a fresh process per row with ${r.breakdown[0]?.count ?? 0} isolates (bench/isolate-memory.ts), per isolate; V8 heap statistics from \`isolate.getHeapStatisticsSync()\`.`,
+          "",
+          "| stage | RSS | V8 heap used | V8 heap committed | of which code | startup snapshot |",
+          "| --- | ---: | ---: | ---: | ---: | ---: |",
+          ...r.breakdown.map(
+            (b) =>
+              `| ${STAGE_LABEL[b.stage] ?? b.stage} | ${b.rssKiB} KiB | ${b.usedHeapKiB} KiB | ${b.totalHeapKiB} KiB | ${b.executableKiB} KiB | ${b.snapshotKiB} KiB |`,
+          ),
+        ]
+      : []),
     "",
   ].join("\n");
 }
@@ -179,7 +249,7 @@ export function saveDensity(r: DensityResult, command: string): void {
   writeFileSync(join(RESULTS_DIR, "latest-density.md"), head + densityMarkdown(r));
 }
 
-/** `npm run bench -- density [--functions n] [--no-save]`. */
+/** `npm run bench -- density [--functions n] [--no-breakdown] [--no-save]`. */
 export async function densityMain(
   argv: string[],
   command = "npm run bench -- density",
@@ -190,6 +260,7 @@ export async function densityMain(
     throw new Error(`--functions must be a whole number from 1 to 5000, got ${argv[i + 1]}.`);
   }
   const r = await runDensity({ functions, log: (m) => console.error(m) });
+  if (!argv.includes("--no-breakdown")) r.breakdown = isolateBreakdown();
   process.stdout.write(`${densityMarkdown(r)}\n`);
   if (!argv.includes("--no-save")) saveDensity(r, command);
   return r;

@@ -37,7 +37,7 @@ type Suite = (typeof SUITES)[number];
 /** A whole run may not take longer than this (every loop inside is bounded too). */
 const RUN_DEADLINE_MS = 20 * 60_000;
 
-const USAGE = `usage: npm run bench -- [${SUITES.join("|")}|scale|density] [--duration s] [--warmup s] [--rounds n] [--samples n] [--fresh-samples n] [--connections 10,1] [--isolate auto|on|off] [--no-pin] [--no-sandbox] [--no-save] [--quick]`;
+const USAGE = `usage: npm run bench -- [${SUITES.join("|")}|scale|density|profile|idle|startup] [--duration s] [--warmup s] [--rounds n] [--samples n] [--fresh-samples n] [--connections 10,1] [--isolate auto|on|off] [--no-pin] [--no-sandbox] [--no-save] [--quick]`;
 
 function positiveInt(name: string, v: string | undefined, dflt: number): number {
   if (v === undefined) return dflt;
@@ -120,6 +120,24 @@ async function main(): Promise<void> {
   if (process.argv[2] === "density") {
     const { densityMain } = await import("./density.ts");
     await densityMain(process.argv.slice(3));
+    return;
+  }
+  // `npm run bench -- startup`: where a fresh runtime's start-up time goes (issue 8).
+  if (process.argv[2] === "startup") {
+    const { startupMain } = await import("./startup.ts");
+    await startupMain(process.argv.slice(3));
+    return;
+  }
+  // `npm run bench -- idle`: what 10,000 deployed, idle functions cost (issue 8).
+  if (process.argv[2] === "idle") {
+    const { idleMain } = await import("./idle.ts");
+    await idleMain(process.argv.slice(3));
+    return;
+  }
+  // `npm run bench -- profile`: CPU profiles of a warm request, by phase (issue 8).
+  if (process.argv[2] === "profile") {
+    const { profileMain } = await import("./profile.ts");
+    await profileMain(process.argv.slice(3));
     return;
   }
   const started = performance.now();

@@ -26,7 +26,13 @@ export interface FunctionConfig {
   memory: number;
   /** Wall-clock timeout per invocation, ms. @default 30000 */
   timeoutMs: number;
-  /** Invocations one instance serves at once. @default 1 */
+  /**
+   * Invocations one instance serves at once.
+   * @default 1 for `executor: "process"` (as Lambda: one request per process instance);
+   * {@link ISOLATE_DEFAULT_CONCURRENCY} for `executor: "isolate"` (as a Worker: an isolate
+   * interleaves requests while they wait, and its CPU time is split among the requests that
+   * overlapped)
+   */
   concurrency: number;
   /** Instances kept warm even when idle. @default 0 */
   minInstances: number;
@@ -54,7 +60,14 @@ export interface FunctionConfig {
   network?: NetworkPolicy;
 }
 
-/** The defaults applied to fields not given. */
+/**
+ * Invocations one isolate serves at once when the config does not say: an isolate is one
+ * thread that interleaves requests at their awaits, as a Cloudflare Worker does, so holding
+ * requests back to one at a time would only start more isolates (memory, cold starts).
+ */
+export const ISOLATE_DEFAULT_CONCURRENCY = 100;
+
+/** The defaults applied to fields not given (`concurrency` also depends on the executor). */
 export const DEFAULT_CONFIG: FunctionConfig = {
   memory: 128,
   timeoutMs: 30_000,
@@ -168,6 +181,7 @@ export function validateConfig(raw: unknown): FunctionConfig {
     }
     c.executor = r.executor;
   }
+  if (r.concurrency === undefined && c.executor === "isolate") c.concurrency = ISOLATE_DEFAULT_CONCURRENCY;
   if (r.cpuMs !== undefined) c.cpuMs = int("cpuMs", r.cpuMs, 1, 900_000);
   if (r.network !== undefined) c.network = validateNetwork(r.network);
   if (r.reservedConcurrency !== undefined) {

@@ -224,6 +224,8 @@ class IsolateHost {
       "--no-node-snapshot",
       "--disable-warning=ExperimentalWarning",
       "--stack-trace-limit=30",
+      // Extra host flags for profiling (bench/profile.ts: --cpu-prof with the sandbox off).
+      ...(process.env.NIMBUS_ISOLATE_HOST_FLAGS?.split(/\s+/).filter(Boolean) ?? []),
     ];
     if (p.cgroups) {
       this.cgroup = new Cgroup(p, name, {

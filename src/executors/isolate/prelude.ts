@@ -8,7 +8,7 @@
  */
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { build, buildSync } from "esbuild";
+import { buildSync } from "esbuild";
 
 const RUNTIME = resolve(dirname(fileURLToPath(import.meta.url)), "../../runtime/isolate");
 const ENTRY = resolve(RUNTIME, "prelude/index.ts");
@@ -32,9 +32,18 @@ export function hostSource(): string {
 
 let cached: Promise<string> | undefined;
 
-/** The bundled prelude source (cached). */
+/**
+ * The bundled prelude source (cached). Built with `buildSync` like the host program: esbuild's
+ * asynchronous API would keep a second esbuild service process (~14 MB RSS) alive beside the
+ * platform for the rest of its life, for one build.
+ */
 export function preludeSource(): Promise<string> {
-  cached ??= build({
+  cached ??= Promise.resolve().then(() => preludeText());
+  return cached;
+}
+
+function preludeText(): string {
+  return buildSync({
     entryPoints: [ENTRY],
     bundle: true,
     format: "iife",
@@ -47,6 +56,5 @@ export function preludeSource(): Promise<string> {
     minifyWhitespace: true,
     legalComments: "none",
     logLevel: "silent",
-  }).then((r) => r.outputFiles[0]!.text);
-  return cached;
+  }).outputFiles[0]!.text;
 }
