@@ -7,6 +7,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { checkFunctionName } from "../build/config.ts";
 import { NimbusError } from "../errors.ts";
 import type { Protections } from "../executors/process/sandbox.ts";
+import { DrainWriter } from "../gateway/drain.ts";
 import { MAX_BODY } from "../gateway/gateway.ts";
 import type { Invoker, Responder } from "../invoker/invoker.ts";
 import { cost, type PricePlan } from "../invoker/pricing.ts";
@@ -401,6 +402,7 @@ export function registerRoutes(app: FastifyInstance, ctx: ApiContext): void {
         }
         reply.hijack();
         const res = reply.raw;
+        const drain = new DrainWriter(res);
         const responder: Responder = {
           head: (status, hs) => {
             const flat: string[] = [];
@@ -408,7 +410,7 @@ export function registerRoutes(app: FastifyInstance, ctx: ApiContext): void {
               if (k !== "content-length" && k !== "transfer-encoding") flat.push(k, val);
             res.writeHead(status, flat);
           },
-          chunk: (d) => res.write(d),
+          chunk: (d, consumed) => drain.write(d, consumed),
           end: () => res.end(),
           error: (err, headersSent) => {
             if (headersSent) return void res.destroy();

@@ -37,7 +37,12 @@ export interface LoadResult {
 /** Receives one invocation's response as it streams out of the instance. */
 export interface ResponseSink {
   head(status: number, headers: [string, string][]): void;
-  chunk(data: Buffer): void;
+  /**
+   * A chunk of the body. Call `consumed` once the bytes have left the platform (written to
+   * the caller's socket, or copied into a bounded buffer): the instance gets credit for them
+   * (flow control, see FLOW_WINDOW). A sink that never calls it pauses the instance.
+   */
+  chunk(data: Buffer, consumed: () => void): void;
   /** The response is complete. `pending`: waitUntil work still runs (a `done` follows). */
   end(cpuMs: number, pending: boolean): void;
   /** The invocation failed; `cpuMs` when the instance could measure it. */

@@ -7,6 +7,7 @@ import type { Auth } from "../api/auth.ts";
 import { FUNCTION_NAME } from "../build/config.ts";
 import { NimbusError } from "../errors.ts";
 import type { Invoker, Responder } from "../invoker/invoker.ts";
+import { DrainWriter } from "./drain.ts";
 
 /** Largest synchronous request body, bytes (as Lambda's 6 MB). */
 export const MAX_BODY = 6 * 1024 * 1024;
@@ -40,6 +41,9 @@ export class HttpResponder implements Responder {
   private status = 0;
   private headers: [string, string][] = [];
   private chunks: Buffer[] = [];
+  /** `consumed` callbacks of the chunks buffered before the head went out. */
+  private early: (() => void)[] = [];
+  private readonly drain: DrainWriter;
   private pending = false;
   private started = false;
   private ended = false;
@@ -47,6 +51,7 @@ export class HttpResponder implements Responder {
   constructor(res: ServerResponse, isHead: boolean) {
     this.res = res;
     this.isHead = isHead;
+    this.drain = new DrainWriter(res);
   }
 
   head(status: number, headers: [string, string][]): void {
@@ -73,11 +78,23 @@ export class HttpResponder implements Responder {
     this.res.writeHead(this.status, this.rawHeaders());
     for (const c of this.chunks) this.res.write(c);
     this.chunks = [];
+    this.releaseEarly();
   };
 
-  chunk(data: Buffer): void {
-    if (this.started) this.res.write(data);
-    else this.chunks.push(data);
+  /** The buffered chunks were handed to the response: credit them once it drains. */
+  private releaseEarly(): void {
+    const early = this.early;
+    this.early = [];
+    for (const cb of early) this.drain.after(cb);
+  }
+
+  chunk(data: Buffer, consumed: () => void): void {
+    if (this.started) this.drain.write(data, consumed);
+    else {
+      // Held at most until the next tick (the head's flush); bounded by the flow window.
+      this.chunks.push(data);
+      this.early.push(consumed);
+    }
   }
 
   end(): void {
@@ -89,12 +106,15 @@ export class HttpResponder implements Responder {
     this.pending = false;
     const body = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks);
     this.chunks = [];
+    this.releaseEarly();
     this.res.writeHead(this.status, this.rawHeaders(["content-length", String(body.length)]));
     this.res.end(this.isHead ? undefined : body);
   }
 
   error(err: NimbusError): void {
     this.ended = true;
+    this.chunks = [];
+    this.releaseEarly();
     if (this.started) {
       // The status line is gone: cut the response so the client sees it is incomplete.
       this.res.destroy();

@@ -32,7 +32,11 @@ export interface InvokeRequest {
 /** Where the response goes (an HTTP response, or a buffer for `nimbus invoke`). */
 export interface Responder {
   head(status: number, headers: [string, string][]): void;
-  chunk(data: Buffer): void;
+  /**
+   * A chunk of the body; call `consumed` once it left the platform's buffers (e.g. when the
+   * socket drained), so the function may send more (flow control).
+   */
+  chunk(data: Buffer, consumed: () => void): void;
   end(): void;
   /** The invocation failed; `headersSent` tells whether head() was already called. */
   error(err: NimbusError, headersSent: boolean): void;
@@ -221,8 +225,9 @@ export class Invoker {
           headers.push([H.cold, cold ? "1" : "0"], [H.id, invocationId], [H.version, String(v.version)]);
           responder.head(s, headers);
         },
-        chunk: (data) => {
-          if (!recorded) responder.chunk(data);
+        chunk: (data, consumed) => {
+          if (!recorded) responder.chunk(data, consumed);
+          else consumed();
         },
         end: (measuredCpu) => {
           if (recorded) return;

@@ -32,7 +32,27 @@ export const T = {
   LOG: 9,
   /** instance → platform: every `ctx.waitUntil` promise of the invocation settled. meta: {cpuMs} */
   DONE: 10,
+  /**
+   * platform → instance: the platform passed on response bytes of this invocation; the
+   * instance may send that many more. id: invocation; meta: {@link CreditMeta}
+   */
+  CREDIT: 11,
 } as const;
+
+/**
+ * Response body bytes an instance may have sent for one invocation that the platform has
+ * not yet passed on to the caller (flow control). An instance starts every invocation with
+ * this much credit and gets more in CREDIT frames as the caller reads; one that sends more
+ * is stopped. A slow reader therefore pauses the function instead of piling its response up
+ * in the platform's memory.
+ */
+export const FLOW_WINDOW = 2 * 1024 * 1024;
+
+/** More credit for one invocation's response body. */
+export interface CreditMeta {
+  /** Bytes the instance may send on top of what it may already send. */
+  bytes: number;
+}
 
 /** What the platform tells a runtime to load. */
 export interface LoadMeta {

@@ -13,6 +13,8 @@ import { format } from "node:util";
 import { fromLambdaResult, toLambdaEvent } from "./lambda.ts";
 import { inspectModule } from "./module.ts";
 import {
+  type CreditMeta,
+  FLOW_WINDOW,
   type Frame,
   FrameDecoder,
   FrameWriter,
@@ -20,6 +22,7 @@ import {
   type InvokeMeta,
   type LoadMeta,
   type LogMeta,
+  MAX_CHUNK,
   T,
 } from "./protocol.ts";
 
@@ -52,6 +55,44 @@ process.on("unhandledRejection", (reason) => {
   const msg = reason instanceof Error ? (reason.stack ?? String(reason)) : format(reason);
   writer.send(T.LOG, id, { level: "error", t: Date.now(), msg: `Unhandled rejection: ${msg}` });
 });
+
+// ---- response flow control: body bytes go out only against credit from the platform ----
+interface Credit {
+  bytes: number;
+  wake?: () => void;
+}
+const credits = new Map<number, Credit>();
+
+/**
+ * Sends body bytes of an invocation, waiting for credit whenever its window is used up: a
+ * caller reading slowly pauses the function (its stream is read only as fast as it drains).
+ */
+async function sendBody(id: number, bytes: Uint8Array): Promise<void> {
+  for (let off = 0; off < bytes.byteLength; ) {
+    const c = credits.get(id);
+    if (!c) throw new Error("The invocation is over; its response can take no more bytes.");
+    if (c.bytes <= 0) {
+      await new Promise<void>((res) => {
+        c.wake = res;
+      });
+      continue;
+    }
+    const n = Math.min(c.bytes, MAX_CHUNK, bytes.byteLength - off);
+    writer.send(T.RESP_CHUNK, id, undefined, bytes.subarray(off, off + n));
+    c.bytes -= n;
+    off += n;
+  }
+}
+
+function onCredit(frame: Frame): void {
+  const c = credits.get(frame.id);
+  const n = (frame.meta as CreditMeta | undefined)?.bytes;
+  if (!c || typeof n !== "number" || !(n > 0)) return;
+  c.bytes += n;
+  const wake = c.wake;
+  c.wake = undefined;
+  wake?.();
+}
 
 function cpuMsSince(start: NodeJS.CpuUsage): number {
   const d = process.cpuUsage(start);
@@ -99,7 +140,7 @@ async function sendResponse(id: number, response: Response): Promise<void> {
       const { done, value } = await reader.read();
       if (done) break;
       if (value && value.byteLength > 0) {
-        writer.send(T.RESP_CHUNK, id, undefined, typeof value === "string" ? Buffer.from(value) : value);
+        await sendBody(id, typeof value === "string" ? Buffer.from(value) : value);
       }
     }
   }
@@ -110,6 +151,7 @@ async function handleInvoke(frame: Frame): Promise<void> {
   const meta = frame.meta as InvokeMeta;
   const cpuStart = process.cpuUsage();
   const background: Promise<unknown>[] = [];
+  credits.set(id, { bytes: FLOW_WINDOW });
   await current.run(id, async () => {
     try {
       if (handlerShape === "lambda") {
@@ -155,7 +197,7 @@ async function handleInvoke(frame: Frame): Promise<void> {
           return badResponse(id, errorInfo(err).message, cpuStart);
         }
         writer.send(T.RESP_HEAD, id, { status: adapted.status, headers: adapted.headers });
-        if (adapted.body.byteLength > 0) writer.send(T.RESP_CHUNK, id, undefined, adapted.body);
+        if (adapted.body.byteLength > 0) await sendBody(id, adapted.body);
       } else {
         const init: RequestInit & { duplex?: string } = { method: meta.method, headers: meta.headers };
         if (meta.method !== "GET" && meta.method !== "HEAD" && frame.payload.byteLength > 0)
@@ -182,8 +224,10 @@ async function handleInvoke(frame: Frame): Promise<void> {
         }
         await sendResponse(id, response);
       }
+      credits.delete(id);
       writer.send(T.RESP_END, id, { cpuMs: cpuMsSince(cpuStart), pending: background.length > 0 });
     } catch (err) {
+      credits.delete(id);
       const info = errorInfo(err);
       console.error(`Invocation failed: ${info.stack ?? info.message}`);
       writer.send(T.INVOKE_ERROR, id, {
@@ -201,6 +245,7 @@ async function handleInvoke(frame: Frame): Promise<void> {
 }
 
 function badResponse(id: number, message: string, cpuStart: NodeJS.CpuUsage): void {
+  credits.delete(id);
   console.error(`Bad response: ${message}`);
   writer.send(T.INVOKE_ERROR, id, { code: "NIMBUS_BAD_RESPONSE", message, cpuMs: cpuMsSince(cpuStart) });
 }
@@ -208,6 +253,7 @@ function badResponse(id: number, message: string, cpuStart: NodeJS.CpuUsage): vo
 socket.on("data", (chunk: Buffer) => {
   for (const frame of decoder.push(chunk)) {
     if (frame.type === T.INVOKE) void handleInvoke(frame);
+    else if (frame.type === T.CREDIT) onCredit(frame);
     else if (frame.type === T.LOAD) void handleLoad(frame);
   }
 });

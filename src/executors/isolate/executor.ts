@@ -24,6 +24,8 @@ import {
   TI,
 } from "../../runtime/isolate/frames.ts";
 import {
+  type CreditMeta,
+  FLOW_WINDOW,
   type Frame,
   FrameDecoder,
   FrameWriter,
@@ -34,6 +36,7 @@ import {
   T,
 } from "../../runtime/protocol.ts";
 import { bwrapArgs, Cgroup, INSIDE, type Protections } from "../process/sandbox.ts";
+import { ResponseFlow } from "../flow.ts";
 import type { Executor, Instance, InstanceSpec, InstanceState, LoadResult, ResponseSink } from "../types.ts";
 import { hostSource, preludeSource } from "./prelude.ts";
 
@@ -177,7 +180,10 @@ class IsolateHost {
   private readonly dir: string;
   private readonly instances = new Map<number, IsolateInstance>();
   private readonly loads = new Map<number, (m: LoadedMeta) => void>();
-  private readonly sinks = new Map<number, { sink: ResponseSink; instance: IsolateInstance }>();
+  private readonly sinks = new Map<
+    number,
+    { sink: ResponseSink; instance: IsolateInstance; flow: ResponseFlow }
+  >();
   private nextId = 1;
   private stderrTail = "";
   private exited = false;
@@ -322,13 +328,23 @@ class IsolateHost {
     }
     const s = this.sinks.get(f.id);
     if (!s) return;
-    const { sink, instance } = s;
+    const { sink, instance, flow } = s;
     switch (f.type) {
       case T.RESP_HEAD:
         sink.head(f.meta.status, f.meta.headers);
         break;
       case T.RESP_CHUNK:
-        sink.chunk(f.payload);
+        if (!flow.received(f.payload.length)) {
+          // The host enforces the window on its isolates; a host that does not is broken.
+          instance.kill(
+            new NimbusError(
+              "NIMBUS_BAD_RESPONSE",
+              `The isolate sent more than ${FLOW_WINDOW} response bytes the caller had not read yet (flow control); it was stopped.`,
+            ),
+          );
+          return;
+        }
+        sink.chunk(f.payload, flow.consumer(f.payload.length));
         break;
       case T.RESP_END:
         if (!f.meta.pending) this.endInvocation(f.id, instance);
@@ -349,6 +365,7 @@ class IsolateHost {
   }
 
   private endInvocation(id: number, instance: IsolateInstance): void {
+    this.sinks.get(id)?.flow.close();
     this.sinks.delete(id);
     instance.invocations.delete(id);
   }
@@ -389,7 +406,10 @@ class IsolateHost {
   invoke(instance: IsolateInstance, meta: InvokeMeta, body: Buffer, sink: ResponseSink): void {
     const id = this.nextId++;
     if (this.nextId > 0xfffffff0) this.nextId = 1;
-    this.sinks.set(id, { sink, instance });
+    const flow = new ResponseFlow((bytes) => {
+      if (!this.exited) this.writer.send(T.CREDIT, id, { bytes } satisfies CreditMeta);
+    });
+    this.sinks.set(id, { sink, instance, flow });
     instance.invocations.add(id);
     this.writer.send(T.INVOKE, id, { ...meta, slot: instance.slot }, body);
   }
@@ -405,6 +425,7 @@ class IsolateHost {
     for (const id of instance.invocations) {
       const s = this.sinks.get(id);
       this.sinks.delete(id);
+      s?.flow.close();
       s?.sink.fail(reason);
     }
     instance.invocations.clear();

@@ -11,6 +11,8 @@ import { fileURLToPath } from "node:url";
 import { buildSync } from "esbuild";
 import { NimbusError } from "../../errors.ts";
 import {
+  type CreditMeta,
+  FLOW_WINDOW,
   type Frame,
   FrameDecoder,
   FrameWriter,
@@ -20,6 +22,7 @@ import {
   type LogMeta,
   T,
 } from "../../runtime/protocol.ts";
+import { ResponseFlow } from "../flow.ts";
 import type { Executor, Instance, InstanceSpec, InstanceState, LoadResult, ResponseSink } from "../types.ts";
 import { bwrapArgs, Cgroup, INSIDE, type Protections } from "./sandbox.ts";
 import { type SpawnedChild, SpawnerClient } from "./spawner-client.ts";
@@ -91,6 +94,8 @@ class ProcessInstance implements Instance {
   private writer: FrameWriter | undefined;
   private readonly decoder = new FrameDecoder();
   private readonly sinks = new Map<number, ResponseSink>();
+  /** Response flow control per running invocation. */
+  private readonly flows = new Map<number, ResponseFlow>();
   private readonly cgroup: Cgroup | undefined;
   private readonly slotDir: string;
   private readonly exitCbs: ((reason: NimbusError | undefined) => void)[] = [];
@@ -224,9 +229,22 @@ class ProcessInstance implements Instance {
       case T.RESP_HEAD:
         sink.head(f.meta.status, f.meta.headers);
         break;
-      case T.RESP_CHUNK:
-        sink.chunk(f.payload);
+      case T.RESP_CHUNK: {
+        const flow = this.flows.get(f.id);
+        if (!flow) return;
+        if (!flow.received(f.payload.length)) {
+          this.kill(
+            new NimbusError(
+              "NIMBUS_BAD_RESPONSE",
+              `The instance sent more than ${FLOW_WINDOW} response bytes the caller had not read yet (flow control); it was stopped.`,
+            ),
+            sink,
+          );
+          return;
+        }
+        sink.chunk(f.payload, flow.consumer(f.payload.length));
         break;
+      }
       case T.RESP_END:
         this.finish(f.id, f.meta.pending);
         sink.end(f.meta.cpuMs, f.meta.pending);
@@ -244,6 +262,8 @@ class ProcessInstance implements Instance {
   }
 
   private finish(id: number, pending: boolean): void {
+    this.flows.get(id)?.close();
+    this.flows.delete(id);
     this.inflight--;
     this.lastUsed = Date.now();
     // waitUntil work keeps the instance alive for at most the function's timeout after the response.
@@ -313,7 +333,14 @@ class ProcessInstance implements Instance {
     const id = this.nextId++;
     if (this.nextId > 0xfffffff0) this.nextId = 1;
     this.sinks.set(id, sink);
-    this.writer!.send(T.INVOKE, id, meta, body);
+    const writer = this.writer!;
+    this.flows.set(
+      id,
+      new ResponseFlow((bytes) => {
+        if (!this.exited) writer.send(T.CREDIT, id, { bytes } satisfies CreditMeta);
+      }),
+    );
+    writer.send(T.INVOKE, id, meta, body);
   }
 
   kill(reason: NimbusError, culprit?: ResponseSink): void {
@@ -378,6 +405,8 @@ class ProcessInstance implements Instance {
       } else sink.fail(reason ?? new NimbusError("NIMBUS_INSTANCE_CRASHED"));
     }
     this.sinks.clear();
+    for (const flow of this.flows.values()) flow.close();
+    this.flows.clear();
     this.inflight = 0;
     this.backgroundUntil.clear();
     this.socket?.destroy();
