@@ -411,6 +411,10 @@ export function registerRoutes(app: FastifyInstance, ctx: ApiContext): void {
             res.writeHead(status, flat);
           },
           chunk: (d, consumed) => drain.write(d, consumed),
+          onAbort: (cb) =>
+            res.once("close", () => {
+              if (!res.writableFinished) cb();
+            }),
           end: () => res.end(),
           error: (err, headersSent) => {
             if (headersSent) return void res.destroy();

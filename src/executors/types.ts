@@ -77,6 +77,11 @@ export interface Instance {
    * (NIMBUS_INSTANCE_CRASHED).
    */
   kill(reason: NimbusError, culprit?: ResponseSink): void;
+  /**
+   * The caller of the invocation feeding `sink` went away: the instance stops producing its
+   * response (the function's stream is cancelled) instead of streaming it into the void.
+   */
+  cancel(sink: ResponseSink): void;
   /** Stops gracefully (no invocation is running). */
   stop(): Promise<void>;
   /** Called once when the instance is gone, whatever the cause. */

@@ -111,6 +111,12 @@ export class HttpResponder implements Responder {
     this.res.end(this.isHead ? undefined : body);
   }
 
+  onAbort(cb: () => void): void {
+    this.res.once("close", () => {
+      if (!this.ended && !this.res.writableFinished) cb();
+    });
+  }
+
   error(err: NimbusError): void {
     this.ended = true;
     this.chunks = [];

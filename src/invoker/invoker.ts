@@ -40,6 +40,8 @@ export interface Responder {
   end(): void;
   /** The invocation failed; `headersSent` tells whether head() was already called. */
   error(err: NimbusError, headersSent: boolean): void;
+  /** Registers what to do when the caller goes away before the response ended. */
+  onAbort?(cb: () => void): void;
 }
 
 /**
@@ -257,6 +259,10 @@ export class Invoker {
           sink,
         );
       }, v.config.timeoutMs);
+      // A caller that hangs up stops the function's response instead of letting it stream on.
+      responder.onAbort?.(() => {
+        if (!recorded) instance.cancel(sink);
+      });
       instance.invoke(meta, req.body, sink);
     } catch (err) {
       const e =

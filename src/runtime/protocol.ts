@@ -9,6 +9,9 @@
  * the cost of this hop is the number of write system calls, not the encoding.
  */
 import type { Socket } from "node:net";
+import { MAX_CHUNK } from "./window.ts";
+
+export { FLOW_WINDOW, MAX_CHUNK } from "./window.ts";
 
 /** Frame types. */
 export const T = {
@@ -37,16 +40,15 @@ export const T = {
    * instance may send that many more. id: invocation; meta: {@link CreditMeta}
    */
   CREDIT: 11,
+  /**
+   * platform → instance: the caller went away; stop producing this invocation's response
+   * (its stream is cancelled and the invocation ends with an error). id: invocation
+   */
+  CANCEL: 12,
 } as const;
 
-/**
- * Response body bytes an instance may have sent for one invocation that the platform has
- * not yet passed on to the caller (flow control). An instance starts every invocation with
- * this much credit and gets more in CREDIT frames as the caller reads; one that sends more
- * is stopped. A slow reader therefore pauses the function instead of piling its response up
- * in the platform's memory.
- */
-export const FLOW_WINDOW = 2 * 1024 * 1024;
+/** The message an invocation ends with when its caller went away mid-response. */
+export const CANCELLED_MESSAGE = "The caller closed the connection before the response was complete.";
 
 /** More credit for one invocation's response body. */
 export interface CreditMeta {
@@ -134,8 +136,6 @@ export interface Frame {
 const HEADER = 13;
 /** Largest frame accepted (a 6 MB request plus headroom; responses stream in chunks). */
 export const MAX_FRAME = 16 * 1024 * 1024;
-/** Response body chunks are sent in frames of at most this many bytes. */
-export const MAX_CHUNK = 1024 * 1024;
 /** Log lines are cut at this many characters (as CloudWatch caps an event at 256 KB). */
 export const MAX_LOG_LINE = 256 * 1024;
 const EMPTY = Buffer.alloc(0);

@@ -13,6 +13,7 @@ import { format } from "node:util";
 import { fromLambdaResult, toLambdaEvent } from "./lambda.ts";
 import { inspectModule } from "./module.ts";
 import {
+  CANCELLED_MESSAGE,
   type CreditMeta,
   FLOW_WINDOW,
   type Frame,
@@ -60,6 +61,8 @@ process.on("unhandledRejection", (reason) => {
 interface Credit {
   bytes: number;
   wake?: () => void;
+  /** The caller went away (CANCEL). */
+  cancelled?: boolean;
 }
 const credits = new Map<number, Credit>();
 
@@ -71,6 +74,7 @@ async function sendBody(id: number, bytes: Uint8Array): Promise<void> {
   for (let off = 0; off < bytes.byteLength; ) {
     const c = credits.get(id);
     if (!c) throw new Error("The invocation is over; its response can take no more bytes.");
+    if (c.cancelled) throw new Error(CANCELLED_MESSAGE);
     if (c.bytes <= 0) {
       await new Promise<void>((res) => {
         c.wake = res;
@@ -82,6 +86,15 @@ async function sendBody(id: number, bytes: Uint8Array): Promise<void> {
     c.bytes -= n;
     off += n;
   }
+}
+
+function onCancel(frame: Frame): void {
+  const c = credits.get(frame.id);
+  if (!c) return;
+  c.cancelled = true;
+  const wake = c.wake;
+  c.wake = undefined;
+  wake?.();
 }
 
 function onCredit(frame: Frame): void {
@@ -136,12 +149,18 @@ async function sendResponse(id: number, response: Response): Promise<void> {
   writer.send(T.RESP_HEAD, id, { status: response.status, headers });
   if (response.body) {
     const reader = response.body.getReader();
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      if (value && value.byteLength > 0) {
-        await sendBody(id, typeof value === "string" ? Buffer.from(value) : value);
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        if (value && value.byteLength > 0) {
+          await sendBody(id, typeof value === "string" ? Buffer.from(value) : value);
+        }
       }
+    } catch (err) {
+      // The function's stream learns that nobody reads it any more.
+      reader.cancel(err).catch(() => {});
+      throw err;
     }
   }
 }
@@ -254,6 +273,7 @@ socket.on("data", (chunk: Buffer) => {
   for (const frame of decoder.push(chunk)) {
     if (frame.type === T.INVOKE) void handleInvoke(frame);
     else if (frame.type === T.CREDIT) onCredit(frame);
+    else if (frame.type === T.CANCEL) onCancel(frame);
     else if (frame.type === T.LOAD) void handleLoad(frame);
   }
 });

@@ -129,6 +129,10 @@ class IsolateInstance implements Instance {
     this.host.invoke(this, meta, body, sink);
   }
 
+  cancel(sink: ResponseSink): void {
+    if (!this.exited) this.host.cancel(sink);
+  }
+
   /** An invocation's response ended (or failed). */
   finished(pending: boolean): void {
     this.inflight = Math.max(0, this.inflight - 1);
@@ -412,6 +416,12 @@ class IsolateHost {
     this.sinks.set(id, { sink, instance, flow });
     instance.invocations.add(id);
     this.writer.send(T.INVOKE, id, { ...meta, slot: instance.slot }, body);
+  }
+
+  /** Tells the host that the caller of an invocation went away. */
+  cancel(sink: ResponseSink): void {
+    if (this.exited) return;
+    for (const [id, s] of this.sinks) if (s.sink === sink) this.writer.send(T.CANCEL, id);
   }
 
   /** Asks the host to dispose an instance's isolate. */

@@ -343,6 +343,13 @@ class ProcessInstance implements Instance {
     writer.send(T.INVOKE, id, meta, body);
   }
 
+  cancel(sink: ResponseSink): void {
+    if (this.exited) return;
+    for (const [id, s] of this.sinks) {
+      if (s === sink && this.flows.has(id)) this.writer!.send(T.CANCEL, id);
+    }
+  }
+
   kill(reason: NimbusError, culprit?: ResponseSink): void {
     if (this.exited) return;
     this.killReason ??= reason;

@@ -12,6 +12,7 @@ import { createHash, createHmac, randomFillSync } from "node:crypto";
 import { createRequire } from "node:module";
 import { isIP, Socket } from "node:net";
 import {
+  CANCELLED_MESSAGE,
   type CreditMeta,
   FLOW_WINDOW,
   type Frame,
@@ -58,6 +59,8 @@ interface Invocation {
   reserved: number;
   /** The runtime waits for credit. */
   waiter?: { res: (n: number) => void; rej: (e: Error) => void };
+  /** The caller went away (CANCEL): no more credit. */
+  cancelled: boolean;
 }
 
 interface Slot {
@@ -155,6 +158,7 @@ function releaseInvocation(id: number, inv: Invocation): void {
 function takeCredit(slot: Slot, id: number): Promise<number> {
   const inv = invocations.get(id);
   if (!inv || inv.slot !== slot) return Promise.reject(new Error("The invocation is over."));
+  if (inv.cancelled) return Promise.reject(new Error(CANCELLED_MESSAGE));
   if (inv.waiter) return Promise.reject(new Error("Credit is already awaited for this invocation."));
   if (inv.credit > 0) return Promise.resolve(grantCredit(inv));
   return new Promise((res, rej) => {
@@ -167,6 +171,15 @@ function grantCredit(inv: Invocation): number {
   inv.credit = 0;
   inv.reserved += n;
   return n;
+}
+
+function onCancel(frame: Frame): void {
+  const inv = invocations.get(frame.id);
+  if (!inv) return;
+  inv.cancelled = true;
+  const w = inv.waiter;
+  inv.waiter = undefined;
+  w?.rej(new Error(CANCELLED_MESSAGE));
 }
 
 function onCredit(frame: Frame): void {
@@ -810,6 +823,7 @@ function handleInvoke(frame: Frame): void {
     headSent: false,
     credit: FLOW_WINDOW,
     reserved: 0,
+    cancelled: false,
   };
   invocations.set(frame.id, inv);
   settleCpu(slot);
@@ -880,6 +894,9 @@ socket.on("data", (chunk: Buffer) => {
         break;
       case T.CREDIT:
         onCredit(frame);
+        break;
+      case T.CANCEL:
+        onCancel(frame);
         break;
       case TI.UNLOAD: {
         const slot = slots.get(frame.id);

@@ -24,7 +24,8 @@ import {
 } from "web-streams-polyfill";
 import { fromLambdaResult, toLambdaEvent } from "../../lambda.ts";
 import { inspectModule } from "../../module.ts";
-import { FLOW_WINDOW, type InvokeMeta, MAX_CHUNK } from "../../protocol.ts";
+import type { InvokeMeta } from "../../protocol.ts";
+import { FLOW_WINDOW, MAX_CHUNK } from "../../window.ts";
 import { fetchLimitMessage, MAX_TIMERS, timerLimitMessage } from "../limits.ts";
 import { structuredClone } from "./clone.ts";
 import { atob, btoa, DOMExceptionLike, TextDecoder, TextEncoder, utf8Encode } from "./encoding.ts";
@@ -613,11 +614,17 @@ async function sendResponse(id: number, response: Response, pending: () => boole
   }
   bridge!.emit(E.HEAD, id, head);
   const reader = response._stream.getReader();
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    const u = toU8(value);
-    if (u.byteLength > 0) await sendBytes(id, u);
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      const u = toU8(value);
+      if (u.byteLength > 0) await sendBytes(id, u);
+    }
+  } catch (err) {
+    // The function's stream learns that nobody reads it any more.
+    reader.cancel(err).catch(() => {});
+    throw err;
   }
   bridge!.emit(E.END, id, { pending: pending() });
 }
