@@ -112,6 +112,12 @@ export const ERROR_CATALOGUE = {
     class: "system",
     message: "The platform is shutting down or cannot start an instance right now; retry shortly.",
   },
+  NIMBUS_OVERLOADED: {
+    status: 503,
+    class: "system",
+    message:
+      "The server is at its limit of open connections or of request bytes held in memory; retry after the indicated delay.",
+  },
   NIMBUS_INTERNAL: { status: 500, class: "system", message: "Internal platform error." },
 } as const satisfies Record<string, ErrorSpec>;
 

@@ -16,6 +16,7 @@ import { type EgressPolicy, IsolateExecutor } from "./executors/isolate/executor
 import { ProcessExecutor } from "./executors/process/executor.ts";
 import { detectProtections, type Protections, sweepStaleCgroups } from "./executors/process/sandbox.ts";
 import type { Executor, ExecutorKind } from "./executors/types.ts";
+import { Admission } from "./gateway/admission.ts";
 import { Gateway } from "./gateway/gateway.ts";
 import { Invoker } from "./invoker/invoker.ts";
 import { loadPricePlan } from "./invoker/pricing.ts";
@@ -54,6 +55,18 @@ export interface ServeOptions {
   queueWaitMs?: number;
   /** A client must send its request headers within this, ms (slow-loris cut-off). @default 10000 */
   headersTimeoutMs?: number;
+  /**
+   * Connections open at once, all callers together; past it a new connection gets a 503
+   * (NIMBUS_OVERLOADED) with Retry-After.
+   * @default 16384
+   */
+  maxConnections?: number;
+  /**
+   * Request body bytes all requests together may hold in memory; past it a request gets a
+   * 503 (NIMBUS_OVERLOADED) with Retry-After.
+   * @default 268435456 (256 MB)
+   */
+  maxBufferedBodyBytes?: number;
   /** Autoscaler tick, ms (0 turns pre-scaling off). @default 1000 */
   autoscaleIntervalMs?: number;
   /** Where platform messages go. @default stderr */
@@ -67,6 +80,8 @@ export interface RunningServer {
   adminKey: string;
   protections: Protections;
   server: Server;
+  /** The gateway's caps on connections and buffered request bytes (and their counters). */
+  admission: Admission;
   /** Graceful stop: stop accepting, finish in-flight invocations (up to `deadlineMs`), stop instances. */
   close(deadlineMs?: number): Promise<void>;
 }
@@ -126,7 +141,11 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
   const invoker = new Invoker(registry, scheduler, recorder);
   const auth = new Auth(store);
   const adminKey = await auth.ensureAdminKey(dataDir);
-  const gateway = new Gateway(invoker, auth);
+  const admission = new Admission({
+    maxConnections: opts.maxConnections,
+    maxBufferedBodyBytes: opts.maxBufferedBodyBytes,
+  });
+  const gateway = new Gateway(invoker, auth, "default", admission);
   const deployer = new Deployer({
     store,
     registry,
@@ -151,6 +170,7 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
           keepAliveTimeout: 5_000,
         },
         (req: IncomingMessage, res: ServerResponse) => {
+          if (admission.refused(req.socket)) return;
           if (req.url?.startsWith("/fn/")) gateway.handle(req, res);
           else handler(req, res);
         },
@@ -219,6 +239,7 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
   });
   await app.ready();
   const server = app.server;
+  admission.attach(server);
   await app.listen({ port: opts.port ?? 7070, host: opts.host ?? "127.0.0.1" });
   const addr = server.address() as AddressInfo;
   const host = addr.family === "IPv6" ? `[${addr.address}]` : addr.address;
@@ -237,6 +258,7 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
     adminKey,
     protections,
     server,
+    admission,
     close(deadlineMs = 10_000) {
       closing ??= (async () => {
         server.close();

@@ -97,6 +97,12 @@ program
     "clients must send request headers within this (slow-loris cut-off)",
     "10000",
   )
+  .option("--max-connections <n>", "connections open at once, all callers (503 past it)", "16384")
+  .option(
+    "--max-buffered-body <mb>",
+    "request body MB all requests together may hold in memory (503 past it)",
+    "256",
+  )
   .action(
     action(
       async (o: {
@@ -110,6 +116,8 @@ program
         memoryReserve: string;
         queueWait: string;
         headersTimeout: string;
+        maxConnections: string;
+        maxBufferedBody: string;
       }) => {
         const num = (flag: string, v: string | undefined, min: number): number | undefined => {
           if (v === undefined) return undefined;
@@ -141,6 +149,8 @@ program
           memoryReserveMB: num("memory-reserve", o.memoryReserve, 0),
           queueWaitMs: num("queue-wait", o.queueWait, 0),
           headersTimeoutMs: num("headers-timeout", o.headersTimeout, 100),
+          maxConnections: num("max-connections", o.maxConnections, 1),
+          maxBufferedBodyBytes: (num("max-buffered-body", o.maxBufferedBody, 6) ?? 256) * 1024 * 1024,
         });
         const p = s.protections;
         const lines = [

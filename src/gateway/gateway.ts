@@ -7,6 +7,7 @@ import type { Auth } from "../api/auth.ts";
 import { FUNCTION_NAME } from "../build/config.ts";
 import { NimbusError } from "../errors.ts";
 import type { Invoker, Responder } from "../invoker/invoker.ts";
+import { Admission } from "./admission.ts";
 import { DrainWriter } from "./drain.ts";
 
 /** Largest synchronous request body, bytes (as Lambda's 6 MB). */
@@ -143,8 +144,12 @@ export function discard(req: IncomingMessage): void {
   req.resume();
 }
 
-/** Reads a request body up to `limit` bytes; rejects with 413 past it without buffering more. */
-export function readBody(req: IncomingMessage, limit = MAX_BODY): Promise<Buffer> {
+/**
+ * Reads a request body up to `limit` bytes; rejects with 413 past it without buffering more.
+ * With `budget`, every byte held counts against the server-wide cap (503 past it); the
+ * caller releases `body.length` once the body has been handed on.
+ */
+export function readBody(req: IncomingMessage, limit = MAX_BODY, budget?: Admission): Promise<Buffer> {
   const declared = req.headers["content-length"];
   if (declared !== undefined && Number(declared) > limit) {
     return Promise.reject(
@@ -160,12 +165,19 @@ export function readBody(req: IncomingMessage, limit = MAX_BODY): Promise<Buffer
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
+    let settled = false;
+    const refuse = (err: NimbusError): void => {
+      settled = true;
+      budget?.release(size);
+      chunks.length = 0;
+      req.removeAllListeners("data");
+      discard(req);
+      reject(err);
+    };
     req.on("data", (c: Buffer) => {
-      size += c.length;
-      if (size > limit) {
-        req.removeAllListeners("data");
-        discard(req);
-        reject(
+      if (settled) return;
+      if (size + c.length > limit) {
+        refuse(
           new NimbusError(
             "NIMBUS_PAYLOAD_TOO_LARGE",
             `The request body exceeds the limit of ${limit} bytes (6 MB). Send large payloads by reference (e.g. a URL).`,
@@ -173,10 +185,27 @@ export function readBody(req: IncomingMessage, limit = MAX_BODY): Promise<Buffer
         );
         return;
       }
+      if (budget && !budget.reserve(c.length)) {
+        refuse(budget.overloaded(`${budget.maxBufferedBodyBytes} bytes of request bodies held in memory`));
+        return;
+      }
+      size += c.length;
       chunks.push(c);
     });
-    req.on("end", () => resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size)));
-    req.on("error", reject);
+    req.on("end", () => {
+      if (settled) return;
+      settled = true;
+      resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
+    });
+    const fail = (err: Error): void => {
+      if (settled) return;
+      settled = true;
+      budget?.release(size);
+      reject(err);
+    };
+    req.on("error", fail);
+    // A caller that goes away mid-body frees what it had sent.
+    req.on("close", () => fail(new NimbusError("NIMBUS_BAD_REQUEST", "The request body was cut off.")));
   });
 }
 
@@ -220,15 +249,18 @@ export class Gateway {
   private readonly invoker: Invoker;
   private readonly auth: Auth;
   private readonly tenant: string;
+  private readonly admission: Admission;
 
-  constructor(invoker: Invoker, auth: Auth, tenant = "default") {
+  constructor(invoker: Invoker, auth: Auth, tenant = "default", admission = new Admission()) {
     this.invoker = invoker;
     this.auth = auth;
     this.tenant = tenant;
+    this.admission = admission;
   }
 
   /** Handles one `/fn/...` request. */
   handle(req: IncomingMessage, res: ServerResponse): void {
+    if (this.admission.refused(req.socket)) return;
     this.run(req, res).catch((err: unknown) => {
       sendError(
         res,
@@ -251,8 +283,14 @@ export class Gateway {
     }
     let body: Buffer;
     try {
-      body = await readBody(req);
+      body = await readBody(req, MAX_BODY, this.admission);
     } catch (err) {
+      if (err instanceof NimbusError && err.code === "NIMBUS_OVERLOADED") {
+        // Refused for the server's sake: the rest of the body is not read.
+        res.shouldKeepAlive = false;
+        res.once("finish", () => req.socket.destroy());
+        throw err;
+      }
       // Read and drop the rest of a refused body so the client gets the 413 (a client still
       // writing would see a reset otherwise); a huge declared body is cut off instead.
       const declared = Number(req.headers["content-length"] ?? 0);
@@ -269,21 +307,26 @@ export class Gateway {
       if (k === "authorization" && v.config.auth === "key") continue;
       headers.push([k, raw[i + 1]!]);
     }
-    await this.invoker.invoke(
-      {
-        tenant: this.tenant,
-        name: target.name,
-        version: target.version,
-        method: req.method ?? "GET",
-        path: target.path,
-        host: req.headers.host ?? "localhost",
-        headers,
-        body,
-        sourceIp: req.socket.remoteAddress ?? "",
-        trigger: "http",
-      },
-      v,
-      new HttpResponder(res, req.method === "HEAD"),
-    );
+    try {
+      await this.invoker.invoke(
+        {
+          tenant: this.tenant,
+          name: target.name,
+          version: target.version,
+          method: req.method ?? "GET",
+          path: target.path,
+          host: req.headers.host ?? "localhost",
+          headers,
+          body,
+          sourceIp: req.socket.remoteAddress ?? "",
+          trigger: "http",
+        },
+        v,
+        new HttpResponder(res, req.method === "HEAD"),
+      );
+    } finally {
+      // The body went to the instance (or the request failed): its bytes are no longer held here.
+      this.admission.release(body.length);
+    }
   }
 }

@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { request } from "node:http";
+import { connect as netConnect, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -16,6 +17,8 @@ import { type RunningServer, startServer } from "../../src/server.ts";
 import { cleanup, sleep } from "../helpers.ts";
 
 const MB = 1024 * 1024;
+const MAX_CONNECTIONS = 48;
+const MAX_BUFFERED = 24 * MB;
 
 /** Bundles `source` and deploys it as `name` with `config`. */
 async function deploy(
@@ -92,6 +95,29 @@ async function eventually(check: () => Promise<boolean>, ms = 20_000): Promise<b
   return false;
 }
 
+/** Opens a raw connection to the server; resolves once connected. */
+function connect(url: string): Promise<Socket> {
+  const u = new URL(url);
+  return new Promise((res, rej) => {
+    const sock = netConnect(Number(u.port), u.hostname, () => res(sock));
+    sock.on("error", rej);
+  });
+}
+
+/** Collects what a raw connection receives until it closes or `ms` pass. */
+function received(sock: Socket, ms: number): Promise<string> {
+  return new Promise((res) => {
+    let text = "";
+    sock.setEncoding("latin1");
+    sock.on("data", (d: string) => {
+      text += d;
+    });
+    const done = (): void => res(text);
+    sock.once("close", done);
+    setTimeout(done, ms);
+  });
+}
+
 /** A neighbour's answer: status and body. */
 async function neighbour(s: RunningServer): Promise<{ status: number; text: string }> {
   const r = await fetch(`${s.url}/fn/neighbour/`, { signal: AbortSignal.timeout(30_000) });
@@ -166,7 +192,14 @@ describe("attacks on resources", { concurrency: false }, () => {
   let dir: string;
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), "nimbus-resources-"));
-    s = await startServer({ dataDir: join(dir, "data"), port: 0, prewarm: 1, log: () => {} });
+    s = await startServer({
+      dataDir: join(dir, "data"),
+      port: 0,
+      prewarm: 1,
+      log: () => {},
+      maxConnections: MAX_CONNECTIONS,
+      maxBufferedBodyBytes: MAX_BUFFERED,
+    });
     await deploy(s, dir, "neighbour", NEIGHBOUR, { executor: "isolate" });
   });
   after(async () => {
@@ -207,4 +240,70 @@ describe("attacks on resources", { concurrency: false }, () => {
       assert.equal(n.text, "still here");
     });
   }
+
+  test("attack: many callers send 6 MB bodies at once and stall → 503 past the buffered-bytes cap", async (t) => {
+    await deploy(
+      s,
+      dir,
+      "sink",
+      `export default { fetch: async (r: Request) => new Response(String((await r.arrayBuffer()).byteLength)) };`,
+      { executor: "isolate" },
+    );
+    global.gc?.();
+    const rss0 = process.memoryUsage().rss;
+    const socks: Socket[] = [];
+    const answers: Promise<string>[] = [];
+    // 12 callers × 5 MB held = 60 MB wanted, against a 24 MB cap.
+    const part = Buffer.alloc(5 * MB, 97);
+    for (let i = 0; i < 12; i++) {
+      const sock = await connect(s.url);
+      socks.push(sock);
+      answers.push(received(sock, 8000));
+      sock.write(`POST /fn/sink/ HTTP/1.1\r\nhost: x\r\ncontent-length: ${6 * MB}\r\n\r\n`);
+      sock.write(part);
+    }
+    await sleep(2000);
+    const rss = process.memoryUsage().rss - rss0;
+    for (const sock of socks) sock.destroy();
+    const texts = await Promise.all(answers);
+    const refused = texts.filter((x) => x.startsWith("HTTP/1.1 503"));
+    t.diagnostic(`${refused.length} of 12 refused; server RSS +${(rss / MB).toFixed(1)} MB`);
+    assert.ok(refused.length >= 6, `at least half are refused, got ${refused.length}`);
+    for (const x of refused) {
+      assert.match(x, /retry-after: \d+/i);
+      assert.match(x, /NIMBUS_OVERLOADED/);
+    }
+    // 60 MB were sent; at most the cap (plus socket buffers) is held.
+    assert.ok(rss < MAX_BUFFERED + 32 * MB, `server RSS grew by ${(rss / MB).toFixed(1)} MB`);
+    // The stalled callers are gone: their bytes were given back, so a real body goes through.
+    const ok = await eventually(async () => {
+      const r = await fetch(`${s.url}/fn/sink/`, { method: "POST", body: Buffer.alloc(5 * MB, 98) });
+      return r.status === 200 && (await r.text()) === String(5 * MB);
+    }, 10_000);
+    assert.ok(ok, "a 5 MB body is accepted once the stalled callers left");
+    const n = await neighbour(s);
+    assert.equal(n.status, 200);
+  });
+
+  test("attack: a caller opens connections without end → 503 with Retry-After past the connection cap", async (t) => {
+    const socks: Socket[] = [];
+    const answers: Promise<string>[] = [];
+    for (let i = 0; i < MAX_CONNECTIONS + 10; i++) {
+      const sock = await connect(s.url);
+      socks.push(sock);
+      answers.push(received(sock, 3000));
+    }
+    const texts = await Promise.all(answers);
+    const refused = texts.filter((x) => x.startsWith("HTTP/1.1 503"));
+    t.diagnostic(`${refused.length} of ${socks.length} connections refused`);
+    assert.ok(refused.length >= 10, `the connections past the cap are refused, got ${refused.length}`);
+    for (const x of refused) {
+      assert.match(x, /retry-after: \d+/i);
+      assert.match(x, /NIMBUS_OVERLOADED/);
+    }
+    for (const sock of socks) sock.destroy();
+    // Once the flood is gone the server serves again.
+    const ok = await eventually(async () => (await neighbour(s).catch(() => ({ status: 0 }))).status === 200);
+    assert.ok(ok, "the neighbour answers once the flood is gone");
+  });
 });
