@@ -103,6 +103,10 @@ program
     "request body MB all requests together may hold in memory (503 past it)",
     "256",
   )
+  .option("--log-retention <days>", "days log lines are kept", "7")
+  .option("--log-max-mb <mb>", "log MB kept per function (oldest lines go first)", "256")
+  .option("--log-rate <kb>", "log KB per second one function may write (bursts of 8x)", "1024")
+  .option("--log-invocation-lines <n>", "log lines one invocation may write", "10000")
   .action(
     action(
       async (o: {
@@ -118,6 +122,10 @@ program
         headersTimeout: string;
         maxConnections: string;
         maxBufferedBody: string;
+        logRetention: string;
+        logMaxMb: string;
+        logRate: string;
+        logInvocationLines: string;
       }) => {
         const num = (flag: string, v: string | undefined, min: number): number | undefined => {
           if (v === undefined) return undefined;
@@ -151,6 +159,13 @@ program
           headersTimeoutMs: num("headers-timeout", o.headersTimeout, 100),
           maxConnections: num("max-connections", o.maxConnections, 1),
           maxBufferedBodyBytes: (num("max-buffered-body", o.maxBufferedBody, 6) ?? 256) * 1024 * 1024,
+          logRetentionDays: num("log-retention", o.logRetention, 1),
+          logMaxBytesPerFunction: (num("log-max-mb", o.logMaxMb, 1) ?? 256) * 1024 * 1024,
+          logQuota: {
+            functionBytesPerSecond: (num("log-rate", o.logRate, 1) ?? 1024) * 1024,
+            functionBurstBytes: (num("log-rate", o.logRate, 1) ?? 1024) * 1024 * 8,
+            invocationLines: num("log-invocation-lines", o.logInvocationLines, 1),
+          },
         });
         const p = s.protections;
         const lines = [
