@@ -124,6 +124,12 @@ export const ERROR_CATALOGUE = {
     message:
       "Without the sandbox (bubblewrap + cgroups) Nimbus runs only for local development on a loopback address. Install it (apt-get install bubblewrap), or bind to 127.0.0.1, or pass --insecure-no-sandbox.",
   },
+  NIMBUS_OVERLOADED: {
+    status: 503,
+    class: "system",
+    message:
+      "The server is at its limit of open connections or of request bytes held in memory; retry after the indicated delay.",
+  },
   NIMBUS_INTERNAL: { status: 500, class: "system", message: "Internal platform error." },
 } as const satisfies Record<string, ErrorSpec>;
 

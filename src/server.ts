@@ -25,9 +25,11 @@ import {
 } from "./executors/process/mode.ts";
 import { detectProtections, type Protections, sweepStaleCgroups } from "./executors/process/sandbox.ts";
 import type { Executor, ExecutorKind } from "./executors/types.ts";
+import { Admission } from "./gateway/admission.ts";
 import { Gateway } from "./gateway/gateway.ts";
 import { Invoker } from "./invoker/invoker.ts";
 import { loadPricePlan } from "./invoker/pricing.ts";
+import { LogQuota, type LogQuotaOptions } from "./invoker/log-quota.ts";
 import { Recorder } from "./invoker/recorder.ts";
 import { Registry } from "./invoker/registry.ts";
 import type { LogMeta } from "./runtime/protocol.ts";
@@ -79,6 +81,26 @@ export interface ServeOptions {
   queueWaitMs?: number;
   /** A client must send its request headers within this, ms (slow-loris cut-off). @default 10000 */
   headersTimeoutMs?: number;
+  /**
+   * Connections open at once, all callers together; past it a new connection gets a 503
+   * (NIMBUS_OVERLOADED) with Retry-After.
+   * @default 16384
+   */
+  maxConnections?: number;
+  /**
+   * Request body bytes all requests together may hold in memory; past it a request gets a
+   * 503 (NIMBUS_OVERLOADED) with Retry-After.
+   * @default 268435456 (256 MB)
+   */
+  maxBufferedBodyBytes?: number;
+  /** Log quotas per invocation and per function (see LogQuotaOptions for the defaults). */
+  logQuota?: LogQuotaOptions;
+  /** Log lines older than this many days are deleted. @default 7 */
+  logRetentionDays?: number;
+  /** Log characters kept per function; the oldest lines go first past it. @default 268435456 (256 MB) */
+  logMaxBytesPerFunction?: number;
+  /** How often log retention runs, ms. @default 600000 */
+  logPruneIntervalMs?: number;
   /** Autoscaler tick, ms (0 turns pre-scaling off). @default 1000 */
   autoscaleIntervalMs?: number;
   /** Where platform messages go. @default stderr */
@@ -96,6 +118,8 @@ export interface RunningServer {
   /** What is said at start, in info and on every deploy when not sandboxed. */
   warning: string | undefined;
   server: Server;
+  /** The gateway's caps on connections and buffered request bytes (and their counters). */
+  admission: Admission;
   /** Graceful stop: stop accepting, finish in-flight invocations (up to `deadlineMs`), stop instances. */
   close(deadlineMs?: number): Promise<void>;
 }
@@ -131,18 +155,28 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
   const registry = new Registry(store);
   await registry.load("default");
   const recorder = new Recorder(store, (err) => log(`nimbus: writing records failed: ${String(err)}`));
-  // Lines an instance wrote outside any invocation (start-up, stray output) go to its function's log.
+  const logQuota = new LogQuota(opts.logQuota);
+  // Lines an instance wrote outside any invocation (start-up, stray output) go to its function's
+  // log, within the function's log quota.
   const instanceLog = (fn: string, line: LogMeta): void => {
     const v = registry.getFunction("default", fn);
-    recorder.log({
-      tenant: "default",
-      fn,
-      version: v?.latest ?? 0,
-      invocationId: null,
-      t: line.t,
-      level: line.level,
-      msg: line.msg,
-    });
+    const key = `default/${fn}`;
+    const now = Date.now();
+    const msg = logQuota.cut(typeof line.msg === "string" ? line.msg : String(line.msg));
+    if (logQuota.admit(key, msg.length, now) !== "ok") return;
+    const keep = (level: LogMeta["level"], t: number, text: string): void =>
+      recorder.log({
+        tenant: "default",
+        fn,
+        version: v?.latest ?? 0,
+        invocationId: null,
+        t,
+        level,
+        msg: text,
+      });
+    const dropped = logQuota.takeDropped(key);
+    if (dropped > 0) keep("warn", now, logQuota.marker(dropped, "function"));
+    keep(line.level, line.t, msg);
   };
   const processExecutor = new ProcessExecutor({
     dataDir,
@@ -175,10 +209,14 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
     queueWaitMs: opts.queueWaitMs,
     autoscaleIntervalMs: opts.autoscaleIntervalMs,
   });
-  const invoker = new Invoker(registry, scheduler, recorder);
+  const invoker = new Invoker(registry, scheduler, recorder, logQuota);
   const auth = new Auth(store);
   const adminKey = await auth.ensureAdminKey(dataDir);
-  const gateway = new Gateway(invoker, auth);
+  const admission = new Admission({
+    maxConnections: opts.maxConnections,
+    maxBufferedBodyBytes: opts.maxBufferedBodyBytes,
+  });
+  const gateway = new Gateway(invoker, auth, "default", admission);
   const deployer = new Deployer({
     store,
     registry,
@@ -204,6 +242,7 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
           keepAliveTimeout: 5_000,
         },
         (req: IncomingMessage, res: ServerResponse) => {
+          if (admission.refused(req.socket)) return;
           if (req.url?.startsWith("/fn/")) gateway.handle(req, res);
           else handler(req, res);
         },
@@ -273,6 +312,7 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
   });
   await app.ready();
   const server = app.server;
+  admission.attach(server);
   await app.listen({ port: opts.port ?? 7070, host: opts.host ?? "127.0.0.1" });
   const addr = server.address() as AddressInfo;
   const host = addr.family === "IPv6" ? `[${addr.address}]` : addr.address;
@@ -284,6 +324,27 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
     if (v && v.config.minInstances > 0) invoker.poolFor(v).ensureMin();
   }
 
+  // Log retention: lines past the retention period, and the oldest past a function's size
+  // cap, are deleted now and every 10 minutes (on the record writer's thread).
+  const retentionMs = (opts.logRetentionDays ?? 7) * 86_400_000;
+  const maxLogChars = opts.logMaxBytesPerFunction ?? 256 * 1024 * 1024;
+  let pruning = false;
+  const prune = (): void => {
+    logQuota.sweep(Date.now());
+    if (pruning) return;
+    pruning = true;
+    recorder
+      .flush()
+      .then(() => store.pruneLogs(Date.now() - retentionMs, maxLogChars))
+      .catch((err: unknown) => log(`nimbus: log retention failed: ${String(err)}`))
+      .finally(() => {
+        pruning = false;
+      });
+  };
+  prune();
+  const pruner = setInterval(prune, opts.logPruneIntervalMs ?? 600_000);
+  pruner.unref();
+
   let closing: Promise<void> | undefined;
   return {
     url: baseUrl,
@@ -293,8 +354,10 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
     mode,
     warning,
     server,
+    admission,
     close(deadlineMs = 10_000) {
       closing ??= (async () => {
+        clearInterval(pruner);
         server.close();
         server.closeIdleConnections();
         await Promise.race([invoker.drain(), new Promise((r) => setTimeout(r, deadlineMs))]);

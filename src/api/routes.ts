@@ -7,6 +7,8 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { checkFunctionName } from "../build/config.ts";
 import { NimbusError } from "../errors.ts";
 import type { Protections } from "../executors/process/sandbox.ts";
+import { DrainWriter } from "../gateway/drain.ts";
+
 import { MAX_BODY } from "../gateway/gateway.ts";
 import type { Invoker, Responder } from "../invoker/invoker.ts";
 import { cost, type PricePlan } from "../invoker/pricing.ts";
@@ -16,6 +18,9 @@ import type { Scheduler } from "../scheduler/pool.ts";
 import type { LogRecord, Store, VersionRecord } from "../store/types.ts";
 import type { Auth, Scope } from "./auth.ts";
 import type { Deployer } from "./deploy.ts";
+
+/** Bytes a `logs --follow` stream may have waiting for a slow reader before lines are skipped. */
+const FOLLOW_BUFFER = 4 * 1024 * 1024;
 
 /** What the routes need. */
 export interface ApiContext {
@@ -410,6 +415,7 @@ export function registerRoutes(app: FastifyInstance, ctx: ApiContext): void {
         }
         reply.hijack();
         const res = reply.raw;
+        const drain = new DrainWriter(res);
         const responder: Responder = {
           head: (status, hs) => {
             const flat: string[] = [];
@@ -417,7 +423,11 @@ export function registerRoutes(app: FastifyInstance, ctx: ApiContext): void {
               if (k !== "content-length" && k !== "transfer-encoding") flat.push(k, val);
             res.writeHead(status, flat);
           },
-          chunk: (d) => res.write(d),
+          chunk: (d, consumed) => drain.write(d, consumed),
+          onAbort: (cb) =>
+            res.once("close", () => {
+              if (!res.writableFinished) cb();
+            }),
           end: () => res.end(),
           error: (err, headersSent) => {
             if (headersSent) return void res.destroy();
@@ -517,9 +527,21 @@ export function registerRoutes(app: FastifyInstance, ctx: ApiContext): void {
       const res = reply.raw;
       res.writeHead(200, { "content-type": "application/x-ndjson", "cache-control": "no-store" });
       for (const l of lines) res.write(`${JSON.stringify(view(l))}\n`);
+      // A follower that reads slower than the function logs gets lines dropped (and counted),
+      // never an unbounded buffer in the server.
+      let skipped = 0;
       const unsubscribe = ctx.recorder.follow(TENANT, fn.name, (l) => {
-        if (!req.query.invocation || l.invocationId === req.query.invocation)
-          res.write(`${JSON.stringify(view(l))}\n`);
+        if (req.query.invocation && l.invocationId !== req.query.invocation) return;
+        if (res.writableLength > FOLLOW_BUFFER) {
+          skipped++;
+          return;
+        }
+        if (skipped > 0) {
+          const msg = `[nimbus] ${skipped} log lines skipped: this follower reads slower than the function logs`;
+          res.write(`${JSON.stringify({ t: Date.now(), level: "warn", msg })}\n`);
+          skipped = 0;
+        }
+        res.write(`${JSON.stringify(view(l))}\n`);
       });
       const keepAlive = setInterval(() => res.write("\n"), 15_000);
       res.on("close", () => {

@@ -110,6 +110,16 @@ program
     "clients must send request headers within this (slow-loris cut-off)",
     "10000",
   )
+  .option("--max-connections <n>", "connections open at once, all callers (503 past it)", "16384")
+  .option(
+    "--max-buffered-body <mb>",
+    "request body MB all requests together may hold in memory (503 past it)",
+    "256",
+  )
+  .option("--log-retention <days>", "days log lines are kept", "7")
+  .option("--log-max-mb <mb>", "log MB kept per function (oldest lines go first)", "256")
+  .option("--log-rate <kb>", "log KB per second one function may write (bursts of 8x)", "1024")
+  .option("--log-invocation-lines <n>", "log lines one invocation may write", "10000")
   .action(
     action(
       async (o: {
@@ -125,6 +135,12 @@ program
         memoryReserve: string;
         queueWait: string;
         headersTimeout: string;
+        maxConnections: string;
+        maxBufferedBody: string;
+        logRetention: string;
+        logMaxMb: string;
+        logRate: string;
+        logInvocationLines: string;
       }) => {
         const num = (flag: string, v: string | undefined, min: number): number | undefined => {
           if (v === undefined) return undefined;
@@ -158,6 +174,15 @@ program
           memoryReserveMB: num("memory-reserve", o.memoryReserve, 0),
           queueWaitMs: num("queue-wait", o.queueWait, 0),
           headersTimeoutMs: num("headers-timeout", o.headersTimeout, 100),
+          maxConnections: num("max-connections", o.maxConnections, 1),
+          maxBufferedBodyBytes: (num("max-buffered-body", o.maxBufferedBody, 6) ?? 256) * 1024 * 1024,
+          logRetentionDays: num("log-retention", o.logRetention, 1),
+          logMaxBytesPerFunction: (num("log-max-mb", o.logMaxMb, 1) ?? 256) * 1024 * 1024,
+          logQuota: {
+            functionBytesPerSecond: (num("log-rate", o.logRate, 1) ?? 1024) * 1024,
+            functionBurstBytes: (num("log-rate", o.logRate, 1) ?? 1024) * 1024 * 8,
+            invocationLines: num("log-invocation-lines", o.logInvocationLines, 1),
+          },
         });
         const p = s.protections;
         const lines = [

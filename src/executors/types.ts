@@ -37,7 +37,12 @@ export interface LoadResult {
 /** Receives one invocation's response as it streams out of the instance. */
 export interface ResponseSink {
   head(status: number, headers: [string, string][]): void;
-  chunk(data: Buffer): void;
+  /**
+   * A chunk of the body. Call `consumed` once the bytes have left the platform (written to
+   * the caller's socket, or copied into a bounded buffer): the instance gets credit for them
+   * (flow control, see FLOW_WINDOW). A sink that never calls it pauses the instance.
+   */
+  chunk(data: Buffer, consumed: () => void): void;
   /** The response is complete. `pending`: waitUntil work still runs (a `done` follows). */
   end(cpuMs: number, pending: boolean): void;
   /** The invocation failed; `cpuMs` when the instance could measure it. */
@@ -72,6 +77,11 @@ export interface Instance {
    * (NIMBUS_INSTANCE_CRASHED).
    */
   kill(reason: NimbusError, culprit?: ResponseSink): void;
+  /**
+   * The caller of the invocation feeding `sink` went away: the instance stops producing its
+   * response (the function's stream is cancelled) instead of streaming it into the void.
+   */
+  cancel(sink: ResponseSink): void;
   /** Stops gracefully (no invocation is running). */
   stop(): Promise<void>;
   /** Called once when the instance is gone, whatever the cause. */

@@ -7,6 +7,8 @@ import type { Auth } from "../api/auth.ts";
 import { FUNCTION_NAME } from "../build/config.ts";
 import { NimbusError } from "../errors.ts";
 import type { Invoker, Responder } from "../invoker/invoker.ts";
+import { Admission } from "./admission.ts";
+import { DrainWriter } from "./drain.ts";
 
 /** Largest synchronous request body, bytes (as Lambda's 6 MB). */
 export const MAX_BODY = 6 * 1024 * 1024;
@@ -40,6 +42,9 @@ export class HttpResponder implements Responder {
   private status = 0;
   private headers: [string, string][] = [];
   private chunks: Buffer[] = [];
+  /** `consumed` callbacks of the chunks buffered before the head went out. */
+  private early: (() => void)[] = [];
+  private readonly drain: DrainWriter;
   private pending = false;
   private started = false;
   private ended = false;
@@ -47,6 +52,7 @@ export class HttpResponder implements Responder {
   constructor(res: ServerResponse, isHead: boolean) {
     this.res = res;
     this.isHead = isHead;
+    this.drain = new DrainWriter(res);
   }
 
   head(status: number, headers: [string, string][]): void {
@@ -94,12 +100,24 @@ export class HttpResponder implements Responder {
       for (const c of this.chunks) this.res.write(c);
       this.chunks = [];
     });
+    this.releaseEarly();
   };
 
-  chunk(data: Buffer): void {
+  /** The buffered chunks were handed to the response: credit them once it drains. */
+  private releaseEarly(): void {
+    const early = this.early;
+    this.early = [];
+    for (const cb of early) this.drain.after(cb);
+  }
+
+  chunk(data: Buffer, consumed: () => void): void {
     if (this.ended) return;
-    if (this.started) this.guarded(() => this.res.write(data));
-    else this.chunks.push(data);
+    if (this.started) this.guarded(() => this.drain.write(data, consumed));
+    else {
+      // Held at most until the next tick (the head's flush); bounded by the flow window.
+      this.chunks.push(data);
+      this.early.push(consumed);
+    }
   }
 
   end(): void {
@@ -112,15 +130,24 @@ export class HttpResponder implements Responder {
     this.pending = false;
     const body = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks);
     this.chunks = [];
+    this.releaseEarly();
     this.guarded(() => {
       this.res.writeHead(this.status, this.rawHeaders(["content-length", String(body.length)]));
       this.res.end(this.isHead ? undefined : body);
     });
   }
 
+  onAbort(cb: () => void): void {
+    this.res.once("close", () => {
+      if (!this.ended && !this.res.writableFinished) cb();
+    });
+  }
+
   error(err: NimbusError): void {
     if (this.ended) return;
     this.ended = true;
+    this.chunks = [];
+    this.releaseEarly();
     if (this.started) {
       // The status line is gone: cut the response so the client sees it is incomplete.
       this.res.destroy();
@@ -143,8 +170,12 @@ export function discard(req: IncomingMessage): void {
   req.resume();
 }
 
-/** Reads a request body up to `limit` bytes; rejects with 413 past it without buffering more. */
-export function readBody(req: IncomingMessage, limit = MAX_BODY): Promise<Buffer> {
+/**
+ * Reads a request body up to `limit` bytes; rejects with 413 past it without buffering more.
+ * With `budget`, every byte held counts against the server-wide cap (503 past it); the
+ * caller releases `body.length` once the body has been handed on.
+ */
+export function readBody(req: IncomingMessage, limit = MAX_BODY, budget?: Admission): Promise<Buffer> {
   const declared = req.headers["content-length"];
   if (declared !== undefined && Number(declared) > limit) {
     return Promise.reject(
@@ -160,12 +191,19 @@ export function readBody(req: IncomingMessage, limit = MAX_BODY): Promise<Buffer
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
+    let settled = false;
+    const refuse = (err: NimbusError): void => {
+      settled = true;
+      budget?.release(size);
+      chunks.length = 0;
+      req.removeAllListeners("data");
+      discard(req);
+      reject(err);
+    };
     req.on("data", (c: Buffer) => {
-      size += c.length;
-      if (size > limit) {
-        req.removeAllListeners("data");
-        discard(req);
-        reject(
+      if (settled) return;
+      if (size + c.length > limit) {
+        refuse(
           new NimbusError(
             "NIMBUS_PAYLOAD_TOO_LARGE",
             `The request body exceeds the limit of ${limit} bytes (6 MB). Send large payloads by reference (e.g. a URL).`,
@@ -173,10 +211,27 @@ export function readBody(req: IncomingMessage, limit = MAX_BODY): Promise<Buffer
         );
         return;
       }
+      if (budget && !budget.reserve(c.length)) {
+        refuse(budget.overloaded(`${budget.maxBufferedBodyBytes} bytes of request bodies held in memory`));
+        return;
+      }
+      size += c.length;
       chunks.push(c);
     });
-    req.on("end", () => resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size)));
-    req.on("error", reject);
+    req.on("end", () => {
+      if (settled) return;
+      settled = true;
+      resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
+    });
+    const fail = (err: Error): void => {
+      if (settled) return;
+      settled = true;
+      budget?.release(size);
+      reject(err);
+    };
+    req.on("error", fail);
+    // A caller that goes away mid-body frees what it had sent.
+    req.on("close", () => fail(new NimbusError("NIMBUS_BAD_REQUEST", "The request body was cut off.")));
   });
 }
 
@@ -229,15 +284,18 @@ export class Gateway {
   private readonly invoker: Invoker;
   private readonly auth: Auth;
   private readonly tenant: string;
+  private readonly admission: Admission;
 
-  constructor(invoker: Invoker, auth: Auth, tenant = "default") {
+  constructor(invoker: Invoker, auth: Auth, tenant = "default", admission = new Admission()) {
     this.invoker = invoker;
     this.auth = auth;
     this.tenant = tenant;
+    this.admission = admission;
   }
 
   /** Handles one `/fn/...` request. */
   handle(req: IncomingMessage, res: ServerResponse): void {
+    if (this.admission.refused(req.socket)) return;
     this.run(req, res).catch((err: unknown) => {
       sendError(
         res,
@@ -260,8 +318,14 @@ export class Gateway {
     }
     let body: Buffer;
     try {
-      body = await readBody(req);
+      body = await readBody(req, MAX_BODY, this.admission);
     } catch (err) {
+      if (err instanceof NimbusError && err.code === "NIMBUS_OVERLOADED") {
+        // Refused for the server's sake: the rest of the body is not read.
+        res.shouldKeepAlive = false;
+        res.once("finish", () => req.socket.destroy());
+        throw err;
+      }
       // Read and drop the rest of a refused body so the client gets the 413 (a client still
       // writing would see a reset otherwise); a huge declared body is cut off instead.
       const declared = Number(req.headers["content-length"] ?? 0);
@@ -278,21 +342,26 @@ export class Gateway {
       if (k === "authorization" && v.config.auth === "key") continue;
       headers.push([k, raw[i + 1]!]);
     }
-    await this.invoker.invoke(
-      {
-        tenant: this.tenant,
-        name: target.name,
-        version: target.version,
-        method: req.method ?? "GET",
-        path: target.path,
-        host: req.headers.host ?? "localhost",
-        headers,
-        body,
-        sourceIp: req.socket.remoteAddress ?? "",
-        trigger: "http",
-      },
-      v,
-      new HttpResponder(res, req.method === "HEAD"),
-    );
+    try {
+      await this.invoker.invoke(
+        {
+          tenant: this.tenant,
+          name: target.name,
+          version: target.version,
+          method: req.method ?? "GET",
+          path: target.path,
+          host: req.headers.host ?? "localhost",
+          headers,
+          body,
+          sourceIp: req.socket.remoteAddress ?? "",
+          trigger: "http",
+        },
+        v,
+        new HttpResponder(res, req.method === "HEAD"),
+      );
+    } finally {
+      // The body went to the instance (or the request failed): its bytes are no longer held here.
+      this.admission.release(body.length);
+    }
   }
 }

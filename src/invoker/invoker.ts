@@ -9,6 +9,7 @@ import type { ResponseSink } from "../executors/types.ts";
 import type { InvokeMeta, LogMeta } from "../runtime/protocol.ts";
 import type { Scheduler, VersionPool } from "../scheduler/pool.ts";
 import type { VersionRecord } from "../store/types.ts";
+import { InvocationLogBudget, LogQuota } from "./log-quota.ts";
 import type { Recorder } from "./recorder.ts";
 import type { Registry } from "./registry.ts";
 
@@ -32,10 +33,16 @@ export interface InvokeRequest {
 /** Where the response goes (an HTTP response, or a buffer for `nimbus invoke`). */
 export interface Responder {
   head(status: number, headers: [string, string][]): void;
-  chunk(data: Buffer): void;
+  /**
+   * A chunk of the body; call `consumed` once it left the platform's buffers (e.g. when the
+   * socket drained), so the function may send more (flow control).
+   */
+  chunk(data: Buffer, consumed: () => void): void;
   end(): void;
   /** The invocation failed; `headersSent` tells whether head() was already called. */
   error(err: NimbusError, headersSent: boolean): void;
+  /** Registers what to do when the caller goes away before the response ended. */
+  onAbort?(cb: () => void): void;
 }
 
 /**
@@ -65,10 +72,14 @@ export class Invoker {
   private active = 0;
   private readonly idleWaiters: (() => void)[] = [];
 
-  constructor(registry: Registry, scheduler: Scheduler, recorder: Recorder) {
+  /** The log quotas every invocation's lines pass through. */
+  readonly logQuota: LogQuota;
+
+  constructor(registry: Registry, scheduler: Scheduler, recorder: Recorder, logQuota = new LogQuota()) {
     this.registry = registry;
     this.scheduler = scheduler;
     this.recorder = recorder;
+    this.logQuota = logQuota;
   }
 
   /** Resolves the version a request targets, or throws the catalogued 404. */
@@ -147,20 +158,40 @@ export class Invoker {
     let pool: VersionPool | undefined;
     let leased = false;
 
-    const log = (line: LogMeta): void => {
+    const quotaKey = `${v.tenant}/${v.name}`;
+    const budget = new InvocationLogBudget();
+    let reported = 0;
+    const store = (level: LogMeta["level"], t: number, msg: string): void => {
       this.recorder.log({
         tenant: v.tenant,
         fn: v.name,
         version: v.version,
         invocationId,
-        t: line.t,
-        level: line.level,
-        msg: line.msg,
+        t,
+        level,
+        msg,
       });
     };
+    // The function's own lines: cut, and kept only within the log quotas.
+    const log = (line: LogMeta): void => {
+      const msg = this.logQuota.cut(typeof line.msg === "string" ? line.msg : String(line.msg));
+      const now = Date.now();
+      if (this.logQuota.admit(quotaKey, msg.length, now, budget) !== "ok") return;
+      // A line dated in the future would outlive the retention period.
+      store(line.level, Number.isFinite(line.t) ? Math.min(line.t, now) : now, msg);
+    };
+    /** One counted marker for the lines dropped since the last one. */
+    const reportDropped = (): void => {
+      if (budget.dropped === reported) return;
+      store("warn", Date.now(), this.logQuota.marker(budget.dropped - reported, budget.reason));
+      reported = budget.dropped;
+    };
+    // The platform's own lines about the invocation are not the function's to spend.
+    const platformLog = (msg: string): void => store("error", Date.now(), this.logQuota.cut(msg));
     const finish = (): void => {
       if (recorded) return;
       recorded = true;
+      reportDropped();
       if (timer) clearTimeout(timer);
       const durationMs = performance.now() - t0;
       // Only time on an instance is billed: a request refused before it ran (throttled,
@@ -221,8 +252,9 @@ export class Invoker {
           headers.push([H.cold, cold ? "1" : "0"], [H.id, invocationId], [H.version, String(v.version)]);
           responder.head(s, headers);
         },
-        chunk: (data) => {
-          if (!recorded) responder.chunk(data);
+        chunk: (data, consumed) => {
+          if (!recorded) responder.chunk(data, consumed);
+          else consumed();
         },
         end: (measuredCpu) => {
           if (recorded) return;
@@ -234,7 +266,7 @@ export class Invoker {
           // The function's own failures were logged (with the source-mapped stack) by the
           // runtime; the caller sees only the generic message and the invocation id.
           const own = err.code === "NIMBUS_FUNCTION_ERROR" || err.code === "NIMBUS_BAD_RESPONSE";
-          if (!own) log({ level: "error", t: Date.now(), msg: `${err.code}: ${err.message}` });
+          if (!own) platformLog(`${err.code}: ${err.message}`);
           // What a misbehaving instance sent goes to the function's log, not to the caller.
           const generic = own || err.code === "NIMBUS_INSTANCE_PROTOCOL";
           fail(
@@ -243,7 +275,8 @@ export class Invoker {
           );
         },
         log,
-        done: () => {},
+        // Lines dropped by waitUntil work after the response are reported when it settles.
+        done: () => reportDropped(),
       };
       timer = setTimeout(() => {
         instance.kill(
@@ -254,17 +287,17 @@ export class Invoker {
           sink,
         );
       }, v.config.timeoutMs);
+      // A caller that hangs up stops the function's response instead of letting it stream on.
+      responder.onAbort?.(() => {
+        if (!recorded) instance.cancel(sink);
+      });
       instance.invoke(meta, req.body, sink);
     } catch (err) {
       const e =
         err instanceof NimbusError ? err : new NimbusError("NIMBUS_INTERNAL", undefined, { cause: err });
       if (e.code === "NIMBUS_FUNCTION_ERROR") {
         // The new instance failed to load the module (it threw at import).
-        log({
-          level: "error",
-          t: Date.now(),
-          msg: `${e.message}\n${(e.details as { stack?: string })?.stack ?? ""}`,
-        });
+        platformLog(`${e.message}\n${(e.details as { stack?: string })?.stack ?? ""}`);
         fail(new NimbusError("NIMBUS_FUNCTION_ERROR", undefined, { details: { invocationId } }));
       } else fail(e);
     }

@@ -9,6 +9,9 @@
  * the cost of this hop is the number of write system calls, not the encoding.
  */
 import type { Socket } from "node:net";
+import { MAX_CHUNK } from "./window.ts";
+
+export { FLOW_WINDOW, MAX_CHUNK } from "./window.ts";
 
 /** Frame types. */
 export const T = {
@@ -32,7 +35,26 @@ export const T = {
   LOG: 9,
   /** instance → platform: every `ctx.waitUntil` promise of the invocation settled. meta: {cpuMs} */
   DONE: 10,
+  /**
+   * platform → instance: the platform passed on response bytes of this invocation; the
+   * instance may send that many more. id: invocation; meta: {@link CreditMeta}
+   */
+  CREDIT: 11,
+  /**
+   * platform → instance: the caller went away; stop producing this invocation's response
+   * (its stream is cancelled and the invocation ends with an error). id: invocation
+   */
+  CANCEL: 12,
 } as const;
+
+/** The message an invocation ends with when its caller went away mid-response. */
+export const CANCELLED_MESSAGE = "The caller closed the connection before the response was complete.";
+
+/** More credit for one invocation's response body. */
+export interface CreditMeta {
+  /** Bytes the instance may send on top of what it may already send. */
+  bytes: number;
+}
 
 /** What the platform tells a runtime to load. */
 export interface LoadMeta {
@@ -114,8 +136,6 @@ export interface Frame {
 const HEADER = 13;
 /** Largest frame accepted (a 6 MB request plus headroom; responses stream in chunks). */
 export const MAX_FRAME = 16 * 1024 * 1024;
-/** Response body chunks are sent in frames of at most this many bytes. */
-export const MAX_CHUNK = 1024 * 1024;
 /** Log lines are cut at this many characters (as CloudWatch caps an event at 256 KB). */
 export const MAX_LOG_LINE = 256 * 1024;
 const EMPTY = Buffer.alloc(0);
@@ -137,13 +157,25 @@ export function encodeFrame(type: number, id: number, meta: unknown, payload?: U
 
 /**
  * Incremental frame decoder: push socket data, get complete frames back in order.
+ *
+ * The bytes of a frame still arriving are kept as a list and joined once the frame is
+ * complete: joining on every read would copy a 6 MB frame that arrives in 64 KB reads ~100
+ * times over (quadratic — seconds of CPU for one large request body).
  */
 export class FrameDecoder {
-  private buffered: Buffer = EMPTY;
+  private parts: Buffer[] = [];
+  private size = 0;
+  /** Bytes needed before the next frame can be complete (its length prefix, then all of it). */
+  private need = 4;
 
-  /** Feeds bytes; returns every frame now complete. */
+  /** Feeds bytes; returns every frame now complete. Throws on a frame length out of bounds. */
   push(chunk: Buffer): Frame[] {
-    let buf = this.buffered.length === 0 ? chunk : Buffer.concat([this.buffered, chunk]);
+    this.parts.push(chunk);
+    this.size += chunk.length;
+    if (this.size < this.need) return [];
+    let buf = this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts, this.size);
+    this.parts = [];
+    this.size = 0;
     const frames: Frame[] = [];
     let off = 0;
     while (buf.length - off >= 4) {
@@ -156,15 +188,24 @@ export class FrameDecoder {
       const metaStart = off + HEADER;
       const payloadStart = metaStart + metaLen;
       const end = off + 4 + len;
+      if (payloadStart > end) throw new RangeError(`frame meta of ${metaLen} bytes overruns its frame`);
       const meta = metaLen > 0 ? JSON.parse(buf.toString("utf8", metaStart, payloadStart)) : undefined;
-      // Copy payloads out of the shared buffer only when it is kept (concat) — a subarray of
-      // `chunk` would pin the whole read buffer.
+      // Copy payloads out of the shared buffer: a subarray would pin the whole read buffer.
       const payload = payloadStart === end ? EMPTY : Buffer.from(buf.subarray(payloadStart, end));
       frames.push({ type, id, meta, payload });
       off = end;
     }
-    this.buffered = off === buf.length ? EMPTY : buf.subarray(off);
-    if (this.buffered.length > 0 && off > 0) this.buffered = Buffer.from(this.buffered);
+    if (off < buf.length) {
+      const rest = Buffer.from(buf.subarray(off));
+      this.parts = [rest];
+      this.size = rest.length;
+      if (rest.length >= 4) {
+        const len = rest.readUInt32LE(0);
+        if (len > MAX_FRAME || len < HEADER - 4)
+          throw new RangeError(`frame of ${len} bytes is out of bounds`);
+        this.need = 4 + len;
+      } else this.need = 4;
+    } else this.need = 4;
     buf = EMPTY;
     return frames;
   }

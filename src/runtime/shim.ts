@@ -14,6 +14,9 @@ import { fromLambdaResult, toLambdaEvent } from "./lambda.ts";
 import { routeThroughEgressProxy } from "./net-patch.ts";
 import { inspectModule } from "./module.ts";
 import {
+  CANCELLED_MESSAGE,
+  type CreditMeta,
+  FLOW_WINDOW,
   type Frame,
   FrameDecoder,
   FrameWriter,
@@ -21,6 +24,7 @@ import {
   type InvokeMeta,
   type LoadMeta,
   type LogMeta,
+  MAX_CHUNK,
   T,
 } from "./protocol.ts";
 
@@ -56,6 +60,56 @@ process.on("unhandledRejection", (reason) => {
   const msg = reason instanceof Error ? (reason.stack ?? String(reason)) : format(reason);
   writer.send(T.LOG, id, { level: "error", t: Date.now(), msg: `Unhandled rejection: ${msg}` });
 });
+
+// ---- response flow control: body bytes go out only against credit from the platform ----
+interface Credit {
+  bytes: number;
+  wake?: () => void;
+  /** The caller went away (CANCEL). */
+  cancelled?: boolean;
+}
+const credits = new Map<number, Credit>();
+
+/**
+ * Sends body bytes of an invocation, waiting for credit whenever its window is used up: a
+ * caller reading slowly pauses the function (its stream is read only as fast as it drains).
+ */
+async function sendBody(id: number, bytes: Uint8Array): Promise<void> {
+  for (let off = 0; off < bytes.byteLength; ) {
+    const c = credits.get(id);
+    if (!c) throw new Error("The invocation is over; its response can take no more bytes.");
+    if (c.cancelled) throw new Error(CANCELLED_MESSAGE);
+    if (c.bytes <= 0) {
+      await new Promise<void>((res) => {
+        c.wake = res;
+      });
+      continue;
+    }
+    const n = Math.min(c.bytes, MAX_CHUNK, bytes.byteLength - off);
+    writer.send(T.RESP_CHUNK, id, undefined, bytes.subarray(off, off + n));
+    c.bytes -= n;
+    off += n;
+  }
+}
+
+function onCancel(frame: Frame): void {
+  const c = credits.get(frame.id);
+  if (!c) return;
+  c.cancelled = true;
+  const wake = c.wake;
+  c.wake = undefined;
+  wake?.();
+}
+
+function onCredit(frame: Frame): void {
+  const c = credits.get(frame.id);
+  const n = (frame.meta as CreditMeta | undefined)?.bytes;
+  if (!c || typeof n !== "number" || !(n > 0)) return;
+  c.bytes += n;
+  const wake = c.wake;
+  c.wake = undefined;
+  wake?.();
+}
 
 function cpuMsSince(start: NodeJS.CpuUsage): number {
   const d = process.cpuUsage(start);
@@ -99,12 +153,18 @@ async function sendResponse(id: number, response: Response): Promise<void> {
   writer.send(T.RESP_HEAD, id, { status: response.status, headers });
   if (response.body) {
     const reader = response.body.getReader();
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      if (value && value.byteLength > 0) {
-        writer.send(T.RESP_CHUNK, id, undefined, typeof value === "string" ? Buffer.from(value) : value);
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        if (value && value.byteLength > 0) {
+          await sendBody(id, typeof value === "string" ? Buffer.from(value) : value);
+        }
       }
+    } catch (err) {
+      // The function's stream learns that nobody reads it any more.
+      reader.cancel(err).catch(() => {});
+      throw err;
     }
   }
 }
@@ -114,6 +174,7 @@ async function handleInvoke(frame: Frame): Promise<void> {
   const meta = frame.meta as InvokeMeta;
   const cpuStart = process.cpuUsage();
   const background: Promise<unknown>[] = [];
+  credits.set(id, { bytes: FLOW_WINDOW });
   await current.run(id, async () => {
     try {
       if (handlerShape === "lambda") {
@@ -159,7 +220,7 @@ async function handleInvoke(frame: Frame): Promise<void> {
           return badResponse(id, errorInfo(err).message, cpuStart);
         }
         writer.send(T.RESP_HEAD, id, { status: adapted.status, headers: adapted.headers });
-        if (adapted.body.byteLength > 0) writer.send(T.RESP_CHUNK, id, undefined, adapted.body);
+        if (adapted.body.byteLength > 0) await sendBody(id, adapted.body);
       } else {
         const init: RequestInit & { duplex?: string } = { method: meta.method, headers: meta.headers };
         if (meta.method !== "GET" && meta.method !== "HEAD" && frame.payload.byteLength > 0)
@@ -186,8 +247,10 @@ async function handleInvoke(frame: Frame): Promise<void> {
         }
         await sendResponse(id, response);
       }
+      credits.delete(id);
       writer.send(T.RESP_END, id, { cpuMs: cpuMsSince(cpuStart), pending: background.length > 0 });
     } catch (err) {
+      credits.delete(id);
       const info = errorInfo(err);
       console.error(`Invocation failed: ${info.stack ?? info.message}`);
       writer.send(T.INVOKE_ERROR, id, {
@@ -205,6 +268,7 @@ async function handleInvoke(frame: Frame): Promise<void> {
 }
 
 function badResponse(id: number, message: string, cpuStart: NodeJS.CpuUsage): void {
+  credits.delete(id);
   console.error(`Bad response: ${message}`);
   writer.send(T.INVOKE_ERROR, id, { code: "NIMBUS_BAD_RESPONSE", message, cpuMs: cpuMsSince(cpuStart) });
 }
@@ -212,6 +276,8 @@ function badResponse(id: number, message: string, cpuStart: NodeJS.CpuUsage): vo
 socket.on("data", (chunk: Buffer) => {
   for (const frame of decoder.push(chunk)) {
     if (frame.type === T.INVOKE) void handleInvoke(frame);
+    else if (frame.type === T.CREDIT) onCredit(frame);
+    else if (frame.type === T.CANCEL) onCancel(frame);
     else if (frame.type === T.LOAD) void handleLoad(frame);
   }
 });

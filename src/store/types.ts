@@ -114,6 +114,12 @@ export interface Store {
   writeBatch(invocations: InvocationRecord[], logs: LogRecord[]): Promise<void>;
   listInvocations(tenant: string, fn: string, limit: number): Promise<InvocationRecord[]>;
   listLogs(q: LogQuery): Promise<LogRecord[]>;
+  /**
+   * Log retention: deletes lines older than `olderThan` (ms since the epoch), then the oldest
+   * lines of every function whose lines hold more than `maxCharsPerFunction` characters.
+   * Returns the number of lines deleted.
+   */
+  pruneLogs(olderThan: number, maxCharsPerFunction: number): Promise<number>;
   usage(tenant: string, from: number, to: number): Promise<UsageRow[]>;
   addApiKey(k: ApiKeyRecord): Promise<void>;
   findApiKey(hash: string): Promise<ApiKeyRecord | undefined>;

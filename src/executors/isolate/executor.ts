@@ -25,6 +25,8 @@ import {
   TI,
 } from "../../runtime/isolate/frames.ts";
 import {
+  type CreditMeta,
+  FLOW_WINDOW,
   type Frame,
   FrameWriter,
   type InvokeMeta,
@@ -38,6 +40,7 @@ import { serverCeiling } from "../egress/ceiling.ts";
 import { EgressProxy } from "../egress/proxy.ts";
 import { ARGS_FD, launchCommand, linkNode, makeRunDir, makeSlot } from "../process/launch.ts";
 import { Cgroup, INSIDE, type Protections } from "../process/sandbox.ts";
+import { ResponseFlow } from "../flow.ts";
 import type { Executor, Instance, InstanceSpec, InstanceState, LoadResult, ResponseSink } from "../types.ts";
 import { hostSource, preludeSource } from "./prelude.ts";
 
@@ -137,6 +140,10 @@ class IsolateInstance implements Instance {
     this.host.invoke(this, meta, body, sink);
   }
 
+  cancel(sink: ResponseSink): void {
+    if (!this.exited) this.host.cancel(sink);
+  }
+
   /** An invocation's response ended (or failed). */
   finished(pending: boolean): void {
     this.inflight = Math.max(0, this.inflight - 1);
@@ -194,7 +201,10 @@ class IsolateHost {
   private readonly egressProxy: EgressProxy;
   private readonly instances = new Map<number, IsolateInstance>();
   private readonly loads = new Map<number, (m: LoadedMeta) => void>();
-  private readonly sinks = new Map<number, { sink: ResponseSink; instance: IsolateInstance }>();
+  private readonly sinks = new Map<
+    number,
+    { sink: ResponseSink; instance: IsolateInstance; flow: ResponseFlow }
+  >();
   private nextId = 1;
   private stderrTail = "";
   private exited = false;
@@ -379,13 +389,23 @@ class IsolateHost {
     }
     const s = this.sinks.get(f.id);
     if (!s) return;
-    const { sink, instance } = s;
+    const { sink, instance, flow } = s;
     switch (f.type) {
       case T.RESP_HEAD:
         sink.head(f.meta.status, f.meta.headers);
         break;
       case T.RESP_CHUNK:
-        sink.chunk(f.payload);
+        if (!flow.received(f.payload.length)) {
+          // The host enforces the window on its isolates; a host that does not is broken.
+          instance.kill(
+            new NimbusError(
+              "NIMBUS_BAD_RESPONSE",
+              `The isolate sent more than ${FLOW_WINDOW} response bytes the caller had not read yet (flow control); it was stopped.`,
+            ),
+          );
+          return;
+        }
+        sink.chunk(f.payload, flow.consumer(f.payload.length));
         break;
       case T.RESP_END:
         if (!f.meta.pending) this.endInvocation(f.id, instance);
@@ -406,6 +426,7 @@ class IsolateHost {
   }
 
   private endInvocation(id: number, instance: IsolateInstance): void {
+    this.sinks.get(id)?.flow.close();
     this.sinks.delete(id);
     this.guard.close(id);
     instance.invocations.delete(id);
@@ -450,10 +471,19 @@ class IsolateHost {
   invoke(instance: IsolateInstance, meta: InvokeMeta, body: Buffer, sink: ResponseSink): void {
     const id = this.nextId++;
     if (this.nextId > 0xfffffff0) this.nextId = 1;
-    this.sinks.set(id, { sink, instance });
+    const flow = new ResponseFlow((bytes) => {
+      if (!this.exited) this.writer.send(T.CREDIT, id, { bytes } satisfies CreditMeta);
+    });
+    this.sinks.set(id, { sink, instance, flow });
     this.guard.open(id);
     instance.invocations.add(id);
     this.writer.send(T.INVOKE, id, { ...meta, slot: instance.slot }, body);
+  }
+
+  /** Tells the host that the caller of an invocation went away. */
+  cancel(sink: ResponseSink): void {
+    if (this.exited) return;
+    for (const [id, s] of this.sinks) if (s.sink === sink) this.writer.send(T.CANCEL, id);
   }
 
   /** Asks the host to dispose an instance's isolate. */
@@ -468,6 +498,7 @@ class IsolateHost {
       const s = this.sinks.get(id);
       this.sinks.delete(id);
       this.guard.close(id);
+      s?.flow.close();
       s?.sink.fail(reason);
     }
     instance.invocations.clear();

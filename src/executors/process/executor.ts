@@ -12,6 +12,8 @@ import { buildSync } from "esbuild";
 import { NimbusError } from "../../errors.ts";
 import { FrameGuard } from "../../invoker/frame-guard.ts";
 import {
+  type CreditMeta,
+  FLOW_WINDOW,
   type Frame,
   FrameWriter,
   type InvokeMeta,
@@ -20,6 +22,7 @@ import {
   type LogMeta,
   T,
 } from "../../runtime/protocol.ts";
+import { ResponseFlow } from "../flow.ts";
 import type { Executor, Instance, InstanceSpec, InstanceState, LoadResult, ResponseSink } from "../types.ts";
 import type { Egress } from "../../runtime/egress-policy.ts";
 import { serverCeiling } from "../egress/ceiling.ts";
@@ -118,6 +121,8 @@ class ProcessInstance implements Instance {
     onViolation: (why) => this.kill(protocolError(why)),
   });
   private readonly sinks = new Map<number, ResponseSink>();
+  /** Response flow control per running invocation. */
+  private readonly flows = new Map<number, ResponseFlow>();
   private readonly cgroup: Cgroup | undefined;
   private readonly slotDir: string;
   private readonly egress: EgressProxy;
@@ -244,9 +249,22 @@ class ProcessInstance implements Instance {
       case T.RESP_HEAD:
         sink.head(f.meta.status, f.meta.headers);
         break;
-      case T.RESP_CHUNK:
-        sink.chunk(f.payload);
+      case T.RESP_CHUNK: {
+        const flow = this.flows.get(f.id);
+        if (!flow) return;
+        if (!flow.received(f.payload.length)) {
+          this.kill(
+            new NimbusError(
+              "NIMBUS_BAD_RESPONSE",
+              `The instance sent more than ${FLOW_WINDOW} response bytes the caller had not read yet (flow control); it was stopped.`,
+            ),
+            sink,
+          );
+          return;
+        }
+        sink.chunk(f.payload, flow.consumer(f.payload.length));
         break;
+      }
       case T.RESP_END:
         this.finish(f.id, f.meta.pending);
         sink.end(f.meta.cpuMs, f.meta.pending);
@@ -264,6 +282,8 @@ class ProcessInstance implements Instance {
   }
 
   private finish(id: number, pending: boolean): void {
+    this.flows.get(id)?.close();
+    this.flows.delete(id);
     this.inflight--;
     this.lastUsed = Date.now();
     // waitUntil work keeps the instance alive for at most the function's timeout after the response.
@@ -338,7 +358,21 @@ class ProcessInstance implements Instance {
     if (this.nextId > 0xfffffff0) this.nextId = 1;
     this.sinks.set(id, sink);
     this.guard.open(id);
-    this.writer!.send(T.INVOKE, id, meta, body);
+    const writer = this.writer!;
+    this.flows.set(
+      id,
+      new ResponseFlow((bytes) => {
+        if (!this.exited) writer.send(T.CREDIT, id, { bytes } satisfies CreditMeta);
+      }),
+    );
+    writer.send(T.INVOKE, id, meta, body);
+  }
+
+  cancel(sink: ResponseSink): void {
+    if (this.exited) return;
+    for (const [id, s] of this.sinks) {
+      if (s === sink && this.flows.has(id)) this.writer!.send(T.CANCEL, id);
+    }
   }
 
   kill(reason: NimbusError, culprit?: ResponseSink): void {
@@ -403,6 +437,8 @@ class ProcessInstance implements Instance {
       } else sink.fail(reason ?? new NimbusError("NIMBUS_INSTANCE_CRASHED"));
     }
     this.sinks.clear();
+    for (const flow of this.flows.values()) flow.close();
+    this.flows.clear();
     this.inflight = 0;
     this.backgroundUntil.clear();
     this.socket?.destroy();

@@ -12,10 +12,21 @@ import { createHash, createHmac, randomFillSync } from "node:crypto";
 import { createRequire } from "node:module";
 import { connect as netConnect, isIP, Socket } from "node:net";
 import { connect as tlsConnect } from "node:tls";
-import { type Frame, FrameDecoder, FrameWriter, type InvokeMeta, type LogMeta, T } from "../protocol.ts";
+import {
+  CANCELLED_MESSAGE,
+  type CreditMeta,
+  FLOW_WINDOW,
+  type Frame,
+  FrameDecoder,
+  FrameWriter,
+  type InvokeMeta,
+  type LogMeta,
+  T,
+} from "../protocol.ts";
 import { egressOpen } from "../egress-client.ts";
 import { Egress } from "../egress-policy.ts";
 import { type GoneMeta, type InitMeta, type IsolateLoadMeta, TI } from "./frames.ts";
+import { fetchLimitMessage, MAX_FETCHES, MAX_TIMERS, timerLimitMessage } from "./limits.ts";
 import { SourceMap } from "./sourcemap.ts";
 
 type Ivm = any;
@@ -50,6 +61,14 @@ interface Invocation {
   background: boolean;
   /** RESP_HEAD went out. */
   headSent: boolean;
+  /** Response bytes the platform will still take (flow control: FLOW_WINDOW, then CREDIT frames). */
+  credit: number;
+  /** Credit handed to the isolate's runtime and not yet spent on body chunks. */
+  reserved: number;
+  /** The runtime waits for credit. */
+  waiter?: { res: (n: number) => void; rej: (e: Error) => void };
+  /** The caller went away (CANCEL): no more credit. */
+  cancelled: boolean;
 }
 
 interface Slot {
@@ -58,7 +77,8 @@ interface Slot {
   ctx: Ivm;
   meta: IsolateLoadMeta;
   invoke?: Ivm;
-  timers: Map<number, { h: NodeJS.Timeout; res: (fired: boolean) => void }>;
+  /** Live timers; `owner` is the invocation that set one (0: none), whose end clears it. */
+  timers: Map<number, { h: NodeJS.Timeout; res: (fired: boolean) => void; owner: number }>;
   fetches: Map<number, FetchState>;
   /** Set once the host disposed the isolate on purpose. */
   gone: boolean;
@@ -73,6 +93,8 @@ interface Slot {
 
 /** A fetch in flight for an isolate (its body may still be streaming in). */
 interface FetchState {
+  /** The invocation that started it (its end aborts it). */
+  owner: number;
   controller: AbortController;
   /** Aborts the fetch at the invocation's deadline. */
   timer: NodeJS.Timeout;
@@ -119,6 +141,64 @@ function forgetInvocation(id: number, inv: Invocation): void {
   settleCpu(inv.slot);
   inv.slot.running.delete(inv);
   invocations.delete(id);
+  releaseInvocation(id, inv);
+}
+
+/** Everything an invocation held in the host goes with it: its credit waiter, its timers and fetches. */
+function releaseInvocation(id: number, inv: Invocation): void {
+  const w = inv.waiter;
+  inv.waiter = undefined;
+  w?.rej(new Error("The invocation is over; its response can take no more bytes."));
+  const slot = inv.slot;
+  for (const [tid, t] of slot.timers) {
+    if (t.owner !== id) continue;
+    clearTimeout(t.h);
+    slot.timers.delete(tid);
+    t.res(false);
+  }
+  for (const [fid, f] of slot.fetches) if (f.owner === id) endFetch(slot, fid, true);
+}
+
+/**
+ * Hands the runtime the response credit it may spend now (all there is), waiting for a
+ * CREDIT frame when there is none: this is where a slow caller pauses the function.
+ */
+function takeCredit(slot: Slot, id: number): Promise<number> {
+  const inv = invocations.get(id);
+  if (!inv || inv.slot !== slot) return Promise.reject(new Error("The invocation is over."));
+  if (inv.cancelled) return Promise.reject(new Error(CANCELLED_MESSAGE));
+  if (inv.waiter) return Promise.reject(new Error("Credit is already awaited for this invocation."));
+  if (inv.credit > 0) return Promise.resolve(grantCredit(inv));
+  return new Promise((res, rej) => {
+    inv.waiter = { res, rej };
+  });
+}
+
+function grantCredit(inv: Invocation): number {
+  const n = inv.credit;
+  inv.credit = 0;
+  inv.reserved += n;
+  return n;
+}
+
+function onCancel(frame: Frame): void {
+  const inv = invocations.get(frame.id);
+  if (!inv) return;
+  inv.cancelled = true;
+  const w = inv.waiter;
+  inv.waiter = undefined;
+  w?.rej(new Error(CANCELLED_MESSAGE));
+}
+
+function onCredit(frame: Frame): void {
+  const inv = invocations.get(frame.id);
+  const n = (frame.meta as CreditMeta | undefined)?.bytes;
+  if (!inv || typeof n !== "number" || !Number.isSafeInteger(n) || n <= 0) return;
+  inv.credit += n;
+  const w = inv.waiter;
+  if (!w) return;
+  inv.waiter = undefined;
+  w.res(grantCredit(inv));
 }
 
 /**
@@ -169,17 +249,23 @@ async function newIsolate(memoryMB: number): Promise<Blank> {
     ),
   );
   const timer = new ivm.Reference(
-    (id: number, ms: number) =>
-      new Promise<boolean>((res) => {
+    (id: number, ms: number, owner: number) =>
+      new Promise<boolean>((res, rej) => {
         const slot = holder.slot;
         if (!slot || slot.gone) return res(false);
+        if (slot.timers.size >= MAX_TIMERS && !slot.timers.has(id)) {
+          return rej(new RangeError(timerLimitMessage()));
+        }
+        // A timer belongs to the invocation that set it, if that one still runs here.
+        const inv = invocations.get(owner);
+        const own = inv?.slot === slot ? owner : 0;
         // Node fires delays past 2^31-1 ms at once; hold them to the longest it can wait.
         const delay = Math.min(Math.max(0, Number(ms) || 0), 2 ** 31 - 1);
         const h = setTimeout(() => {
           slot.timers.delete(id);
           res(true);
         }, delay);
-        slot.timers.set(id, { h, res });
+        slot.timers.set(id, { h, res, owner: own });
       }),
   );
   const untimer = new ivm.Callback(
@@ -209,9 +295,12 @@ async function newIsolate(memoryMB: number): Promise<Blank> {
   const readBody = new ivm.Reference((fid: number) =>
     handled(holder.slot ? fetchRead(holder.slot, fid) : Promise.resolve(null)),
   );
+  const credit = new ivm.Reference((id: number) =>
+    handled(holder.slot ? takeCredit(holder.slot, id) : Promise.reject(new Error("no function loaded"))),
+  );
   const api = await ctx.evalClosure(
-    "return __nimbus_init($0, $1, $2, $3, $4, $5, $6, $7, $8)",
-    [emit, random, digest, hmac, timer, untimer, fetch, fetchAbort, readBody],
+    "return __nimbus_init($0, $1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    [emit, random, digest, hmac, timer, untimer, fetch, fetchAbort, readBody, credit],
     { result: { reference: true } },
   );
   const moduleShim = await iso.compileModule(MODULE_SHIM, { filename: "nimbus:node-module-shim" });
@@ -280,7 +369,11 @@ function dispose(slot: Slot): void {
   for (const t of slot.timers.values()) clearTimeout(t.h);
   slot.timers.clear();
   for (const fid of [...slot.fetches.keys()]) endFetch(slot, fid, true);
-  for (const [id, inv] of invocations) if (inv.slot === slot) invocations.delete(id);
+  for (const [id, inv] of invocations) {
+    if (inv.slot !== slot) continue;
+    inv.waiter = undefined;
+    invocations.delete(id);
+  }
   slot.running.clear();
   try {
     if (!slot.iso.isDisposed) slot.iso.dispose();
@@ -414,6 +507,7 @@ async function hostFetch(
   req: { url: string; method: string; headers: [string, string][]; redirect: string },
   body: Uint8Array | undefined,
 ): Promise<unknown> {
+  if (slot.fetches.size >= MAX_FETCHES) throw new RangeError(fetchLimitMessage());
   const policy = slot.egress;
   const agent = agentFor(policy);
   const controller = new AbortController();
@@ -428,7 +522,7 @@ async function hostFetch(
       ),
     Math.max(0, deadline - Date.now()),
   );
-  const state: FetchState = { controller, timer };
+  const state: FetchState = { owner: owner?.slot === slot ? invocation : 0, controller, timer };
   slot.fetches.set(fid, state);
   try {
     let url = req.url;
@@ -685,10 +779,16 @@ function onEmit(slot: Slot, kind: number, id: number, m: unknown, bytes?: Uint8A
         badOutput(inv, id, "the body must be bytes");
         return;
       }
+      const size = bytes?.byteLength ?? 0;
+      if (kind === E.FULL && size > inv.credit) {
+        badOutput(inv, id, "a response body larger than its flow-control window");
+        return;
+      }
       inv.headSent = true;
       writer.send(T.RESP_HEAD, id, head);
       if (kind === E.HEAD) return;
-      if (bytes && bytes.byteLength > 0) writer.send(T.RESP_CHUNK, id, undefined, bytes);
+      inv.credit -= size;
+      if (bytes && size > 0) writer.send(T.RESP_CHUNK, id, undefined, bytes);
       end(inv, id, Boolean((m as { pending?: unknown }).pending));
       return;
     }
@@ -701,6 +801,11 @@ function onEmit(slot: Slot, kind: number, id: number, m: unknown, bytes?: Uint8A
         badOutput(inv, id, "a body chunk must be bytes");
         return;
       }
+      if (bytes.byteLength > inv.reserved) {
+        badOutput(inv, id, "body bytes beyond the credit it was given (flow control)");
+        return;
+      }
+      inv.reserved -= bytes.byteLength;
       writer.send(T.RESP_CHUNK, id, undefined, bytes);
       return;
     case E.END:
@@ -758,6 +863,9 @@ function handleInvoke(frame: Frame): void {
     deadline: meta.deadline,
     background: false,
     headSent: false,
+    credit: FLOW_WINDOW,
+    reserved: 0,
+    cancelled: false,
   };
   invocations.set(frame.id, inv);
   settleCpu(slot);
@@ -825,6 +933,12 @@ socket.on("data", (chunk: Buffer) => {
         handleLoad(frame).catch((err: unknown) =>
           writer.send(T.LOADED, frame.id, { ok: false, error: errorInfo(err), loadMs: 0 }),
         );
+        break;
+      case T.CREDIT:
+        onCredit(frame);
+        break;
+      case T.CANCEL:
+        onCancel(frame);
         break;
       case TI.UNLOAD: {
         const slot = slots.get(frame.id);

@@ -46,17 +46,17 @@ type Row = Record<string, any>;
 /** The writer thread's end: batches go in, one reply per batch comes back. */
 class WriterThread {
   private readonly worker: Worker;
-  private readonly pending = new Map<number, { resolve: () => void; reject: (e: Error) => void }>();
+  private readonly pending = new Map<number, { resolve: (n?: number) => void; reject: (e: Error) => void }>();
   private seq = 0;
 
   constructor(file: string) {
     this.worker = new Worker(new URL("./writer.ts", import.meta.url), { workerData: { file } });
     this.worker.unref();
-    this.worker.on("message", (m: { id: number; error?: string }) => {
+    this.worker.on("message", (m: { id: number; error?: string; deleted?: number }) => {
       const p = this.pending.get(m.id);
       this.pending.delete(m.id);
       if (m.error) p?.reject(new Error(`writing records failed: ${m.error}`));
-      else p?.resolve();
+      else p?.resolve(m.deleted);
     });
     this.worker.on("error", (err) => {
       for (const p of this.pending.values()) p.reject(err);
@@ -67,8 +67,16 @@ class WriterThread {
   write(invocations: InvocationRecord[], logs: LogRecord[]): Promise<void> {
     const id = ++this.seq;
     return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
+      this.pending.set(id, { resolve: () => resolve(), reject });
       this.worker.postMessage({ id, invocations, logs });
+    });
+  }
+
+  prune(olderThan: number, maxCharsPerFunction: number): Promise<number> {
+    const id = ++this.seq;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve: (n) => resolve(n ?? 0), reject });
+      this.worker.postMessage({ id, prune: { olderThan, maxCharsPerFunction } });
     });
   }
 
@@ -243,6 +251,50 @@ export class SqliteStore implements Store {
     if (invocations.length === 0 && logs.length === 0) return;
     if (this.writer) return this.writer.write(invocations, logs);
     this.writeBatchSync(invocations, logs);
+  }
+
+  /** Log retention (see {@link Store.pruneLogs}), on the writer thread when there is one. */
+  async pruneLogs(olderThan: number, maxCharsPerFunction: number): Promise<number> {
+    if (this.writer) return this.writer.prune(olderThan, maxCharsPerFunction);
+    return this.pruneLogsSync(olderThan, maxCharsPerFunction);
+  }
+
+  /**
+   * Log retention on this thread, in batches of 10,000 lines (each its own short
+   * transaction, so writers are never held up for long). The oldest lines sit at the start
+   * of the table (seq order), so each batch finds its rows without scanning the rest.
+   */
+  pruneLogsSync(olderThan: number, maxCharsPerFunction: number): number {
+    let deleted = 0;
+    const batch = this.q(
+      "DELETE FROM logs WHERE seq IN (SELECT seq FROM logs WHERE t < ? ORDER BY seq LIMIT 10000)",
+    );
+    for (;;) {
+      const n = Number(batch.run(olderThan).changes);
+      deleted += n;
+      if (n < 10000) break;
+    }
+    const fns = this.q("SELECT DISTINCT tenant, fn FROM logs").all() as { tenant: string; fn: string }[];
+    for (const { tenant, fn } of fns) {
+      const total = Number(
+        this.q("SELECT COALESCE(SUM(LENGTH(msg)), 0) AS n FROM logs WHERE tenant = ? AND fn = ?").get(
+          tenant,
+          fn,
+        )?.n ?? 0,
+      );
+      if (total <= maxCharsPerFunction) continue;
+      // The newest line past the cap, counting from the newest: it and everything older go.
+      const cut = this.q(
+        `SELECT seq FROM (SELECT seq, SUM(LENGTH(msg)) OVER (ORDER BY seq DESC) AS acc
+           FROM logs WHERE tenant = ? AND fn = ?) WHERE acc > ? ORDER BY seq DESC LIMIT 1`,
+      ).get(tenant, fn, maxCharsPerFunction);
+      if (!cut) continue;
+      deleted += Number(
+        this.q("DELETE FROM logs WHERE tenant = ? AND fn = ? AND seq <= ?").run(tenant, fn, Number(cut.seq))
+          .changes,
+      );
+    }
+    return deleted;
   }
 
   /**

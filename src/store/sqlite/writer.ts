@@ -8,9 +8,22 @@ import { SqliteStore } from "./store.ts";
 
 const store = new SqliteStore((workerData as { file: string }).file);
 
-parentPort!.on("message", (m: { id: number; invocations: InvocationRecord[]; logs: LogRecord[] }) => {
+interface Message {
+  id: number;
+  invocations?: InvocationRecord[];
+  logs?: LogRecord[];
+  /** Log retention instead of a write. */
+  prune?: { olderThan: number; maxCharsPerFunction: number };
+}
+
+parentPort!.on("message", (m: Message) => {
   try {
-    store.writeBatchSync(m.invocations, m.logs);
+    if (m.prune) {
+      const deleted = store.pruneLogsSync(m.prune.olderThan, m.prune.maxCharsPerFunction);
+      parentPort!.postMessage({ id: m.id, deleted });
+      return;
+    }
+    store.writeBatchSync(m.invocations ?? [], m.logs ?? []);
     parentPort!.postMessage({ id: m.id });
   } catch (err) {
     parentPort!.postMessage({ id: m.id, error: (err as Error).message });

@@ -25,6 +25,8 @@ import {
 import { fromLambdaResult, toLambdaEvent } from "../../lambda.ts";
 import { inspectModule } from "../../module.ts";
 import type { InvokeMeta } from "../../protocol.ts";
+import { FLOW_WINDOW, MAX_CHUNK } from "../../window.ts";
+import { fetchLimitMessage, MAX_TIMERS, timerLimitMessage } from "../limits.ts";
 import { structuredClone } from "./clone.ts";
 import { atob, btoa, DOMExceptionLike, TextDecoder, TextEncoder, utf8Encode } from "./encoding.ts";
 import { AbortController, AbortSignal, Event, EventTarget, setTimerHooks } from "./events.ts";
@@ -53,7 +55,7 @@ interface Bridge {
   random: (n: number) => Uint8Array;
   digest: (alg: string, data: Uint8Array) => Promise<Uint8Array>;
   hmac: (hash: string, key: Uint8Array, data: Uint8Array) => Promise<Uint8Array>;
-  timer: (id: number, ms: number) => Promise<boolean>;
+  timer: (id: number, ms: number, owner: number) => Promise<boolean>;
   untimer: (id: number) => void;
   fetch: (
     fid: number,
@@ -63,6 +65,8 @@ interface Bridge {
   ) => Promise<HostFetchResult>;
   fetchAbort: (fid: number) => void;
   fetchRead: (fid: number) => Promise<Uint8Array | null>;
+  /** Response credit (bytes) the invocation may send now; waits while the caller reads slowly. */
+  credit: (id: number) => Promise<number>;
 }
 
 const g = globalThis as unknown as Record<string, unknown>;
@@ -135,13 +139,18 @@ function reportError(err: unknown): void {
 let nextTimer = 1;
 const liveTimers = new Map<number, { fn: () => void; repeat: number; owner: number }>();
 
-function arm(id: number, ms: number): void {
-  bridge!.timer(id, ms).then(
+function arm(id: number, ms: number, owner: number): void {
+  bridge!.timer(id, ms, owner).then(
     (fired) => {
       const t = liveTimers.get(id);
-      if (!fired || !t) return;
+      if (!t) return;
+      if (!fired) {
+        // Cleared by the host (its invocation ended, or the isolate is going away).
+        liveTimers.delete(id);
+        return;
+      }
       if (t.repeat < 0) liveTimers.delete(id);
-      else arm(id, t.repeat);
+      else arm(id, t.repeat, t.owner);
       runAs(t.owner, () => {
         try {
           t.fn();
@@ -157,17 +166,21 @@ function arm(id: number, ms: number): void {
 function setTimeoutImpl(fn: unknown, ms?: number, ...args: unknown[]): number {
   if (typeof fn !== "function")
     throw new TypeError("setTimeout: the callback must be a function (strings are not evaluated).");
+  if (liveTimers.size >= MAX_TIMERS) throw new RangeError(timerLimitMessage());
   const id = nextTimer++;
-  liveTimers.set(id, { fn: () => fn(...args), repeat: -1, owner: logId() });
-  arm(id, Math.max(0, Number(ms) || 0));
+  const owner = logId();
+  liveTimers.set(id, { fn: () => fn(...args), repeat: -1, owner });
+  arm(id, Math.max(0, Number(ms) || 0), owner);
   return id;
 }
 function setIntervalImpl(fn: unknown, ms?: number, ...args: unknown[]): number {
   if (typeof fn !== "function") throw new TypeError("setInterval: the callback must be a function.");
+  if (liveTimers.size >= MAX_TIMERS) throw new RangeError(timerLimitMessage());
   const id = nextTimer++;
   const every = Math.max(1, Number(ms) || 0);
-  liveTimers.set(id, { fn: () => fn(...args), repeat: every, owner: logId() });
-  arm(id, every);
+  const owner = logId();
+  liveTimers.set(id, { fn: () => fn(...args), repeat: every, owner });
+  arm(id, every, owner);
   return id;
 }
 function clearTimer(id: unknown): void {
@@ -446,6 +459,9 @@ async function fetchImpl(input: unknown, init?: Record<string, unknown>): Promis
     }
     return makeResponse(r.status, r.statusText, r.headers, body, r.url, r.redirected);
   } catch (err) {
+    if (err instanceof Error && err.message.includes("NIMBUS_FETCH_LIMIT")) {
+      throw new RangeError(fetchLimitMessage());
+    }
     if (err instanceof Error && !(err instanceof DOMExceptionLike) && err.name !== "AbortError") {
       throw new TypeError(`fetch failed: ${err.message}`);
     }
@@ -564,20 +580,51 @@ function fail(id: number, code: "NIMBUS_FUNCTION_ERROR" | "NIMBUS_BAD_RESPONSE",
   bridge!.emit(E.ERROR, id, { code, message, stack });
 }
 
+/** Response credit left per invocation (flow control; the host hands out more as the caller reads). */
+const credits = new Map<number, number>();
+
+/**
+ * Sends body bytes against the invocation's credit, waiting for more when it is used up: a
+ * slow caller pauses the function, whose stream is then read no faster than it drains.
+ */
+async function sendBytes(id: number, u: Uint8Array): Promise<void> {
+  for (let off = 0; off < u.byteLength; ) {
+    let c = credits.get(id) ?? 0;
+    if (c <= 0) c = await bridge!.credit(id);
+    const n = Math.min(c, MAX_CHUNK, u.byteLength - off);
+    bridge!.emit(E.CHUNK, id, undefined, u.subarray(off, off + n));
+    credits.set(id, c - n);
+    off += n;
+  }
+}
+
 async function sendResponse(id: number, response: Response, pending: () => boolean): Promise<void> {
   const head = { status: response.status, headers: response.headers._pairs() };
   if (response._stream === undefined) {
-    // Bytes (or nothing): the whole response goes out in one crossing.
-    bridge!.emit(E.FULL, id, { ...head, pending: pending() }, response._bytes ?? new Uint8Array(0));
+    const bytes = response._bytes ?? new Uint8Array(0);
+    if (bytes.byteLength <= FLOW_WINDOW) {
+      // Bytes that fit the window (the usual case): the whole response in one crossing.
+      bridge!.emit(E.FULL, id, { ...head, pending: pending() }, bytes);
+      return;
+    }
+    bridge!.emit(E.HEAD, id, head);
+    await sendBytes(id, bytes);
+    bridge!.emit(E.END, id, { pending: pending() });
     return;
   }
   bridge!.emit(E.HEAD, id, head);
   const reader = response._stream.getReader();
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    const u = toU8(value);
-    if (u.byteLength > 0) bridge!.emit(E.CHUNK, id, undefined, u);
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      const u = toU8(value);
+      if (u.byteLength > 0) await sendBytes(id, u);
+    }
+  } catch (err) {
+    // The function's stream learns that nobody reads it any more.
+    reader.cancel(err).catch(() => {});
+    throw err;
   }
   bridge!.emit(E.END, id, { pending: pending() });
 }
@@ -631,12 +678,19 @@ async function invoke(id: number, meta: InvokeMeta, body: Uint8Array): Promise<v
         fail(id, "NIMBUS_BAD_RESPONSE", err);
         return;
       }
-      bridge!.emit(
-        E.FULL,
-        id,
-        { status: adapted.status, headers: adapted.headers, pending: false },
-        adapted.body,
-      );
+      const head = { status: adapted.status, headers: adapted.headers };
+      if (adapted.body.byteLength <= FLOW_WINDOW) {
+        bridge!.emit(E.FULL, id, { ...head, pending: false }, adapted.body);
+        return;
+      }
+      bridge!.emit(E.HEAD, id, head);
+      try {
+        await sendBytes(id, adapted.body);
+      } catch (err) {
+        fail(id, "NIMBUS_FUNCTION_ERROR", err);
+        return;
+      }
+      bridge!.emit(E.END, id, { pending: false });
       return;
     }
     const init: Record<string, unknown> = { method: meta.method, headers: meta.headers };
@@ -682,6 +736,7 @@ async function invoke(id: number, meta: InvokeMeta, body: Uint8Array): Promise<v
     }
   } finally {
     active.delete(id);
+    credits.delete(id);
   }
 }
 
@@ -787,6 +842,7 @@ function warmUp(): void {
     },
     fetchAbort: noop,
     fetchRead: async () => null,
+    credit: async () => FLOW_WINDOW,
   };
   rawEmit = noop;
   const meta = {
@@ -857,7 +913,7 @@ Object.defineProperty(g, "__nimbus_init", {
   value(...fns: unknown[]) {
     delete g.__nimbus_init;
     delete g.__nimbus_warm;
-    const [emit, random, digest, hmac, timer, untimer, fetch, fetchAbort, fetchRead] = fns as [
+    const [emit, random, digest, hmac, timer, untimer, fetch, fetchAbort, fetchRead, credit] = fns as [
       Emit,
       Bridge["random"],
       HostRef,
@@ -866,6 +922,7 @@ Object.defineProperty(g, "__nimbus_init", {
       Bridge["untimer"],
       HostRef,
       Bridge["fetchAbort"],
+      HostRef,
       HostRef,
     ];
     rawEmit = emit as unknown as RawEmit;
@@ -879,6 +936,7 @@ Object.defineProperty(g, "__nimbus_init", {
       fetch: viaRef(fetch),
       fetchAbort,
       fetchRead: viaRef(fetchRead),
+      credit: viaRef(credit),
     });
   },
 });
