@@ -9,6 +9,7 @@ import { join, resolve } from "node:path";
 import swagger from "@fastify/swagger";
 import Fastify, { type FastifyError } from "fastify";
 import { Auth } from "./api/auth.ts";
+import { DEFAULT_LIMITS, type ServerLimits } from "./build/config.ts";
 import { Deployer } from "./api/deploy.ts";
 import { registerRoutes } from "./api/routes.ts";
 import { NimbusError } from "./errors.ts";
@@ -56,6 +57,13 @@ export interface ServeOptions {
   headersTimeoutMs?: number;
   /** Autoscaler tick, ms (0 turns pre-scaling off). @default 1000 */
   autoscaleIntervalMs?: number;
+  /** Maximums a function's config may ask for (`--max-*` flags). @default DEFAULT_LIMITS */
+  limits?: Partial<ServerLimits>;
+  /**
+   * Freeze idle instances (cgroup freezer) so that no code runs between invocations.
+   * Off only for debugging (`--no-freeze`, NIMBUS_FREEZE=off). @default true
+   */
+  freeze?: boolean;
   /** Where platform messages go. @default stderr */
   log?: (msg: string) => void;
 }
@@ -66,6 +74,8 @@ export interface RunningServer {
   dataDir: string;
   adminKey: string;
   protections: Protections;
+  /** Idle instances are frozen. */
+  freezing: boolean;
   server: Server;
   /** Graceful stop: stop accepting, finish in-flight invocations (up to `deadlineMs`), stop instances. */
   close(deadlineMs?: number): Promise<void>;
@@ -79,6 +89,9 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
   const store = new SqliteStore(join(dataDir, "nimbus.db"));
   store.startWriter();
   const protections = detectProtections(opts.noSandbox ?? process.env.NIMBUS_SANDBOX === "off");
+  const limits: ServerLimits = { ...DEFAULT_LIMITS, ...opts.limits };
+  // Freezing needs the freezer controller; without it idle instances keep their CPU quota.
+  const freeze = (opts.freeze ?? process.env.NIMBUS_FREEZE !== "off") && protections.freezer;
   sweepStaleCgroups(protections);
   const registry = new Registry(store);
   await registry.load("default");
@@ -100,6 +113,7 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
     dataDir,
     protections,
     prewarm: opts.prewarm,
+    freeze,
     onInstanceLog: instanceLog,
   });
   const isolateExecutor = new IsolateExecutor({
@@ -108,6 +122,7 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
     egress: opts.isolateEgress,
     // A function's own network policy (config.network) over the server's.
     egressFor: (spec) => spec.network,
+    freeze,
     onInstanceLog: instanceLog,
   });
   const executors: Partial<Record<ExecutorKind, Executor>> = {
@@ -123,7 +138,7 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
     queueWaitMs: opts.queueWaitMs,
     autoscaleIntervalMs: opts.autoscaleIntervalMs,
   });
-  const invoker = new Invoker(registry, scheduler, recorder);
+  const invoker = new Invoker(registry, scheduler, recorder, limits);
   const auth = new Auth(store);
   const adminKey = await auth.ensureAdminKey(dataDir);
   const gateway = new Gateway(invoker, auth);
@@ -132,6 +147,7 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
     registry,
     executors,
     dataDir,
+    limits,
     onActivated: (v) => invoker.poolFor(v).ensureMin(),
   });
   const pricePlan = loadPricePlan(dataDir);
@@ -236,6 +252,7 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
     dataDir,
     adminKey,
     protections,
+    freezing: freeze,
     server,
     close(deadlineMs = 10_000) {
       closing ??= (async () => {

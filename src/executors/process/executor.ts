@@ -63,6 +63,12 @@ export interface ProcessExecutorOptions {
   cpus?: number;
   /** Max processes/threads per instance. @default 64 */
   pids?: number;
+  /**
+   * Freeze an instance's cgroup whenever it has no invocation running and no `waitUntil`
+   * work (and pre-started runtimes until taken): nothing it scheduled runs unmetered.
+   * Needs `protections.freezer`. @default false
+   */
+  freeze?: boolean;
   /** Receives lines an instance wrote outside any invocation (stdout/stderr, startup). */
   onInstanceLog?: (functionName: string, line: LogMeta) => void;
 }
@@ -74,13 +80,23 @@ function heapMB(memoryMB: number): number {
   return Math.max(32, memoryMB - 48);
 }
 
+/** An instance's own CPU figure, as a number of ms (anything else counts as 0). */
+function reportedCpu(v: unknown): number {
+  return typeof v === "number" && Number.isFinite(v) && v >= 0 ? v : 0;
+}
+
 /** One child process: generic until LOAD, then an instance of one function version. */
 class ProcessInstance implements Instance {
   readonly id: string;
   spec!: InstanceSpec;
   inflight = 0;
-  /** Invocations whose `waitUntil` work still runs → the time it stops keeping the instance alive. */
-  private readonly backgroundUntil = new Map<number, number>();
+  /**
+   * Invocations whose `waitUntil` work still runs (the invoker stops the instance when it
+   * outlives the function's timeout).
+   */
+  private readonly backgroundIds = new Set<number>();
+  /** Per invocation: the cgroup's CPU ms when it started, and how many invocations overlapped it. */
+  private readonly cpuStart = new Map<number, { at: number | undefined; overlap: number }>();
   state: InstanceState = "starting";
   lastUsed = Date.now();
   readonly memoryMB: number;
@@ -207,6 +223,8 @@ class ProcessInstance implements Instance {
     switch (f.type) {
       case T.READY:
         this.onReady();
+        // A pre-started runtime waits frozen until a function is loaded into it.
+        this.maybeFreeze();
         return;
       case T.LOADED:
         this.onLoaded?.(f.meta as LoadedMeta);
@@ -227,41 +245,86 @@ class ProcessInstance implements Instance {
       case T.RESP_CHUNK:
         sink.chunk(f.payload);
         break;
-      case T.RESP_END:
-        this.finish(f.id, f.meta.pending);
-        sink.end(f.meta.cpuMs, f.meta.pending);
+      case T.RESP_END: {
+        if (this.backgroundIds.has(f.id)) return; // already ended
+        const pending = f.meta?.pending === true;
+        const cpu = pending ? reportedCpu(f.meta?.cpuMs) : this.billCpu(f.id, f.meta?.cpuMs);
+        this.finish(f.id, pending);
+        sink.end(cpu, pending);
         break;
-      case T.INVOKE_ERROR:
+      }
+      case T.INVOKE_ERROR: {
+        if (this.backgroundIds.has(f.id)) return;
+        const cpu = this.billCpu(f.id, f.meta?.cpuMs);
         this.finish(f.id, false);
-        sink.fail(new NimbusError(f.meta.code), f.meta.cpuMs, f.meta.stack);
+        sink.fail(new NimbusError(f.meta.code), cpu, f.meta.stack);
         break;
-      case T.DONE:
+      }
+      case T.DONE: {
+        // Only for an invocation whose response ended with waitUntil work pending: a DONE
+        // before the response's end would stop its billing early.
+        if (!this.backgroundIds.has(f.id)) return;
+        const cpu = this.billCpu(f.id, f.meta?.cpuMs);
         this.sinks.delete(f.id);
-        this.backgroundUntil.delete(f.id);
-        sink.done(f.meta.cpuMs);
+        this.backgroundIds.delete(f.id);
+        sink.done(cpu);
+        this.maybeFreeze();
         break;
+      }
     }
   }
 
   private finish(id: number, pending: boolean): void {
     this.inflight--;
     this.lastUsed = Date.now();
-    // waitUntil work keeps the instance alive for at most the function's timeout after the response.
-    if (pending) this.backgroundUntil.set(id, Date.now() + (this.spec?.timeoutMs ?? 30_000));
+    if (pending) this.backgroundIds.add(id);
     else this.sinks.delete(id);
     if (this.state === "busy" && this.inflight === 0) this.state = "idle";
+    this.maybeFreeze();
   }
 
-  /** Invocations whose `ctx.waitUntil` work still runs (within its deadline). */
+  /**
+   * The CPU ms to bill an invocation that is over: the kernel's figure for the instance's
+   * cgroup over the invocation (the instance cannot lower it), shared out when invocations
+   * overlapped (never below the instance's own figure then, capped at the kernel's);
+   * the instance's figure only where the host has no CPU accounting.
+   */
+  private billCpu(id: number, reported: unknown): number {
+    const own = reportedCpu(reported);
+    const c = this.cpuStart.get(id);
+    this.cpuStart.delete(id);
+    const now = this.cgroup?.cpuUsageMs();
+    if (!c || c.at === undefined || now === undefined) return own;
+    const delta = Math.max(0, now - c.at);
+    return c.overlap <= 1 ? delta : Math.max(delta / c.overlap, Math.min(own, delta));
+  }
+
+  /** Invocations whose `ctx.waitUntil` work still runs. */
   get background(): number {
-    const now = Date.now();
-    for (const [id, until] of this.backgroundUntil) {
-      if (until <= now) {
-        this.backgroundUntil.delete(id);
-        this.sinks.delete(id);
-      }
-    }
-    return this.backgroundUntil.size;
+    return this.backgroundIds.size;
+  }
+
+  /** Whether the instance's processes are frozen now. */
+  get frozen(): boolean {
+    return this.cgroup?.frozen ?? false;
+  }
+
+  /** The kernel's figure for the CPU ms the instance's processes used, if the host measures it. */
+  cpuUsageMs(): number | undefined {
+    return this.cgroup?.cpuUsageMs();
+  }
+
+  /** Freezes the instance when nothing of it should run: no invocation, no waitUntil work. */
+  private maybeFreeze(): void {
+    if (!this.exec.options.freeze || !this.cgroup?.canFreeze) return;
+    if (this.exited || this.stopping || this.state === "dead" || this.sinks.size > 0) return;
+    if (this.state === "starting" && this.spec) return; // loading
+    this.cgroup.freeze();
+  }
+
+  /** Lets the instance run again before anything is sent to it (a no-op when not frozen). */
+  private thaw(): void {
+    this.cgroup?.thaw();
   }
 
   /** Loads the function into this (ready, generic) runtime. */
@@ -282,6 +345,8 @@ class ProcessInstance implements Instance {
     const loaded = new Promise<LoadedMeta>((res) => {
       this.onLoaded = res;
     });
+    this.cgroup?.setCpus(spec.cpus ?? this.exec.options.cpus ?? 1);
+    this.thaw();
     const meta: LoadMeta = {
       file,
       functionName: spec.functionName,
@@ -301,7 +366,10 @@ class ProcessInstance implements Instance {
       ),
     );
     const result = await Promise.race([loaded, died]);
-    if (result.ok) this.state = "idle";
+    if (result.ok) {
+      this.state = "idle";
+      this.maybeFreeze();
+    }
     return result;
   }
 
@@ -313,6 +381,10 @@ class ProcessInstance implements Instance {
     const id = this.nextId++;
     if (this.nextId > 0xfffffff0) this.nextId = 1;
     this.sinks.set(id, sink);
+    this.thaw();
+    const overlap = this.sinks.size;
+    for (const c of this.cpuStart.values()) c.overlap = Math.max(c.overlap, overlap);
+    this.cpuStart.set(id, { at: this.cgroup?.cpuUsageMs(), overlap });
     this.writer!.send(T.INVOKE, id, meta, body);
   }
 
@@ -321,6 +393,8 @@ class ProcessInstance implements Instance {
     this.killReason ??= reason;
     this.culprit ??= culprit;
     this.state = "dead";
+    // A frozen process does not act on SIGKILL (cgroup v1) until it is thawed.
+    this.thaw();
     this.child.kill("SIGKILL");
   }
 
@@ -329,6 +403,7 @@ class ProcessInstance implements Instance {
     this.stopping = true;
     this.state = "dead";
     const gone = new Promise<void>((res) => this.onExit(() => res()));
+    this.thaw();
     this.socket?.end();
     const t = setTimeout(() => this.child.kill("SIGKILL"), 2000);
     // If even the kill is never confirmed (the spawner is gone), count the instance gone.
@@ -379,7 +454,8 @@ class ProcessInstance implements Instance {
     }
     this.sinks.clear();
     this.inflight = 0;
-    this.backgroundUntil.clear();
+    this.backgroundIds.clear();
+    this.cpuStart.clear();
     this.socket?.destroy();
     if (this.cgroup) {
       this.cgroup.remove();

@@ -23,6 +23,13 @@ export interface Protections {
   memoryLimit: boolean;
   cpuLimit: boolean;
   pidsLimit: boolean;
+  /**
+   * An instance's processes can be frozen between invocations (v1 `freezer` controller,
+   * v2 `cgroup.freeze`), as Lambda freezes idle execution environments.
+   */
+  freezer: boolean;
+  /** The platform can read an instance's CPU time (v1 `cpuacct.usage`, v2 `cpu.stat`). */
+  cpuAccounting: boolean;
   /** Human-readable list of protections that are OFF, empty when fully sandboxed. */
   off: string[];
 }
@@ -78,6 +85,8 @@ export function detectProtections(disable = false): Protections {
   let memoryLimit = false;
   let cpuLimit = false;
   let pidsLimit = false;
+  let freezer = false;
+  let cpuAccounting = false;
   if (!disable) {
     if (existsSync(join(V1_ROOT, "cgroup.controllers"))) {
       const controllers = readFileSync(join(V1_ROOT, "cgroup.controllers"), "utf8");
@@ -91,18 +100,36 @@ export function detectProtections(disable = false): Protections {
         memoryLimit = controllers.includes("memory");
         cpuLimit = controllers.includes("cpu");
         pidsLimit = controllers.includes("pids");
+        // cgroup.freeze and cpu.stat exist in every non-root v2 cgroup (kernel 5.2+ for freeze).
+        freezer = kernelAtLeast(5, 2);
+        cpuAccounting = true;
       }
     } else {
       memoryLimit = existsSync(join(V1_ROOT, "memory")) && canWrite(join(V1_ROOT, "memory"));
       cpuLimit = existsSync(join(V1_ROOT, "cpu")) && canWrite(join(V1_ROOT, "cpu"));
       pidsLimit = existsSync(join(V1_ROOT, "pids")) && canWrite(join(V1_ROOT, "pids"));
-      if (memoryLimit || cpuLimit || pidsLimit) cgroups = "v1";
+      freezer = existsSync(join(V1_ROOT, "freezer")) && canWrite(join(V1_ROOT, "freezer"));
+      cpuAccounting = existsSync(join(V1_ROOT, "cpuacct")) && canWrite(join(V1_ROOT, "cpuacct"));
+      if (memoryLimit || cpuLimit || pidsLimit || freezer || cpuAccounting) cgroups = "v1";
     }
   }
   if (!memoryLimit) off.push("cgroup memory limit (only V8's --max-old-space-size bounds memory)");
   if (!cpuLimit) off.push("cgroup CPU limit");
   if (!pidsLimit) off.push("cgroup process-count limit");
-  return { bwrap, cgroups, memoryLimit, cpuLimit, pidsLimit, off };
+  if (!freezer) off.push("cgroup freezer (idle instances are not frozen and may run unmetered)");
+  if (!cpuAccounting) off.push("cgroup CPU accounting (CPU ms come from the instance's own figures)");
+  return { bwrap, cgroups, memoryLimit, cpuLimit, pidsLimit, freezer, cpuAccounting, off };
+}
+
+function kernelAtLeast(major: number, minor: number): boolean {
+  try {
+    const m = /^(\d+)\.(\d+)/.exec(readFileSync("/proc/sys/kernel/osrelease", "utf8"));
+    if (!m) return false;
+    const [a, b] = [Number(m[1]), Number(m[2])];
+    return a > major || (a === major && b >= minor);
+  } catch {
+    return false;
+  }
 }
 
 /** One instance's cgroup(s); `procsFiles` are written with the instance's pid. */
@@ -111,6 +138,12 @@ export class Cgroup {
   readonly procsFiles: string[] = [];
   private readonly version: "v1" | "v2";
   private readonly memoryDir: string | undefined;
+  private readonly cpuDir: string | undefined;
+  /** The file whose content freezes/thaws (v1 `freezer.state`, v2 `cgroup.freeze`). */
+  private readonly freezeFile: string | undefined;
+  /** The file holding the group's CPU time (v1 `cpuacct.usage` ns, v2 `cpu.stat` usage_usec). */
+  private readonly usageFile: string | undefined;
+  private isFrozen = false;
 
   constructor(p: Protections, name: string, limits: CgroupLimits) {
     if (!p.cgroups) throw new Error("cgroups are not available");
@@ -130,6 +163,9 @@ export class Cgroup {
       if (p.pidsLimit) writeFileSync(join(dir, "pids.max"), String(limits.pids));
       this.procsFiles.push(join(dir, "cgroup.procs"));
       this.memoryDir = dir;
+      this.cpuDir = dir;
+      if (p.freezer) this.freezeFile = join(dir, "cgroup.freeze");
+      if (p.cpuAccounting) this.usageFile = join(dir, "cpu.stat");
     } else {
       const mk = (controller: string): string => {
         const dir = join(V1_ROOT, controller, GROUP, name);
@@ -148,8 +184,82 @@ export class Cgroup {
         const dir = mk("cpu");
         writeFileSync(join(dir, "cpu.cfs_period_us"), String(period));
         writeFileSync(join(dir, "cpu.cfs_quota_us"), quota);
+        this.cpuDir = dir;
       }
       if (p.pidsLimit) writeFileSync(join(mk("pids"), "pids.max"), String(limits.pids));
+      // cpu and cpuacct may be one hierarchy (cpu,cpuacct) or two: a second mkdir of the
+      // same directory is harmless, and its cgroup.procs is written twice.
+      if (p.cpuAccounting) {
+        const shared = join(V1_ROOT, "cpuacct", GROUP, name);
+        const dir = existsSync(shared) ? shared : mk("cpuacct");
+        this.usageFile = join(dir, "cpuacct.usage");
+      }
+      if (p.freezer) this.freezeFile = join(mk("freezer"), "freezer.state");
+    }
+  }
+
+  /** Whether the freezer can be used for this group. */
+  get canFreeze(): boolean {
+    return this.freezeFile !== undefined;
+  }
+
+  /** Whether the group is frozen (as last set by this process). */
+  get frozen(): boolean {
+    return this.isFrozen;
+  }
+
+  /**
+   * Freezes every process of the group: none of them runs until {@link thaw}, whatever it
+   * had scheduled (timers, loops). Returns false when the host cannot freeze.
+   */
+  freeze(): boolean {
+    if (!this.freezeFile || this.isFrozen) return this.isFrozen;
+    try {
+      writeFileSync(this.freezeFile, this.version === "v2" ? "1" : "FROZEN");
+      this.isFrozen = true;
+    } catch {
+      // The group is gone (the instance exited): nothing left to freeze.
+    }
+    return this.isFrozen;
+  }
+
+  /** Lets the group's processes run again (one small write; a no-op when not frozen). */
+  thaw(): void {
+    if (!this.isFrozen || !this.freezeFile) return;
+    this.isFrozen = false;
+    try {
+      writeFileSync(this.freezeFile, this.version === "v2" ? "0" : "THAWED");
+    } catch {
+      // The group is gone.
+    }
+  }
+
+  /**
+   * CPU time the group's processes used so far, in ms, measured by the kernel (the
+   * instance cannot lower it), or undefined without CPU accounting.
+   */
+  cpuUsageMs(): number | undefined {
+    if (!this.usageFile) return undefined;
+    try {
+      const text = readFileSync(this.usageFile, "utf8");
+      if (this.version === "v1") return Number(text.trim()) / 1e6;
+      const m = /usage_usec (\d+)/.exec(text);
+      return m ? Number(m[1]) / 1000 : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Changes the CPU quota, in cores (used when a pre-started process is assigned a function). */
+  setCpus(cpus: number): void {
+    if (!this.cpuDir) return;
+    const period = 100_000;
+    const quota = String(Math.max(1000, Math.round(cpus * period)));
+    try {
+      if (this.version === "v2") writeFileSync(join(this.cpuDir, "cpu.max"), `${quota} ${period}`);
+      else writeFileSync(join(this.cpuDir, "cpu.cfs_quota_us"), quota);
+    } catch {
+      // The group is gone.
     }
   }
 
@@ -233,7 +343,7 @@ export function sweepStaleCgroups(p: Protections, now = Date.now()): number {
   const roots =
     p.cgroups === "v2"
       ? [join(V1_ROOT, GROUP)]
-      : ["memory", "cpu", "pids"].map((c) => join(V1_ROOT, c, GROUP));
+      : ["memory", "cpu", "pids", "cpuacct", "freezer"].map((c) => join(V1_ROOT, c, GROUP));
   let removed = 0;
   for (const root of roots) {
     let names: string[];
@@ -244,6 +354,13 @@ export function sweepStaleCgroups(p: Protections, now = Date.now()): number {
     }
     for (const name of names) {
       const dir = join(root, name);
+      // A platform that died with an instance frozen left it frozen: thawed, it receives
+      // the kill its sandbox got when the platform died (--die-with-parent). Groups of a
+      // platform still running (its pid is in the name) are left alone.
+      if (!ownerAlive(name)) {
+        if (root.endsWith(`freezer/${GROUP}`)) tryWrite(join(dir, "freezer.state"), "THAWED");
+        else if (p.cgroups === "v2") tryWrite(join(dir, "cgroup.freeze"), "0");
+      }
       try {
         if (!statSync(dir).isDirectory() || now - statSync(dir).mtimeMs < 60_000) continue;
         rmdirSync(dir);
@@ -254,6 +371,18 @@ export function sweepStaleCgroups(p: Protections, now = Date.now()): number {
     }
   }
   return removed;
+}
+
+/** Whether the platform process named in a group's name (`p<pid>-n`, `iso-<tenant>-<pid>-n`) runs. */
+function ownerAlive(name: string): boolean {
+  const m = /^p(\d+)-\d+$/.exec(name) ?? /-(\d+)-\d+$/.exec(name);
+  if (!m) return true;
+  try {
+    process.kill(Number(m[1]), 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
 }
 
 /** What the sandboxed process sees and where. */
