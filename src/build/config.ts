@@ -253,7 +253,11 @@ export function clampToLimits(c: FunctionConfig, limits: ServerLimits): Function
  */
 export function validateConfig(raw: unknown, limits: ServerLimits = DEFAULT_LIMITS): FunctionConfig {
   const c = validateShape(raw);
+  // Over a limit first: it names what the server allows.
   checkLimits(c, limits);
+  if (c.minInstances > c.maxInstances) {
+    throw bad("minInstances", `must not exceed maxInstances (${c.maxInstances}), got ${c.minInstances}.`);
+  }
   return c;
 }
 
@@ -274,9 +278,6 @@ function validateShape(raw: unknown): FunctionConfig {
   if (r.concurrency !== undefined) c.concurrency = int("concurrency", r.concurrency, 1, 1000);
   if (r.minInstances !== undefined) c.minInstances = int("minInstances", r.minInstances, 0, 100_000);
   if (r.maxInstances !== undefined) c.maxInstances = int("maxInstances", r.maxInstances, 1, 100_000);
-  if (c.minInstances > c.maxInstances) {
-    throw bad("minInstances", `must not exceed maxInstances (${c.maxInstances}), got ${c.minInstances}.`);
-  }
   if (r.idleTimeout !== undefined) c.idleTimeoutMs = parseDuration("idleTimeout", r.idleTimeout);
   if (r.maxQueue !== undefined) c.maxQueue = int("maxQueue", r.maxQueue, 0, 100_000);
   if (r.env !== undefined) {
@@ -302,8 +303,8 @@ function validateShape(raw: unknown): FunctionConfig {
     c.executor = r.executor;
   }
   if (r.cpu !== undefined) {
-    if (typeof r.cpu !== "number" || !Number.isFinite(r.cpu) || r.cpu < 0.05 || r.cpu > 256) {
-      throw bad("cpu", `must be a number of cores from 0.05 to 256 (e.g. 0.5, 1, 2), got ${JSON.stringify(r.cpu)}.`);
+    if (typeof r.cpu !== "number" || !Number.isFinite(r.cpu) || r.cpu < 0.05 || r.cpu > 1024) {
+      throw bad("cpu", `must be a number of cores from 0.05 to 1024 (e.g. 0.5, 1, 2), got ${JSON.stringify(r.cpu)}.`);
     }
     c.cpu = Math.round(r.cpu * 100) / 100;
   }

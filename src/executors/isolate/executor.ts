@@ -88,6 +88,19 @@ export interface IsolateExecutorOptions {
    * @example (spec) => registry.getVersion(spec.tenant, spec.functionName, spec.version)?.config.network
    */
   egressFor?: (spec: InstanceSpec) => EgressPolicy | undefined;
+  /**
+   * Freeze a tenant's host process (cgroup freezer) once none of its isolates has had work
+   * for {@link hostFreezeDelayMs}; it is thawed before anything is sent to it. Needs
+   * `protections.freezer`. @default false
+   */
+  freeze?: boolean;
+  /**
+   * Quiet time before an idle host is frozen, ms: lets the host top up its spare isolates
+   * (a cold start would otherwise create one on its path). CPU an isolate uses in it is
+   * billed to that isolate's next invocation, and its timers wait for that invocation.
+   * @default 200
+   */
+  hostFreezeDelayMs?: number;
   /** Receives lines an isolate wrote outside any invocation. */
   onInstanceLog?: (functionName: string, line: LogMeta) => void;
 }
@@ -183,6 +196,9 @@ class IsolateHost {
   private exited = false;
   private readonly exitCbs: (() => void)[] = [];
   private readonly exec: IsolateExecutor;
+  private freezeTimer: NodeJS.Timeout | undefined;
+  private isReady = false;
+  private stopping = false;
 
   constructor(exec: IsolateExecutor, tenant: string) {
     this.exec = exec;
@@ -249,8 +265,11 @@ class IsolateHost {
     );
     this.socket.on("data", (chunk: Buffer) => {
       for (const f of this.decoder.push(chunk)) {
-        if (f.type === T.READY) onReady();
-        else this.onFrame(f);
+        if (f.type === T.READY) {
+          this.isReady = true;
+          onReady();
+          this.idleCheck();
+        } else this.onFrame(f);
       }
     });
     this.socket.on("error", () => {});
@@ -283,6 +302,38 @@ class IsolateHost {
     return !this.exited;
   }
 
+  /** Whether the host's processes are frozen now. */
+  get frozen(): boolean {
+    return this.cgroup?.frozen ?? false;
+  }
+
+  /** The kernel's figure for the CPU ms the host's processes used, if the host measures it. */
+  cpuUsageMs(): number | undefined {
+    return this.cgroup?.cpuUsageMs();
+  }
+
+  /** Schedules a freeze when none of the host's isolates has work (a load, an invocation, waitUntil). */
+  private idleCheck(): void {
+    if (!this.exec.options.freeze || !this.cgroup?.canFreeze || this.exited || this.stopping) return;
+    if (!this.isReady) return;
+    if (this.sinks.size > 0 || this.loads.size > 0 || this.freezeTimer) return;
+    this.freezeTimer = setTimeout(() => {
+      this.freezeTimer = undefined;
+      if (this.sinks.size === 0 && this.loads.size === 0 && !this.exited && !this.stopping)
+        this.cgroup?.freeze();
+    }, this.exec.options.hostFreezeDelayMs ?? 200);
+    this.freezeTimer.unref();
+  }
+
+  /** Lets the host run before anything is sent to it (a no-op when it is not frozen). */
+  private thaw(): void {
+    if (this.freezeTimer) {
+      clearTimeout(this.freezeTimer);
+      this.freezeTimer = undefined;
+    }
+    this.cgroup?.thaw();
+  }
+
   get size(): number {
     return this.instances.size;
   }
@@ -301,6 +352,7 @@ class IsolateHost {
         const cb = this.loads.get(f.id);
         this.loads.delete(f.id);
         cb?.(f.meta as LoadedMeta);
+        this.idleCheck();
         return;
       }
       case TI.GONE: {
@@ -351,6 +403,7 @@ class IsolateHost {
   private endInvocation(id: number, instance: IsolateInstance): void {
     this.sinks.delete(id);
     instance.invocations.delete(id);
+    this.idleCheck();
   }
 
   /** Loads a function into a new isolate of this host. */
@@ -379,6 +432,7 @@ class IsolateHost {
         return;
       }
       this.loads.set(instance.slot, res);
+      this.thaw();
       this.writer.send(T.LOAD, instance.slot, meta, code.payload);
     });
     if (loaded.ok) instance.state = "idle";
@@ -391,12 +445,16 @@ class IsolateHost {
     if (this.nextId > 0xfffffff0) this.nextId = 1;
     this.sinks.set(id, { sink, instance });
     instance.invocations.add(id);
+    this.thaw();
     this.writer.send(T.INVOKE, id, { ...meta, slot: instance.slot }, body);
   }
 
   /** Asks the host to dispose an instance's isolate. */
   unload(instance: IsolateInstance): void {
-    if (!this.exited) this.writer.send(TI.UNLOAD, instance.slot, {});
+    if (this.exited) return;
+    this.thaw();
+    this.writer.send(TI.UNLOAD, instance.slot, {});
+    this.idleCheck();
   }
 
   /** Drops an instance that died; fails its invocations with `reason`. */
@@ -408,6 +466,7 @@ class IsolateHost {
       s?.sink.fail(reason);
     }
     instance.invocations.clear();
+    this.idleCheck();
   }
 
   onExit(cb: () => void): void {
@@ -418,6 +477,8 @@ class IsolateHost {
   async stop(): Promise<void> {
     if (!this.exited) {
       const gone = new Promise<void>((res) => this.onExit(res));
+      this.stopping = true;
+      this.thaw();
       this.socket.end();
       const t = setTimeout(() => this.child.kill("SIGKILL"), 2000);
       await gone;
@@ -433,6 +494,7 @@ class IsolateHost {
   private onChildExit(code: number | null, signal: NodeJS.Signals | null): void {
     if (this.exited) return;
     this.exited = true;
+    if (this.freezeTimer) clearTimeout(this.freezeTimer);
     const oom = this.cgroup?.oomKilled() ?? false;
     const reason = oom
       ? new NimbusError(

@@ -61,6 +61,17 @@ interface Slot {
   /** Invocations sharing the isolate's CPU clock now, and the clock at the last split. */
   running: Set<Invocation>;
   lastCpu: bigint;
+  /**
+   * CPU ms the isolate used while none of its invocations ran (work it left behind after a
+   * response): billed to its next invocation, so post-response work is never free.
+   */
+  unbilledCpu: number;
+  /**
+   * Timers that came due while no invocation ran: the isolate is frozen between
+   * invocations (as Lambda freezes an idle environment), so they fire when the next
+   * invocation arrives.
+   */
+  held: ((fired: boolean) => void)[];
 }
 
 /** A fetch in flight for an isolate (its body may still be streaming in). */
@@ -97,7 +108,7 @@ function settleCpu(slot: Slot): void {
   if (slot.running.size > 0) {
     const share = Number(now - slot.lastCpu) / 1e6 / slot.running.size;
     for (const inv of slot.running) inv.cpu += share;
-  }
+  } else slot.unbilledCpu += Number(now - slot.lastCpu) / 1e6;
   slot.lastCpu = now;
 }
 
@@ -169,7 +180,9 @@ async function newIsolate(memoryMB: number): Promise<Blank> {
         const delay = Math.min(Math.max(0, Number(ms) || 0), 2 ** 31 - 1);
         const h = setTimeout(() => {
           slot.timers.delete(id);
-          res(true);
+          // Frozen between invocations: the callback runs when the next one arrives.
+          if (slot.running.size === 0 && !slot.gone) slot.held.push(res);
+          else res(true);
         }, delay);
         slot.timers.set(id, { h, res });
       }),
@@ -271,6 +284,7 @@ function dispose(slot: Slot): void {
   slots.delete(slot.id);
   for (const t of slot.timers.values()) clearTimeout(t.h);
   slot.timers.clear();
+  slot.held.length = 0;
   for (const fid of [...slot.fetches.keys()]) endFetch(slot, fid, true);
   for (const [id, inv] of invocations) if (inv.slot === slot) invocations.delete(id);
   slot.running.clear();
@@ -522,6 +536,8 @@ async function handleLoad(frame: Frame): Promise<void> {
     egress: policy,
     running: new Set(),
     lastCpu: iso.cpuTime,
+    unbilledCpu: 0,
+    held: [],
   };
   slots.set(slot.id, slot);
   blank.holder.slot = slot;
@@ -719,7 +735,12 @@ function handleInvoke(frame: Frame): void {
   };
   invocations.set(frame.id, inv);
   settleCpu(slot);
+  // What the isolate ran since its last invocation ended is billed to this one.
+  inv.cpu += slot.unbilledCpu;
+  slot.unbilledCpu = 0;
   slot.running.add(inv);
+  // Thawed: timers that came due while it was frozen fire now.
+  if (slot.held.length > 0) for (const res of slot.held.splice(0)) res(true);
   let batch = pendingInvokes.get(slot);
   if (!batch) {
     batch = { items: [], bodies: [] };
