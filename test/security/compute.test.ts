@@ -85,7 +85,8 @@ describe("no free compute", { skip }, () => {
   let s: TestServer;
   let dir: string;
   before(async () => {
-    s = await startTestServer();
+    // A long queue wait: on a loaded machine a cold start can take many seconds.
+    s = await startTestServer({ args: ["--queue-wait", "60000"] });
     dir = mkdtempSync(join(tmpdir(), "nimbus-compute-"));
     assert.equal((await s.deploy("neighbour", "echo.ts")).status, 200);
   });
@@ -214,7 +215,7 @@ describe("no free compute", { skip }, () => {
 describe("operator settings", { skip }, () => {
   let s: TestServer;
   before(async () => {
-    s = await startTestServer({ args: ["--no-freeze"], env: { NIMBUS_MAX_IDLE_TIMEOUT: "2h" } });
+    s = await startTestServer({ args: ["--no-freeze", "--queue-wait", "60000"], env: { NIMBUS_MAX_IDLE_TIMEOUT: "2h" } });
   });
   after(async () => {
     await s.stop();

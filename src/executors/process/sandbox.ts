@@ -12,6 +12,7 @@ import {
   statSync,
   writeFileSync,
 } from "node:fs";
+import { close, openSync, write } from "node:fs";
 import { dirname, join } from "node:path";
 
 /** Which protections are active on this host. */
@@ -143,7 +144,13 @@ export class Cgroup {
   private readonly freezeFile: string | undefined;
   /** The file holding the group's CPU time (v1 `cpuacct.usage` ns, v2 `cpu.stat` usage_usec). */
   private readonly usageFile: string | undefined;
+  /** The freezer state last written, the one wanted, and whether a write is under way. */
   private isFrozen = false;
+  private wantFrozen = false;
+  private writing = false;
+  private readonly appliedWaiters: (() => void)[] = [];
+  private freezeFd: number | undefined;
+  private removed = false;
 
   constructor(p: Protections, name: string, limits: CgroupLimits) {
     if (!p.cgroups) throw new Error("cgroups are not available");
@@ -203,35 +210,78 @@ export class Cgroup {
     return this.freezeFile !== undefined;
   }
 
-  /** Whether the group is frozen (as last set by this process). */
+  /** Whether the group is frozen, or about to be (the state this process asked for). */
   get frozen(): boolean {
-    return this.isFrozen;
+    return this.wantFrozen;
   }
 
   /**
    * Freezes every process of the group: none of them runs until {@link thaw}, whatever it
-   * had scheduled (timers, loops). Returns false when the host cannot freeze.
+   * had scheduled (timers, loops). The write goes through libuv's thread pool: under load
+   * the kernel's write sometimes sleeps for milliseconds (the cgroup locks), which must not
+   * stall the gateway's event loop.
    */
-  freeze(): boolean {
-    if (!this.freezeFile || this.isFrozen) return this.isFrozen;
-    try {
-      writeFileSync(this.freezeFile, this.version === "v2" ? "1" : "FROZEN");
-      this.isFrozen = true;
-    } catch {
-      // The group is gone (the instance exited): nothing left to freeze.
-    }
-    return this.isFrozen;
+  freeze(): void {
+    if (!this.freezeFile || this.wantFrozen) return;
+    this.wantFrozen = true;
+    this.apply();
   }
 
-  /** Lets the group's processes run again (one small write; a no-op when not frozen). */
+  /**
+   * Lets the group's processes run again. A no-op (a field check) when not frozen, so it
+   * costs nothing on a warm path; otherwise one asynchronous write. Frames sent to the
+   * instance meanwhile wait in its socket and are read once it runs.
+   */
   thaw(): void {
-    if (!this.isFrozen || !this.freezeFile) return;
-    this.isFrozen = false;
-    try {
-      writeFileSync(this.freezeFile, this.version === "v2" ? "0" : "THAWED");
-    } catch {
-      // The group is gone.
+    if (!this.wantFrozen) return;
+    this.wantFrozen = false;
+    this.apply();
+  }
+
+  /** Resolves once the freezer holds the state last asked for (benchmarks, tests). */
+  applied(): Promise<void> {
+    if (!this.writing && this.isFrozen === this.wantFrozen) return Promise.resolve();
+    return new Promise((res) => this.appliedWaiters.push(res));
+  }
+
+  private closeFreezer(): void {
+    if (this.freezeFd === undefined || this.writing) return;
+    close(this.freezeFd, () => {});
+    this.freezeFd = undefined;
+  }
+
+  /** Writes the wanted state, one write at a time, so a freeze and a thaw never reorder. */
+  private apply(): void {
+    if (this.writing || !this.freezeFile) return;
+    if (this.removed) {
+      this.closeFreezer();
+      for (const w of this.appliedWaiters.splice(0)) w();
+      return;
     }
+    if (this.isFrozen === this.wantFrozen) {
+      for (const w of this.appliedWaiters.splice(0)) w();
+      return;
+    }
+    const target = this.wantFrozen;
+    if (this.freezeFd === undefined) {
+      try {
+        // Kept open: one write per change, no open/close through the thread pool.
+        this.freezeFd = openSync(this.freezeFile, "r+");
+      } catch {
+        this.isFrozen = this.wantFrozen; // the group is gone
+        return;
+      }
+    }
+    this.writing = true;
+    const value = this.version === "v2" ? (target ? "1" : "0") : target ? "FROZEN" : "THAWED";
+    write(this.freezeFd, value, 0, (err) => {
+      this.writing = false;
+      // An error means the group is gone (the instance exited): nothing left to do.
+      if (err) {
+        this.isFrozen = this.wantFrozen;
+      } else this.isFrozen = target;
+      this.apply();
+    });
   }
 
   /**
@@ -311,6 +361,8 @@ export class Cgroup {
    * kernel may not have reaped the task yet (EBUSY): retried off the event loop, bounded.
    */
   remove(attempt = 0): void {
+    this.removed = true;
+    this.closeFreezer();
     const left: string[] = [];
     for (const dir of this.dirs) {
       try {
