@@ -157,7 +157,10 @@ export class Deployer {
           },
         );
       }
-      config = validateConfig({ ...(inline as Record<string, unknown> | undefined), ...manifest }, this.limits);
+      config = validateConfig(
+        { ...(inline as Record<string, unknown> | undefined), ...manifest },
+        this.limits,
+      );
     }
     const version = await this.store.addVersion({
       tenant,

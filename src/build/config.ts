@@ -206,10 +206,20 @@ export function checkLimits(c: FunctionConfig, limits: ServerLimits): void {
     );
   }
   if (c.minInstances > limits.maxMinInstances) {
-    throw overLimit("minInstances", String(c.minInstances), "maxMinInstances", String(limits.maxMinInstances));
+    throw overLimit(
+      "minInstances",
+      String(c.minInstances),
+      "maxMinInstances",
+      String(limits.maxMinInstances),
+    );
   }
   if (c.maxInstances > limits.maxMaxInstances) {
-    throw overLimit("maxInstances", String(c.maxInstances), "maxMaxInstances", String(limits.maxMaxInstances));
+    throw overLimit(
+      "maxInstances",
+      String(c.maxInstances),
+      "maxMaxInstances",
+      String(limits.maxMaxInstances),
+    );
   }
   if (c.memory > limits.maxMemoryMB) {
     throw overLimit("memory", `${c.memory} MB`, "maxMemoryMB", `${limits.maxMemoryMB} MB`);
@@ -304,7 +314,10 @@ function validateShape(raw: unknown): FunctionConfig {
   }
   if (r.cpu !== undefined) {
     if (typeof r.cpu !== "number" || !Number.isFinite(r.cpu) || r.cpu < 0.05 || r.cpu > 1024) {
-      throw bad("cpu", `must be a number of cores from 0.05 to 1024 (e.g. 0.5, 1, 2), got ${JSON.stringify(r.cpu)}.`);
+      throw bad(
+        "cpu",
+        `must be a number of cores from 0.05 to 1024 (e.g. 0.5, 1, 2), got ${JSON.stringify(r.cpu)}.`,
+      );
     }
     c.cpu = Math.round(r.cpu * 100) / 100;
   }

@@ -10,7 +10,14 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { cleanup, deployIsolateSource, FIXTURES, sleep, startTestServer, type TestServer } from "../helpers.ts";
+import {
+  cleanup,
+  deployIsolateSource,
+  FIXTURES,
+  sleep,
+  startTestServer,
+  type TestServer,
+} from "../helpers.ts";
 
 const CPUACCT = "/sys/fs/cgroup/cpuacct/nimbus";
 const FREEZER = "/sys/fs/cgroup/freezer/nimbus";
@@ -61,7 +68,9 @@ async function allFrozen(s: TestServer, kind: "process" | "isolate"): Promise<vo
     if (n > 0 && frozenGroups(s, kind) === n) return;
     await sleep(100);
   }
-  throw new Error(`the ${kind} instances were not all frozen: ${frozenGroups(s, kind)}/${groups(s, kind).length}`);
+  throw new Error(
+    `the ${kind} instances were not all frozen: ${frozenGroups(s, kind)}/${groups(s, kind).length}`,
+  );
 }
 
 async function get(s: TestServer, path: string): Promise<{ status: number; body: string; id: string }> {
@@ -215,7 +224,10 @@ describe("no free compute", { skip }, () => {
 describe("operator settings", { skip }, () => {
   let s: TestServer;
   before(async () => {
-    s = await startTestServer({ args: ["--no-freeze", "--queue-wait", "60000"], env: { NIMBUS_MAX_IDLE_TIMEOUT: "2h" } });
+    s = await startTestServer({
+      args: ["--no-freeze", "--queue-wait", "60000"],
+      env: { NIMBUS_MAX_IDLE_TIMEOUT: "2h" },
+    });
   });
   after(async () => {
     await s.stop();
