@@ -267,10 +267,10 @@ export class Invoker {
               "NIMBUS_TIMEOUT",
               `The function's waitUntil work did not settle within its timeout of ${timeoutMs} ms after the response; its instance was stopped.`,
             );
-            log({ level: "error", t: Date.now(), msg: `${err.code}: ${err.message}` });
-            errorCode = err.code;
-            finish();
+            // The instance fails this sink as it goes (with the CPU used until then), which
+            // logs and records it; should it not, the record is written anyway.
             instance.kill(err, sink);
+            timer = setTimeout(() => fail(err), 5000);
           }, timeoutMs);
         },
         fail: (err, measuredCpu) => {

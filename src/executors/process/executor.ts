@@ -440,7 +440,9 @@ class ProcessInstance implements Instance {
       }
       this.killReason = reason;
     }
-    for (const sink of this.sinks.values()) {
+    for (const [id, sink] of this.sinks) {
+      // What it used until the end is billed (the kernel's figure outlives the processes).
+      const cpu = this.billCpu(id, undefined);
       if (this.culprit && sink !== this.culprit) {
         // Another invocation on this instance caused the kill (e.g. its timeout): this one
         // did nothing wrong, and says so.
@@ -449,8 +451,9 @@ class ProcessInstance implements Instance {
             "NIMBUS_INSTANCE_CRASHED",
             `The instance was stopped while this invocation ran, because another invocation on it failed (${reason?.code}); retry.`,
           ),
+          cpu,
         );
-      } else sink.fail(reason ?? new NimbusError("NIMBUS_INSTANCE_CRASHED"));
+      } else sink.fail(reason ?? new NimbusError("NIMBUS_INSTANCE_CRASHED"), cpu);
     }
     this.sinks.clear();
     this.inflight = 0;
