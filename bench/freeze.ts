@@ -43,6 +43,13 @@ for (let i = 0; i < rounds; i++) {
   cg.thaw();
   noopUs.push(us(t));
 }
+// Reading the kernel's CPU figure (twice per invocation).
+const usageUs: number[] = [];
+for (let i = 0; i < rounds; i++) {
+  const t = process.hrtime.bigint();
+  cg.cpuUsageMs();
+  usageUs.push(us(t));
+}
 // For comparison: the same write done synchronously (what the event loop would wait for).
 const syncUs: number[] = [];
 const file = cg.dirs.find((d) => d.includes("/freezer/"));
@@ -75,6 +82,7 @@ process.stdout.write(
     row("thaw(): event-loop time", thawCall),
     row("thaw applied (thread pool write)", thawDone),
     row("thaw() when not frozen", noopUs),
+    row("cpuUsageMs() (cpuacct.usage read)", usageUs),
     ...(syncUs.length ? [row("one synchronous freezer.state write", syncUs)] : []),
     "",
   ].join("\n"),

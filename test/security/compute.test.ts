@@ -100,9 +100,11 @@ describe("no free compute", { skip }, () => {
     assert.equal((await s.deploy("neighbour", "echo.ts")).status, 200);
   });
   after(async () => {
-    await s.stop();
-    cleanup(s.dataDir);
-    cleanup(dir);
+    if (s) {
+      await s.stop();
+      cleanup(s.dataDir);
+    }
+    if (dir) cleanup(dir);
   });
 
   async function neighbourAnswers(): Promise<void> {
@@ -153,7 +155,7 @@ describe("no free compute", { skip }, () => {
     const before = cpuMs(s, "process");
     await sleep(1000);
     const grew = cpuMs(s, "process") - before;
-    assert.ok(grew < 50, `idle instances used ${grew.toFixed(1)} ms of CPU in 1 s`);
+    assert.ok(grew < 20, `idle instances used ${grew.toFixed(1)} ms of CPU in 1 s`);
     // Thawed for the next request, which is served (the loop runs again while it is).
     const next = await get(s, "/fn/spin/ok");
     assert.equal(next.status, 200);
@@ -170,7 +172,7 @@ describe("no free compute", { skip }, () => {
     const before = cpuMs(s, "process");
     await sleep(1000);
     const idle = cpuMs(s, "process") - before;
-    assert.ok(idle < 50, `the instance used ${idle.toFixed(1)} ms of CPU while idle`);
+    assert.ok(idle < 20, `the instance used ${idle.toFixed(1)} ms of CPU while idle`);
     const second = await get(s, "/fn/later/ok");
     assert.equal(second.status, 200);
     const a = await record(s, "later", first.id);
@@ -213,7 +215,7 @@ describe("no free compute", { skip }, () => {
     const before = cpuMs(s, "isolate");
     await sleep(1000);
     const grew = cpuMs(s, "isolate") - before;
-    assert.ok(grew < 50, `the idle isolate host used ${grew.toFixed(1)} ms of CPU in 1 s`);
+    assert.ok(grew < 20, `the idle isolate host used ${grew.toFixed(1)} ms of CPU in 1 s`);
     const next = await get(s, "/fn/ispin/ok");
     assert.equal(next.status, 200);
     assert.match(next.body, /^ok /);
@@ -230,6 +232,7 @@ describe("operator settings", { skip }, () => {
     });
   });
   after(async () => {
+    if (!s) return;
     await s.stop();
     cleanup(s.dataDir);
   });
@@ -249,9 +252,10 @@ describe("operator settings", { skip }, () => {
     await sleep(200);
     assert.equal(frozenGroups(s, "process"), 0);
     const before = cpuMs(s, "process");
-    await sleep(1000);
+    await sleep(3000);
     const grew = cpuMs(s, "process") - before;
-    // The same measurement that stays near 0 with freezing: it does see the loop here.
-    assert.ok(grew > 100, `the unfrozen loop used ${grew.toFixed(1)} ms of CPU in 1 s`);
+    // The same measurement that stays near 0 with freezing sees the loop here (on a loaded
+    // machine it gets only a sliver of a core, hence the low bar).
+    assert.ok(grew > 40, `the unfrozen loop used ${grew.toFixed(1)} ms of CPU in 3 s`);
   });
 });

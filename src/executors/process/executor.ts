@@ -69,6 +69,8 @@ export interface ProcessExecutorOptions {
    * Needs `protections.freezer`. @default false
    */
   freeze?: boolean;
+  /** Quiet time before an instance is frozen, ms. @default 5 */
+  freezeDelayMs?: number;
   /** Receives lines an instance wrote outside any invocation (stdout/stderr, startup). */
   onInstanceLog?: (functionName: string, line: LogMeta) => void;
 }
@@ -97,6 +99,9 @@ class ProcessInstance implements Instance {
   private readonly backgroundIds = new Set<number>();
   /** Per invocation: the cgroup's CPU ms when it started, and how many invocations overlapped it. */
   private readonly cpuStart = new Map<number, { at: number | undefined; overlap: number }>();
+  /** The cgroup's CPU ms when the instance last went quiet (billed to the next invocation). */
+  private idleUsage: number | undefined;
+  private freezeTimer: NodeJS.Timeout | undefined;
   state: InstanceState = "starting";
   lastUsed = Date.now();
   readonly memoryMB: number;
@@ -314,16 +319,34 @@ class ProcessInstance implements Instance {
     return this.cgroup?.cpuUsageMs();
   }
 
-  /** Freezes the instance when nothing of it should run: no invocation, no waitUntil work. */
+  /** Nothing of the instance should run: no invocation, no waitUntil work, not loading. */
+  private get quiet(): boolean {
+    if (this.exited || this.stopping || this.state === "dead" || this.sinks.size > 0) return false;
+    return !(this.state === "starting" && this.spec);
+  }
+
+  /**
+   * Freezes the instance once nothing of it should run, after `freezeDelayMs`: requests
+   * that follow each other closely do not pay a freeze and a thaw each. What it runs in
+   * that window is billed to its next invocation (see `idleUsage`).
+   */
   private maybeFreeze(): void {
-    if (!this.exec.options.freeze || !this.cgroup?.canFreeze) return;
-    if (this.exited || this.stopping || this.state === "dead" || this.sinks.size > 0) return;
-    if (this.state === "starting" && this.spec) return; // loading
-    this.cgroup.freeze();
+    if (this.idleUsage === undefined && this.sinks.size === 0 && this.spec && this.state !== "starting") {
+      this.idleUsage = this.cgroup?.cpuUsageMs();
+    }
+    if (!this.exec.options.freeze || !this.cgroup?.canFreeze || this.freezeTimer || !this.quiet) return;
+    this.freezeTimer = setTimeout(() => {
+      this.freezeTimer = undefined;
+      if (this.quiet) this.cgroup?.freeze();
+    }, this.exec.options.freezeDelayMs ?? 5);
   }
 
   /** Lets the instance run again before anything is sent to it (a no-op when not frozen). */
   private thaw(): void {
+    if (this.freezeTimer) {
+      clearTimeout(this.freezeTimer);
+      this.freezeTimer = undefined;
+    }
     this.cgroup?.thaw();
   }
 
@@ -384,7 +407,11 @@ class ProcessInstance implements Instance {
     this.thaw();
     const overlap = this.sinks.size;
     for (const c of this.cpuStart.values()) c.overlap = Math.max(c.overlap, overlap);
-    this.cpuStart.set(id, { at: this.cgroup?.cpuUsageMs(), overlap });
+    // The first invocation after a quiet spell also pays for what the instance ran in it
+    // (work left behind before the freeze, or all of it when freezing is off).
+    const at = overlap === 1 && this.idleUsage !== undefined ? this.idleUsage : this.cgroup?.cpuUsageMs();
+    this.idleUsage = undefined;
+    this.cpuStart.set(id, { at, overlap });
     this.writer!.send(T.INVOKE, id, meta, body);
   }
 
@@ -422,6 +449,7 @@ class ProcessInstance implements Instance {
     if (this.exited) return;
     this.exited = true;
     this.state = "dead";
+    if (this.freezeTimer) clearTimeout(this.freezeTimer);
     let reason = this.killReason;
     if (!reason && !this.stopping) {
       const oom =

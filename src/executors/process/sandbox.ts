@@ -12,7 +12,7 @@ import {
   statSync,
   writeFileSync,
 } from "node:fs";
-import { close, openSync, write } from "node:fs";
+import { close, openSync, readSync, write } from "node:fs";
 import { dirname, join } from "node:path";
 
 /** Which protections are active on this host. */
@@ -44,6 +44,8 @@ export interface CgroupLimits {
 }
 
 const V1_ROOT = "/sys/fs/cgroup";
+/** cpuacct.usage (a number) or the head of v2's cpu.stat (usage_usec comes first). */
+const USAGE_BUF = Buffer.alloc(256);
 const GROUP = "nimbus";
 
 function canWrite(dir: string): boolean {
@@ -150,6 +152,7 @@ export class Cgroup {
   private writing = false;
   private readonly appliedWaiters: (() => void)[] = [];
   private freezeFd: number | undefined;
+  private usageFd: number | undefined;
   private removed = false;
 
   constructor(p: Protections, name: string, limits: CgroupLimits) {
@@ -291,7 +294,10 @@ export class Cgroup {
   cpuUsageMs(): number | undefined {
     if (!this.usageFile) return undefined;
     try {
-      const text = readFileSync(this.usageFile, "utf8");
+      // Read twice per invocation: a kept-open fd and a positional read (no open/close).
+      this.usageFd ??= openSync(this.usageFile, "r");
+      const n = readSync(this.usageFd, USAGE_BUF, 0, USAGE_BUF.length, 0);
+      const text = USAGE_BUF.toString("latin1", 0, n);
       if (this.version === "v1") return Number(text.trim()) / 1e6;
       const m = /usage_usec (\d+)/.exec(text);
       return m ? Number(m[1]) / 1000 : undefined;
@@ -363,6 +369,10 @@ export class Cgroup {
   remove(attempt = 0): void {
     this.removed = true;
     this.closeFreezer();
+    if (this.usageFd !== undefined) {
+      close(this.usageFd, () => {});
+      this.usageFd = undefined;
+    }
     const left: string[] = [];
     for (const dir of this.dirs) {
       try {
