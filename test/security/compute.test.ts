@@ -245,7 +245,7 @@ describe("operator settings", { skip }, () => {
     assert.match(over.body.error.message, /maximum of 2h/);
   });
 
-  it("with --no-freeze (debugging), an interval loop left after the response does run while idle", async () => {
+  it("with --no-freeze (debugging), an interval loop left after the response runs while idle, billed to the next invocation", async () => {
     assert.match(s.stdout(), /idle instances: NOT frozen/);
     assert.equal((await s.deploy("spin", "compute.ts", { maxInstances: 1 })).status, 200);
     assert.equal((await get(s, "/fn/spin/interval")).body, "spinning");
@@ -257,5 +257,10 @@ describe("operator settings", { skip }, () => {
     // The same measurement that stays near 0 with freezing sees the loop here (on a loaded
     // machine it gets only a sliver of a core, hence the low bar).
     assert.ok(grew > 40, `the unfrozen loop used ${grew.toFixed(1)} ms of CPU in 3 s`);
+    // Not free even then: the next invocation is billed what the instance ran meanwhile.
+    const next = await get(s, "/fn/spin/ok");
+    assert.equal(next.status, 200);
+    const rec = await record(s, "spin", next.id);
+    assert.ok(rec.cpuMs > 30, `the next invocation was billed ${rec.cpuMs} ms of CPU`);
   });
 });

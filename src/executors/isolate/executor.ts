@@ -302,16 +302,6 @@ class IsolateHost {
     return !this.exited;
   }
 
-  /** Whether the host's processes are frozen now. */
-  get frozen(): boolean {
-    return this.cgroup?.frozen ?? false;
-  }
-
-  /** The kernel's figure for the CPU ms the host's processes used, if the host measures it. */
-  cpuUsageMs(): number | undefined {
-    return this.cgroup?.cpuUsageMs();
-  }
-
   /** Schedules a freeze when none of the host's isolates has work (a load, an invocation, waitUntil). */
   private idleCheck(): void {
     if (!this.exec.options.freeze || !this.cgroup?.canFreeze || this.exited || this.stopping) return;

@@ -309,16 +309,6 @@ class ProcessInstance implements Instance {
     return this.backgroundIds.size;
   }
 
-  /** Whether the instance's processes are frozen now. */
-  get frozen(): boolean {
-    return this.cgroup?.frozen ?? false;
-  }
-
-  /** The kernel's figure for the CPU ms the instance's processes used, if the host measures it. */
-  cpuUsageMs(): number | undefined {
-    return this.cgroup?.cpuUsageMs();
-  }
-
   /** Nothing of the instance should run: no invocation, no waitUntil work, not loading. */
   private get quiet(): boolean {
     if (this.exited || this.stopping || this.state === "dead" || this.sinks.size > 0) return false;
