@@ -326,6 +326,7 @@ function ensureWatch(): void {
       watch = undefined;
       return;
     }
+    checkIdleSlots();
     for (const inv of invocations.values()) {
       const slot = inv.slot;
       if (slot.gone) continue;
@@ -342,6 +343,29 @@ function ensureWatch(): void {
       }
     }
   }, 5);
+}
+
+/**
+ * An isolate left running after its invocations ended (a loop started after the response)
+ * keeps a thread busy whenever the host is thawed for its neighbours: past its function's
+ * timeout of such CPU, it is disposed (its next invocation would have been billed for it).
+ */
+let lastIdleCheck = 0;
+function checkIdleSlots(): void {
+  // Every isolate is looked at, so not on every 5 ms tick.
+  const now = performance.now();
+  if (now - lastIdleCheck < 250) return;
+  lastIdleCheck = now;
+  for (const slot of slots.values()) {
+    if (slot.gone || slot.running.size > 0) continue;
+    settleCpu(slot);
+    if (slot.unbilledCpu > slot.meta.timeoutMs) {
+      gone(slot, {
+        code: "NIMBUS_CPU_LIMIT",
+        message: `The function kept running for ${Math.round(slot.unbilledCpu)} ms of CPU after its invocations ended (more than its timeout of ${slot.meta.timeoutMs} ms) and was stopped. Use ctx.waitUntil for work after the response.`,
+      });
+    }
+  }
 }
 
 // ---- fetch for isolates ----
