@@ -7,11 +7,12 @@
  * `executor: "isolate"`, calls each once so it holds a warm isolate, checks that every one
  * still has its instance, and measures again.
  */
+
+import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { bundle } from "../src/build/bundle.ts";
-import { execFileSync } from "node:child_process";
 import { api, HELLO_FN, httpRequest, RESULTS_DIR, ROOT, sleep, startTarget } from "./harness.ts";
 import type { IsolateMemory } from "./isolate-memory.ts";
 

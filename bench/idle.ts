@@ -22,8 +22,8 @@ import {
   httpRequest,
   RESULTS_DIR,
   sleep,
-  summarize,
   startTarget,
+  summarize,
   type Target,
 } from "./harness.ts";
 

@@ -36,8 +36,8 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import {
   agent,
-  load,
   type LoadResult,
+  load,
   pinSelf,
   RESULTS_DIR,
   sleep,

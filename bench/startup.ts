@@ -11,9 +11,9 @@
  */
 import { spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import type { Socket } from "node:net";
 import { loadavg, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import type { Socket } from "node:net";
 import { buildSync } from "esbuild";
 import { bwrapArgs, INSIDE } from "../src/executors/process/sandbox.ts";
 import { RESULTS_DIR, ROOT, summarize } from "./harness.ts";

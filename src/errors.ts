@@ -25,6 +25,12 @@ export const ERROR_CATALOGUE = {
       "Function names must match ^[a-z][a-z0-9-]{0,62}$ (lowercase letter first, then letters, digits, dashes).",
   },
   NIMBUS_BAD_CONFIG: { status: 400, class: "user", message: "The function's configuration is invalid." },
+  NIMBUS_CONFIG_OVER_LIMIT: {
+    status: 400,
+    class: "user",
+    message:
+      "The function's configuration asks for more than this server allows; lower it, or have the operator raise the maximum.",
+  },
   NIMBUS_BUILD_FAILED: { status: 400, class: "user", message: "Bundling the function failed." },
   NIMBUS_DEPLOY_CHECK_FAILED: {
     status: 400,

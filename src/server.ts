@@ -11,10 +11,11 @@ import Fastify, { type FastifyError } from "fastify";
 import { Auth } from "./api/auth.ts";
 import { Deployer } from "./api/deploy.ts";
 import { registerRoutes } from "./api/routes.ts";
+import { DEFAULT_LIMITS, type ServerLimits } from "./build/config.ts";
 import { NimbusError } from "./errors.ts";
+import { checkFunctionNetwork, checkGrants, serverCeiling } from "./executors/egress/ceiling.ts";
 import { type EgressPolicy, IsolateExecutor } from "./executors/isolate/executor.ts";
 import { ProcessExecutor } from "./executors/process/executor.ts";
-import { checkFunctionNetwork, checkGrants, serverCeiling } from "./executors/egress/ceiling.ts";
 import { makeRunDir } from "./executors/process/launch.ts";
 import {
   checkListen,
@@ -28,8 +29,8 @@ import type { Executor, ExecutorKind } from "./executors/types.ts";
 import { Admission } from "./gateway/admission.ts";
 import { Gateway } from "./gateway/gateway.ts";
 import { Invoker } from "./invoker/invoker.ts";
-import { loadPricePlan } from "./invoker/pricing.ts";
 import { LogQuota, type LogQuotaOptions } from "./invoker/log-quota.ts";
+import { loadPricePlan } from "./invoker/pricing.ts";
 import { Recorder } from "./invoker/recorder.ts";
 import { Registry } from "./invoker/registry.ts";
 import type { LogMeta } from "./runtime/protocol.ts";
@@ -103,6 +104,13 @@ export interface ServeOptions {
   logPruneIntervalMs?: number;
   /** Autoscaler tick, ms (0 turns pre-scaling off). @default 1000 */
   autoscaleIntervalMs?: number;
+  /** Maximums a function's config may ask for (`--max-*` flags). @default DEFAULT_LIMITS */
+  limits?: Partial<ServerLimits>;
+  /**
+   * Freeze idle instances (cgroup freezer) so that no code runs between invocations.
+   * Off only for debugging (`--no-freeze`, NIMBUS_FREEZE=off). @default true
+   */
+  freeze?: boolean;
   /** Where platform messages go. @default stderr */
   log?: (msg: string) => void;
 }
@@ -117,6 +125,8 @@ export interface RunningServer {
   mode: SandboxMode;
   /** What is said at start, in info and on every deploy when not sandboxed. */
   warning: string | undefined;
+  /** Idle instances are frozen. */
+  freezing: boolean;
   server: Server;
   /** The gateway's caps on connections and buffered request bytes (and their counters). */
   admission: Admission;
@@ -151,6 +161,9 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
   const runDir = makeRunDir();
   const store = new SqliteStore(join(dataDir, "nimbus.db"));
   store.startWriter();
+  const limits: ServerLimits = { ...DEFAULT_LIMITS, ...opts.limits };
+  // Freezing needs the freezer controller; without it idle instances keep their CPU quota.
+  const freeze = (opts.freeze ?? process.env.NIMBUS_FREEZE !== "off") && protections.freezer;
   sweepStaleCgroups(protections);
   const registry = new Registry(store);
   await registry.load("default");
@@ -184,6 +197,7 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
     egressCeiling: ceiling,
     protections,
     prewarm: opts.prewarm,
+    freeze,
     onInstanceLog: instanceLog,
   });
   const isolateExecutor = new IsolateExecutor({
@@ -194,6 +208,7 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
     egress: opts.isolateEgress,
     // A function's own network policy (config.network) over the server's.
     egressFor: (spec) => spec.network,
+    freeze,
     onInstanceLog: instanceLog,
   });
   const executors: Partial<Record<ExecutorKind, Executor>> = {
@@ -209,7 +224,7 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
     queueWaitMs: opts.queueWaitMs,
     autoscaleIntervalMs: opts.autoscaleIntervalMs,
   });
-  const invoker = new Invoker(registry, scheduler, recorder, logQuota);
+  const invoker = new Invoker(registry, scheduler, recorder, logQuota, limits);
   const auth = new Auth(store);
   const adminKey = await auth.ensureAdminKey(dataDir);
   const admission = new Admission({
@@ -222,6 +237,7 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
     registry,
     executors,
     dataDir,
+    limits,
     onActivated: (v) => invoker.poolFor(v).ensureMin(),
     checkConfig: (c) => checkFunctionNetwork(c.network, grants),
   });
@@ -353,6 +369,7 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
     protections,
     mode,
     warning,
+    freezing: freeze,
     server,
     admission,
     close(deadlineMs = 10_000) {

@@ -76,7 +76,11 @@ export async function startTestServer(
     err += s;
   });
   const url = await new Promise<string>((res, rej) => {
-    const t = setTimeout(() => rej(new Error(`server did not start in 20 s:\n${out}\n${err}`)), 20_000);
+    // Generous for a loaded machine; a server that did not start is not left running.
+    const t = setTimeout(() => {
+      proc.kill("SIGKILL");
+      rej(new Error(`server did not start in 60 s:\n${out}\n${err}`));
+    }, 60_000);
     const check = () => {
       const m = /Nimbus is running at (\S+)/.exec(out);
       if (m) {

@@ -6,11 +6,11 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { format as nodeFormat } from "node:util";
+import { Egress } from "../src/runtime/egress-policy.ts";
 import { structuredClone as cloneImpl } from "../src/runtime/isolate/prelude/clone.ts";
 import { atob, btoa, TextDecoder as TD, TextEncoder as TE } from "../src/runtime/isolate/prelude/encoding.ts";
 import { format } from "../src/runtime/isolate/prelude/inspect.ts";
-import { URL as IURL, URLSearchParams as ISP } from "../src/runtime/isolate/prelude/url.ts";
-import { Egress } from "../src/runtime/egress-policy.ts";
+import { URLSearchParams as ISP, URL as IURL } from "../src/runtime/isolate/prelude/url.ts";
 
 const URLS: [string, string?][] = [
   ["https://example.com"],

@@ -4,7 +4,7 @@
  * function keeps answering, and the isolate host itself sandboxed, one per tenant.
  */
 import assert from "node:assert/strict";
-import { readdirSync, readFileSync, readlinkSync, mkdtempSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";

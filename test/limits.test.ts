@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
 import { cleanup, FIXTURES, sleep, startTestServer, type TestServer } from "./helpers.ts";
 
 async function get(s: TestServer, path: string): Promise<{ status: number; body: string; headers: Headers }> {

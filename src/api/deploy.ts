@@ -6,7 +6,13 @@
 import { createHash } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { checkFunctionName, type FunctionConfig, validateConfig } from "../build/config.ts";
+import {
+  checkFunctionName,
+  DEFAULT_LIMITS,
+  type FunctionConfig,
+  type ServerLimits,
+  validateConfig,
+} from "../build/config.ts";
 import { NimbusError } from "../errors.ts";
 import type { Executor, ExecutorKind } from "../executors/types.ts";
 import type { Registry } from "../invoker/registry.ts";
@@ -38,6 +44,7 @@ export class Deployer {
   private readonly dataDir: string;
   private readonly onActivated: (v: VersionRecord) => void;
   private readonly checkConfig: (c: FunctionConfig) => void;
+  private readonly limits: ServerLimits;
 
   constructor(opts: {
     store: Store;
@@ -47,8 +54,11 @@ export class Deployer {
     onActivated: (v: VersionRecord) => void;
     /** Server-side checks of a valid config (e.g. the network policy against the ceiling). */
     checkConfig?: (c: FunctionConfig) => void;
+    /** The server's maximums a config is held to. @default DEFAULT_LIMITS */
+    limits?: ServerLimits;
   }) {
     this.checkConfig = opts.checkConfig ?? (() => {});
+    this.limits = opts.limits ?? DEFAULT_LIMITS;
     this.store = opts.store;
     this.registry = opts.registry;
     this.executors = opts.executors;
@@ -66,7 +76,7 @@ export class Deployer {
     }
     // Validate what the manifest says before spending a sandbox on it.
     const manifest = input.config ?? {};
-    this.checkConfig(validateConfig(manifest));
+    this.checkConfig(validateConfig(manifest, this.limits));
     const hash = createHash("sha256")
       .update(input.code)
       .update("\0")
@@ -91,7 +101,7 @@ export class Deployer {
     writeFileSync(join(codeDir, "index.mjs"), code);
     if (input.sourceMap) writeFileSync(join(codeDir, "index.mjs.map"), input.sourceMap);
 
-    const preliminary = validateConfig(manifest);
+    const preliminary = validateConfig(manifest, this.limits);
     const executor = this.executors[preliminary.executor];
     if (!executor) {
       throw new NimbusError(
@@ -124,7 +134,7 @@ export class Deployer {
     if (inline !== undefined && (typeof inline !== "object" || inline === null || Array.isArray(inline))) {
       throw new NimbusError("NIMBUS_BAD_CONFIG", "export const config must be an object.");
     }
-    config = validateConfig({ ...(inline as Record<string, unknown> | undefined), ...manifest });
+    config = validateConfig({ ...(inline as Record<string, unknown> | undefined), ...manifest }, this.limits);
     this.checkConfig(config);
     if (config.executor !== preliminary.executor) {
       // The inline config chose another executor: check the bundle there too.
@@ -152,7 +162,10 @@ export class Deployer {
           },
         );
       }
-      config = validateConfig({ ...(inline as Record<string, unknown> | undefined), ...manifest });
+      config = validateConfig(
+        { ...(inline as Record<string, unknown> | undefined), ...manifest },
+        this.limits,
+      );
     }
     const version = await this.store.addVersion({
       tenant,

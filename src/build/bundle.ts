@@ -3,8 +3,8 @@
  * node_modules, one ES module plus its source map. Runs on the deploying machine (CLI).
  */
 import { existsSync, readFileSync, statSync } from "node:fs";
-import { dirname, join, relative, resolve } from "node:path";
 import { builtinModules } from "node:module";
+import { dirname, join, relative, resolve } from "node:path";
 import { build, type Message } from "esbuild";
 import { NimbusError } from "../errors.ts";
 import type { ExecutorKind } from "../executors/types.ts";

@@ -2,6 +2,7 @@
  * Function configuration: the inline `export const config` and `nimbus.json` entries,
  * validated into one normalised shape. Every error names the field and what is allowed.
  */
+import { availableParallelism } from "node:os";
 import { NimbusError } from "../errors.ts";
 import type { ExecutorKind } from "../executors/types.ts";
 
@@ -54,6 +55,11 @@ export interface FunctionConfig {
   auth: "public" | "key";
   /** Which executor runs it. @default "process" */
   executor: ExecutorKind;
+  /**
+   * The instance's share of the machine's cores (process executor: the cgroup CPU quota;
+   * e.g. 0.5 = half a core, 2 = two cores). @default 1
+   */
+  cpu: number;
   /** CPU time per invocation, ms (isolate executor). @default undefined (no CPU limit beyond the timeout) */
   cpuMs?: number;
   /** Outbound network policy (both executors; narrows the server's). @default the server's policy */
@@ -76,6 +82,7 @@ export const DEFAULT_CONFIG: FunctionConfig = {
   maxInstances: 10,
   idleTimeoutMs: 300_000,
   maxQueue: 1000,
+  cpu: 1,
   env: {},
   auth: "public",
   executor: "process",
@@ -92,6 +99,7 @@ const KNOWN = [
   "env",
   "auth",
   "executor",
+  "cpu",
   "cpuMs",
   "reservedConcurrency",
   "network",
@@ -133,10 +141,150 @@ function int(field: string, value: unknown, min: number, max: number): number {
 }
 
 /**
- * Validates and normalises a raw config object (inline `config` merged over `nimbus.json`).
- * Throws NIMBUS_BAD_CONFIG naming the first invalid field.
+ * The server's maximums for what a function may ask for (`nimbus serve --max-*` flags, or
+ * their `NIMBUS_MAX_*` variables): without them a tenant could keep instances warm forever
+ * (`idleTimeout: "1000h"`) or hold a hundred of them (`minInstances: 100`) for free.
  */
-export function validateConfig(raw: unknown): FunctionConfig {
+export interface ServerLimits {
+  /** Longest `idleTimeout`, ms (Lambda keeps an idle execution environment for minutes). @default 900000 (15 minutes) */
+  maxIdleTimeoutMs: number;
+  /** Largest `minInstances` (instances kept warm without requests). @default 10 */
+  maxMinInstances: number;
+  /** Largest `maxInstances`. @default 100 */
+  maxMaxInstances: number;
+  /** Largest `memory`, MB. @default 4096 */
+  maxMemoryMB: number;
+  /** Longest `timeout`, ms. @default 900000 (15 minutes, as Lambda) */
+  maxTimeoutMs: number;
+  /** Largest `cpu` (cores one instance may use). @default the machine's cores */
+  maxCpu: number;
+}
+
+/** The default maximums. */
+export const DEFAULT_LIMITS: ServerLimits = {
+  maxIdleTimeoutMs: 900_000,
+  maxMinInstances: 10,
+  maxMaxInstances: 100,
+  maxMemoryMB: 4096,
+  maxTimeoutMs: 900_000,
+  maxCpu: availableParallelism(),
+};
+
+/** Each limit's `nimbus serve` flag and environment variable (named in refusals). */
+export const LIMIT_FLAGS: Record<keyof ServerLimits, { flag: string; env: string }> = {
+  maxIdleTimeoutMs: { flag: "--max-idle-timeout", env: "NIMBUS_MAX_IDLE_TIMEOUT" },
+  maxMinInstances: { flag: "--max-min-instances", env: "NIMBUS_MAX_MIN_INSTANCES" },
+  maxMaxInstances: { flag: "--max-max-instances", env: "NIMBUS_MAX_MAX_INSTANCES" },
+  maxMemoryMB: { flag: "--max-memory", env: "NIMBUS_MAX_MEMORY" },
+  maxTimeoutMs: { flag: "--max-timeout", env: "NIMBUS_MAX_TIMEOUT" },
+  maxCpu: { flag: "--max-cpu", env: "NIMBUS_MAX_CPU" },
+};
+
+/** Formats ms the way a config says it (`15m`, `30s`, `500ms`). */
+export function formatDuration(ms: number): string {
+  if (ms % 3_600_000 === 0) return `${ms / 3_600_000}h`;
+  if (ms % 60_000 === 0) return `${ms / 60_000}m`;
+  if (ms % 1000 === 0) return `${ms / 1000}s`;
+  return `${ms}ms`;
+}
+
+function overLimit(field: string, asked: string, limit: keyof ServerLimits, max: string): NimbusError {
+  const { flag, env } = LIMIT_FLAGS[limit];
+  return new NimbusError(
+    "NIMBUS_CONFIG_OVER_LIMIT",
+    `config.${field}: ${asked} is over this server's maximum of ${max}. Ask for at most ${max}, or have the operator raise it (nimbus serve ${flag}, or ${env}).`,
+    { details: { field, maximum: max, flag, env } },
+  );
+}
+
+/**
+ * Refuses a config that asks for more than the server allows (NIMBUS_CONFIG_OVER_LIMIT
+ * naming the maximum and the flag that sets it).
+ */
+export function checkLimits(c: FunctionConfig, limits: ServerLimits): void {
+  if (c.idleTimeoutMs > limits.maxIdleTimeoutMs) {
+    throw overLimit(
+      "idleTimeout",
+      formatDuration(c.idleTimeoutMs),
+      "maxIdleTimeoutMs",
+      formatDuration(limits.maxIdleTimeoutMs),
+    );
+  }
+  if (c.timeoutMs > limits.maxTimeoutMs) {
+    throw overLimit(
+      "timeout",
+      formatDuration(c.timeoutMs),
+      "maxTimeoutMs",
+      formatDuration(limits.maxTimeoutMs),
+    );
+  }
+  if (c.minInstances > limits.maxMinInstances) {
+    throw overLimit(
+      "minInstances",
+      String(c.minInstances),
+      "maxMinInstances",
+      String(limits.maxMinInstances),
+    );
+  }
+  if (c.maxInstances > limits.maxMaxInstances) {
+    throw overLimit(
+      "maxInstances",
+      String(c.maxInstances),
+      "maxMaxInstances",
+      String(limits.maxMaxInstances),
+    );
+  }
+  if (c.memory > limits.maxMemoryMB) {
+    throw overLimit("memory", `${c.memory} MB`, "maxMemoryMB", `${limits.maxMemoryMB} MB`);
+  }
+  if (c.cpu > limits.maxCpu) {
+    throw overLimit("cpu", `${c.cpu} cores`, "maxCpu", `${limits.maxCpu} cores`);
+  }
+}
+
+/**
+ * A stored config held to the server's maximums (versions deployed before the operator
+ * lowered one keep running, within the new maximums).
+ */
+export function clampToLimits(c: FunctionConfig, limits: ServerLimits): FunctionConfig {
+  if (
+    c.idleTimeoutMs <= limits.maxIdleTimeoutMs &&
+    c.timeoutMs <= limits.maxTimeoutMs &&
+    c.maxInstances <= limits.maxMaxInstances &&
+    c.minInstances <= limits.maxMinInstances &&
+    c.memory <= limits.maxMemoryMB &&
+    c.cpu !== undefined &&
+    c.cpu <= limits.maxCpu
+  )
+    return c;
+  const maxInstances = Math.min(c.maxInstances, limits.maxMaxInstances);
+  return {
+    ...c,
+    idleTimeoutMs: Math.min(c.idleTimeoutMs, limits.maxIdleTimeoutMs),
+    timeoutMs: Math.min(c.timeoutMs, limits.maxTimeoutMs),
+    maxInstances,
+    minInstances: Math.min(c.minInstances, limits.maxMinInstances, maxInstances),
+    memory: Math.min(c.memory, limits.maxMemoryMB),
+    cpu: Math.min(c.cpu ?? DEFAULT_CONFIG.cpu, limits.maxCpu),
+  };
+}
+
+/**
+ * Validates and normalises a raw config object (inline `config` merged over `nimbus.json`).
+ * Throws NIMBUS_BAD_CONFIG naming the first invalid field, or NIMBUS_CONFIG_OVER_LIMIT when
+ * it asks for more than `limits` allow.
+ */
+export function validateConfig(raw: unknown, limits: ServerLimits = DEFAULT_LIMITS): FunctionConfig {
+  const c = validateShape(raw);
+  // Over a limit first: it names what the server allows.
+  checkLimits(c, limits);
+  if (c.minInstances > c.maxInstances) {
+    throw bad("minInstances", `must not exceed maxInstances (${c.maxInstances}), got ${c.minInstances}.`);
+  }
+  return c;
+}
+
+function validateShape(raw: unknown): FunctionConfig {
   if (raw === undefined || raw === null) return { ...DEFAULT_CONFIG, env: {} };
   if (typeof raw !== "object" || Array.isArray(raw)) throw bad("(root)", "must be an object.");
   const r = raw as Record<string, unknown>;
@@ -146,17 +294,13 @@ export function validateConfig(raw: unknown): FunctionConfig {
     }
   }
   const c: FunctionConfig = { ...DEFAULT_CONFIG, env: {} };
-  if (r.memory !== undefined) c.memory = int("memory", r.memory, 64, 10_240);
-  if (r.timeout !== undefined) {
-    c.timeoutMs = parseDuration("timeout", r.timeout);
-    if (c.timeoutMs > 900_000) throw bad("timeout", "must be at most 900 seconds (15 minutes).");
-  }
+  if (r.memory !== undefined) c.memory = int("memory", r.memory, 64, 1_048_576);
+  // Upper bounds of memory, timeout, idleTimeout and instance counts are the server's
+  // (checkLimits), so an operator can raise them.
+  if (r.timeout !== undefined) c.timeoutMs = parseDuration("timeout", r.timeout);
   if (r.concurrency !== undefined) c.concurrency = int("concurrency", r.concurrency, 1, 1000);
-  if (r.minInstances !== undefined) c.minInstances = int("minInstances", r.minInstances, 0, 100);
-  if (r.maxInstances !== undefined) c.maxInstances = int("maxInstances", r.maxInstances, 1, 1000);
-  if (c.minInstances > c.maxInstances) {
-    throw bad("minInstances", `must not exceed maxInstances (${c.maxInstances}), got ${c.minInstances}.`);
-  }
+  if (r.minInstances !== undefined) c.minInstances = int("minInstances", r.minInstances, 0, 100_000);
+  if (r.maxInstances !== undefined) c.maxInstances = int("maxInstances", r.maxInstances, 1, 100_000);
   if (r.idleTimeout !== undefined) c.idleTimeoutMs = parseDuration("idleTimeout", r.idleTimeout);
   if (r.maxQueue !== undefined) c.maxQueue = int("maxQueue", r.maxQueue, 0, 100_000);
   if (r.env !== undefined) {
@@ -180,6 +324,15 @@ export function validateConfig(raw: unknown): FunctionConfig {
       throw bad("executor", `must be "process" or "isolate", got ${JSON.stringify(r.executor)}.`);
     }
     c.executor = r.executor;
+  }
+  if (r.cpu !== undefined) {
+    if (typeof r.cpu !== "number" || !Number.isFinite(r.cpu) || r.cpu < 0.05 || r.cpu > 1024) {
+      throw bad(
+        "cpu",
+        `must be a number of cores from 0.05 to 1024 (e.g. 0.5, 1, 2), got ${JSON.stringify(r.cpu)}.`,
+      );
+    }
+    c.cpu = Math.round(r.cpu * 100) / 100;
   }
   if (r.concurrency === undefined && c.executor === "isolate") c.concurrency = ISOLATE_DEFAULT_CONCURRENCY;
   if (r.cpuMs !== undefined) c.cpuMs = int("cpuMs", r.cpuMs, 1, 900_000);

@@ -6,6 +6,7 @@
 import { readFileSync } from "node:fs";
 import { Command, Option } from "commander";
 import { bundle, resolveSources } from "../build/bundle.ts";
+import { parseDuration, type ServerLimits } from "../build/config.ts";
 import { NimbusError } from "../errors.ts";
 import { Client, fromBody } from "./client.ts";
 
@@ -120,6 +121,41 @@ program
   .option("--log-max-mb <mb>", "log MB kept per function (oldest lines go first)", "256")
   .option("--log-rate <kb>", "log KB per second one function may write (bursts of 8x)", "1024")
   .option("--log-invocation-lines <n>", "log lines one invocation may write", "10000")
+  .addOption(
+    new Option("--max-idle-timeout <duration>", "longest idleTimeout a function may ask for (e.g. 15m)")
+      .env("NIMBUS_MAX_IDLE_TIMEOUT")
+      .default("15m"),
+  )
+  .addOption(
+    new Option("--max-min-instances <n>", "largest minInstances a function may ask for")
+      .env("NIMBUS_MAX_MIN_INSTANCES")
+      .default("10"),
+  )
+  .addOption(
+    new Option("--max-max-instances <n>", "largest maxInstances a function may ask for")
+      .env("NIMBUS_MAX_MAX_INSTANCES")
+      .default("100"),
+  )
+  .addOption(
+    new Option("--max-memory <mb>", "largest memory (MB) a function may ask for")
+      .env("NIMBUS_MAX_MEMORY")
+      .default("4096"),
+  )
+  .addOption(
+    new Option("--max-timeout <duration>", "longest timeout a function may ask for (e.g. 15m)")
+      .env("NIMBUS_MAX_TIMEOUT")
+      .default("15m"),
+  )
+  .addOption(
+    new Option(
+      "--max-cpu <cores>",
+      "largest cpu (cores of this machine one instance may use) a function may ask for (default: all cores)",
+    ).env("NIMBUS_MAX_CPU"),
+  )
+  .option(
+    "--no-freeze",
+    "do not freeze idle instances (debugging only: idle instances then run unmetered; also NIMBUS_FREEZE=off)",
+  )
   .action(
     action(
       async (o: {
@@ -141,6 +177,13 @@ program
         logMaxMb: string;
         logRate: string;
         logInvocationLines: string;
+        maxIdleTimeout: string;
+        maxMinInstances: string;
+        maxMaxInstances: string;
+        maxMemory: string;
+        maxTimeout: string;
+        maxCpu?: string;
+        freeze: boolean;
       }) => {
         const num = (flag: string, v: string | undefined, min: number): number | undefined => {
           if (v === undefined) return undefined;
@@ -160,6 +203,34 @@ program
             `--port must be a number from 0 to 65535, got '${o.port}'.`,
           );
         }
+        const duration = (flag: string, v: string): number => {
+          try {
+            return parseDuration(flag, /^\d+(\.\d+)?$/.test(v) ? Number(v) : v);
+          } catch {
+            throw new NimbusError(
+              "NIMBUS_BAD_REQUEST",
+              `--${flag} must be seconds or a duration like 15m, 30s, 1h; got '${v}'.`,
+            );
+          }
+        };
+        let maxCpu: number | undefined;
+        if (o.maxCpu !== undefined) {
+          maxCpu = Number(o.maxCpu);
+          if (!Number.isFinite(maxCpu) || maxCpu < 0.05) {
+            throw new NimbusError(
+              "NIMBUS_BAD_REQUEST",
+              `--max-cpu must be a number of cores >= 0.05, got '${o.maxCpu}'.`,
+            );
+          }
+        }
+        const limits: Partial<ServerLimits> = {
+          maxIdleTimeoutMs: duration("max-idle-timeout", o.maxIdleTimeout),
+          maxMinInstances: num("max-min-instances", o.maxMinInstances, 0),
+          maxMaxInstances: num("max-max-instances", o.maxMaxInstances, 1),
+          maxMemoryMB: num("max-memory", o.maxMemory, 64),
+          maxTimeoutMs: duration("max-timeout", o.maxTimeout),
+        };
+        if (maxCpu !== undefined) limits.maxCpu = maxCpu;
         const { startServer } = await import("../server.ts");
         const s = await startServer({
           port,
@@ -183,6 +254,8 @@ program
             functionBurstBytes: (num("log-rate", o.logRate, 1) ?? 1024) * 1024 * 8,
             invocationLines: num("log-invocation-lines", o.logInvocationLines, 1),
           },
+          limits,
+          freeze: o.freeze && process.env.NIMBUS_FREEZE !== "off",
         });
         const p = s.protections;
         const lines = [
@@ -192,6 +265,9 @@ program
           `  sandbox:        ${p.bwrap ? "bubblewrap active" : "bubblewrap OFF"}; cgroups ${p.cgroups ?? "OFF"}${p.cgroups ? ` (memory ${p.memoryLimit ? "on" : "off"}, cpu ${p.cpuLimit ? "on" : "off"}, pids ${p.pidsLimit ? "on" : "off"})` : ""}`,
         ];
         lines.push(`  mode:           ${s.mode}`);
+        lines.push(
+          `  idle instances: ${s.freezing ? "frozen (cgroup freezer)" : "NOT frozen (--no-freeze, or no freezer controller): code may run between invocations"}`,
+        );
         if (p.off.length) lines.push(...p.off.map((x) => `  WARNING, protection off: ${x}`));
         if (s.warning) lines.push(`  WARNING: ${s.warning}`);
         lines.push(

@@ -19,6 +19,8 @@ export interface InstanceSpec {
   memoryMB: number;
   timeoutMs: number;
   env: Record<string, string>;
+  /** Cores the instance may use (process executor: its cgroup CPU quota). @default 1 */
+  cpus?: number;
   /** CPU time per invocation, ms (executors that enforce it). */
   cpuMs?: number;
   /** Outbound network policy (executors that enforce it). */

@@ -19,8 +19,9 @@
  * `check` that returns the cleaned meta or throws {@link FrameViolation}. A type without a rule
  * is a violation.
  */
-import { type Frame, MAX_CHUNK, MAX_LOG_LINE, T } from "../runtime/protocol.ts";
+
 import { TI } from "../runtime/isolate/frames.ts";
+import { type Frame, MAX_CHUNK, MAX_LOG_LINE, T } from "../runtime/protocol.ts";
 
 /** Thrown by a rule's `check` (or the decoder) when a frame breaks the protocol. */
 export class FrameViolation extends Error {

@@ -4,6 +4,7 @@
  * metering and logs.
  */
 import { randomUUID } from "node:crypto";
+import { clampToLimits, DEFAULT_LIMITS, type ServerLimits } from "../build/config.ts";
 import { NimbusError } from "../errors.ts";
 import type { ResponseSink } from "../executors/types.ts";
 import type { InvokeMeta, LogMeta } from "../runtime/protocol.ts";
@@ -71,15 +72,23 @@ export class Invoker {
   private draining = false;
   private active = 0;
   private readonly idleWaiters: (() => void)[] = [];
+  private readonly limits: ServerLimits;
 
   /** The log quotas every invocation's lines pass through. */
   readonly logQuota: LogQuota;
 
-  constructor(registry: Registry, scheduler: Scheduler, recorder: Recorder, logQuota = new LogQuota()) {
+  constructor(
+    registry: Registry,
+    scheduler: Scheduler,
+    recorder: Recorder,
+    logQuota = new LogQuota(),
+    limits = DEFAULT_LIMITS,
+  ) {
     this.registry = registry;
     this.scheduler = scheduler;
     this.recorder = recorder;
     this.logQuota = logQuota;
+    this.limits = limits;
   }
 
   /** Resolves the version a request targets, or throws the catalogued 404. */
@@ -103,19 +112,22 @@ export class Invoker {
 
   /** The pool serving a version. */
   poolFor(v: VersionRecord): VersionPool {
+    // A version deployed before the operator lowered a maximum runs within the new one.
+    const config = clampToLimits(v.config, this.limits);
     return this.scheduler.pool(
       {
         functionName: v.name,
         tenant: v.tenant,
         version: v.version,
         codeDir: v.codeDir,
-        memoryMB: v.config.memory,
-        timeoutMs: v.config.timeoutMs,
-        env: v.config.env,
-        cpuMs: v.config.cpuMs,
-        network: v.config.network,
+        memoryMB: config.memory,
+        timeoutMs: config.timeoutMs,
+        env: config.env,
+        cpuMs: config.cpuMs,
+        cpus: config.cpu,
+        network: config.network,
       },
-      v.config,
+      config,
     );
   }
 
@@ -154,9 +166,17 @@ export class Invoker {
     let firstByteMs: number | null = null;
     let headersSent = false;
     let recorded = false;
+    /** The response went out in full; the invocation may still run `waitUntil` work. */
+    let responded = false;
     let timer: NodeJS.Timeout | undefined;
     let pool: VersionPool | undefined;
     let leased = false;
+    let released = false;
+    const release = (): void => {
+      if (!leased || released) return;
+      released = true;
+      pool?.release();
+    };
 
     const quotaKey = `${v.tenant}/${v.name}`;
     const budget = new InvocationLogBudget();
@@ -193,6 +213,8 @@ export class Invoker {
       recorded = true;
       reportDropped();
       if (timer) clearTimeout(timer);
+      // Until the invocation is really over: its response and its `waitUntil` work (as
+      // Lambda bills until the handler returns, and Workers meters waitUntil time).
       const durationMs = performance.now() - t0;
       // Only time on an instance is billed: a request refused before it ran (throttled,
       // shutting down) costs nothing, as on Lambda.
@@ -206,29 +228,37 @@ export class Invoker {
         start,
         durationMs,
         billedMs,
-        memoryMB: v.config.memory,
-        gbSeconds: (v.config.memory / 1024) * (billedMs / 1000),
+        memoryMB: memory,
+        gbSeconds: (memory / 1024) * (billedMs / 1000),
         cpuMs,
         coldStart: cold,
         status,
         errorCode,
         firstByteMs,
       });
-      if (leased) pool?.release();
+      release();
       this.active--;
       if (this.active === 0 && this.draining) for (const w of this.idleWaiters.splice(0)) w();
     };
     const fail = (err: NimbusError, measuredCpu?: number): void => {
       if (recorded) return;
-      if (measuredCpu !== undefined) cpuMs = measuredCpu;
+      if (measuredCpu !== undefined) cpuMs = Math.max(cpuMs, measuredCpu);
       errorCode = err.code;
+      if (responded) {
+        // The response went out; what failed is its waitUntil work (e.g. the instance died).
+        finish();
+        return;
+      }
       status = headersSent ? status : err.status;
       responder.error(err, headersSent);
       finish();
     };
 
+    let memory = v.config.memory;
     try {
       pool = this.poolFor(v);
+      memory = pool.config.memory;
+      const timeoutMs = pool.config.timeoutMs;
       const lease = await pool.acquire();
       leased = true;
       cold = lease.cold;
@@ -239,7 +269,7 @@ export class Invoker {
         method: req.method,
         url,
         headers: req.headers,
-        deadline: Date.now() + v.config.timeoutMs,
+        deadline: Date.now() + timeoutMs,
         sourceIp: req.sourceIp,
         trigger: req.trigger,
       };
@@ -256,11 +286,30 @@ export class Invoker {
           if (!recorded) responder.chunk(data, consumed);
           else consumed();
         },
-        end: (measuredCpu) => {
-          if (recorded) return;
+        end: (measuredCpu, pending) => {
+          if (recorded || responded) return;
           cpuMs = measuredCpu;
+          responded = true;
           responder.end();
-          finish();
+          if (!pending) {
+            finish();
+            return;
+          }
+          // The caller has its response: the slot serves others, while the waitUntil work
+          // is billed until it settles, for at most the function's timeout (then its
+          // instance is stopped, as Workers cancels waitUntil work past its limit).
+          release();
+          if (timer) clearTimeout(timer);
+          timer = setTimeout(() => {
+            const err = new NimbusError(
+              "NIMBUS_TIMEOUT",
+              `The function's waitUntil work did not settle within its timeout of ${timeoutMs} ms after the response; its instance was stopped.`,
+            );
+            // The instance fails this sink as it goes (with the CPU used until then), which
+            // logs and records it; should it not, the record is written anyway.
+            instance.kill(err, sink);
+            timer = setTimeout(() => fail(err), 5000);
+          }, timeoutMs);
         },
         fail: (err, measuredCpu) => {
           // The function's own failures were logged (with the source-mapped stack) by the
@@ -275,18 +324,24 @@ export class Invoker {
           );
         },
         log,
-        // Lines dropped by waitUntil work after the response are reported when it settles.
-        done: () => reportDropped(),
+        done: (measuredCpu) => {
+          // Lines dropped by waitUntil work after the response are reported when it settles.
+          reportDropped();
+          // Only after the response ended with work pending (an early DONE would stop billing).
+          if (recorded || !responded) return;
+          cpuMs = Math.max(cpuMs, measuredCpu);
+          finish();
+        },
       };
       timer = setTimeout(() => {
         instance.kill(
           new NimbusError(
             "NIMBUS_TIMEOUT",
-            `The function did not respond within its timeout of ${v.config.timeoutMs} ms; its instance was stopped. Raise 'timeout' in its config.`,
+            `The function did not respond within its timeout of ${timeoutMs} ms; its instance was stopped. Raise 'timeout' in its config.`,
           ),
           sink,
         );
-      }, v.config.timeoutMs);
+      }, timeoutMs);
       // A caller that hangs up stops the function's response instead of letting it stream on.
       responder.onAbort?.(() => {
         if (!recorded) instance.cancel(sink);

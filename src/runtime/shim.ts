@@ -11,8 +11,8 @@ import { Socket } from "node:net";
 import { pathToFileURL } from "node:url";
 import { format } from "node:util";
 import { fromLambdaResult, toLambdaEvent } from "./lambda.ts";
-import { routeThroughEgressProxy } from "./net-patch.ts";
 import { inspectModule } from "./module.ts";
+import { routeThroughEgressProxy } from "./net-patch.ts";
 import {
   CANCELLED_MESSAGE,
   type CreditMeta,
@@ -116,6 +116,33 @@ function cpuMsSince(start: NodeJS.CpuUsage): number {
   return (d.user + d.system) / 1000;
 }
 
+/** What keeps the event loop alive now, counted by kind (Timeout, TCPWrap, FSReqCallback, …). */
+function loopResources(): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const r of process.getActiveResourcesInfo()) counts.set(r, (counts.get(r) ?? 0) + 1);
+  return counts;
+}
+
+/**
+ * Settles once the event loop holds nothing beyond `baseline` (what was there before the
+ * invocation): Lambda's `callbackWaitsForEmptyEventLoop` for callback-style handlers. The
+ * platform bills until then, and stops the instance if it outlives the timeout.
+ */
+function emptyLoop(baseline: Map<string, number>): Promise<void> {
+  return new Promise((resolve) => {
+    const check = (): void => {
+      for (const [kind, n] of loopResources()) {
+        if (n > (baseline.get(kind) ?? 0)) {
+          setTimeout(check, 10).unref();
+          return;
+        }
+      }
+      resolve();
+    };
+    setTimeout(check, 0).unref();
+  });
+}
+
 function errorInfo(err: unknown): { message: string; stack?: string } {
   if (err instanceof Error) return { message: err.message, stack: err.stack };
   return { message: format(err) };
@@ -175,6 +202,7 @@ async function handleInvoke(frame: Frame): Promise<void> {
   const cpuStart = process.cpuUsage();
   const background: Promise<unknown>[] = [];
   credits.set(id, { bytes: FLOW_WINDOW });
+  const baseline = handlerShape === "lambda" ? loopResources() : undefined;
   await current.run(id, async () => {
     try {
       if (handlerShape === "lambda") {
@@ -210,6 +238,10 @@ async function handleInvoke(frame: Frame): Promise<void> {
             if (r && typeof (r as Promise<unknown>).then === "function")
               (r as Promise<unknown>).then(resolve, reject);
           });
+          // As on Lambda, a callback handler's invocation lasts until the event loop is
+          // empty (unless it set callbackWaitsForEmptyEventLoop = false); the response goes
+          // out now, the rest is billed like waitUntil work.
+          if (context.callbackWaitsForEmptyEventLoop && baseline) background.push(emptyLoop(baseline));
         } else {
           result = await fn(event, context);
         }

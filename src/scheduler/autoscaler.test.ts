@@ -3,8 +3,8 @@ import { describe, it } from "node:test";
 import {
   type AutoscalerConfig,
   type AutoscalerState,
-  type Decision,
   DEFAULT_AUTOSCALER,
+  type Decision,
   decide,
   initialState,
   observe,

@@ -11,8 +11,8 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it, test } from "node:test";
-import { EgressProxy } from "../../src/executors/egress/proxy.ts";
 import { serverCeiling } from "../../src/executors/egress/ceiling.ts";
+import { EgressProxy } from "../../src/executors/egress/proxy.ts";
 import { egressOpen, egressResolve } from "../../src/runtime/egress-client.ts";
 import { cleanup, deployIsolateSource, sleep, startTestServer, type TestServer } from "../helpers.ts";
 

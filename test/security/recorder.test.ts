@@ -10,8 +10,8 @@ import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { after, test } from "node:test";
 import { Recorder } from "../../src/invoker/recorder.ts";
-import type { InvocationRecord, LogRecord } from "../../src/store/types.ts";
 import { SqliteStore } from "../../src/store/sqlite/store.ts";
+import type { InvocationRecord, LogRecord } from "../../src/store/types.ts";
 import { cleanup } from "../helpers.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "nimbus-recorder-"));

@@ -17,6 +17,7 @@ import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type ErrorCode, NimbusError } from "../../errors.ts";
 import { FrameGuard, ISOLATE_HOST_RULES } from "../../invoker/frame-guard.ts";
+import type { Egress } from "../../runtime/egress-policy.ts";
 import {
   type EgressPolicy,
   type GoneMeta,
@@ -35,12 +36,11 @@ import {
   MAX_FRAME,
   T,
 } from "../../runtime/protocol.ts";
-import type { Egress } from "../../runtime/egress-policy.ts";
 import { serverCeiling } from "../egress/ceiling.ts";
 import { EgressProxy } from "../egress/proxy.ts";
+import { ResponseFlow } from "../flow.ts";
 import { ARGS_FD, launchCommand, linkNode, makeRunDir, makeSlot } from "../process/launch.ts";
 import { Cgroup, INSIDE, type Protections } from "../process/sandbox.ts";
-import { ResponseFlow } from "../flow.ts";
 import type { Executor, Instance, InstanceSpec, InstanceState, LoadResult, ResponseSink } from "../types.ts";
 import { hostSource, preludeSource } from "./prelude.ts";
 
@@ -102,6 +102,19 @@ export interface IsolateExecutorOptions {
    * @example (spec) => registry.getVersion(spec.tenant, spec.functionName, spec.version)?.config.network
    */
   egressFor?: (spec: InstanceSpec) => EgressPolicy | undefined;
+  /**
+   * Freeze a tenant's host process (cgroup freezer) once none of its isolates has had work
+   * for {@link hostFreezeDelayMs}; it is thawed before anything is sent to it. Needs
+   * `protections.freezer`. @default false
+   */
+  freeze?: boolean;
+  /**
+   * Quiet time before an idle host is frozen, ms: lets the host top up its spare isolates
+   * (a cold start would otherwise create one on its path). CPU an isolate uses in it is
+   * billed to that isolate's next invocation, and its timers wait for that invocation.
+   * @default 200
+   */
+  hostFreezeDelayMs?: number;
   /** Receives lines an isolate wrote outside any invocation. */
   onInstanceLog?: (functionName: string, line: LogMeta) => void;
 }
@@ -210,6 +223,9 @@ class IsolateHost {
   private exited = false;
   private readonly exitCbs: (() => void)[] = [];
   private readonly exec: IsolateExecutor;
+  private freezeTimer: NodeJS.Timeout | undefined;
+  private isReady = false;
+  private stopping = false;
 
   constructor(exec: IsolateExecutor, tenant: string) {
     this.exec = exec;
@@ -305,8 +321,11 @@ class IsolateHost {
     this.guard = new FrameGuard({
       rules: ISOLATE_HOST_RULES,
       onFrame: (f) => {
-        if (f.type === T.READY) onReady();
-        else this.onFrame(f);
+        if (f.type === T.READY) {
+          this.isReady = true;
+          onReady();
+          this.idleCheck();
+        } else this.onFrame(f);
       },
       onViolation: (why) => {
         // The host speaks for every isolate of the tenant: it is stopped as a whole.
@@ -350,6 +369,28 @@ class IsolateHost {
     return !this.exited;
   }
 
+  /** Schedules a freeze when none of the host's isolates has work (a load, an invocation, waitUntil). */
+  private idleCheck(): void {
+    if (!this.exec.options.freeze || !this.cgroup?.canFreeze || this.exited || this.stopping) return;
+    if (!this.isReady) return;
+    if (this.sinks.size > 0 || this.loads.size > 0 || this.freezeTimer) return;
+    this.freezeTimer = setTimeout(() => {
+      this.freezeTimer = undefined;
+      if (this.sinks.size === 0 && this.loads.size === 0 && !this.exited && !this.stopping)
+        this.cgroup?.freeze();
+    }, this.exec.options.hostFreezeDelayMs ?? 200);
+    this.freezeTimer.unref();
+  }
+
+  /** Lets the host run before anything is sent to it (a no-op when it is not frozen). */
+  private thaw(): void {
+    if (this.freezeTimer) {
+      clearTimeout(this.freezeTimer);
+      this.freezeTimer = undefined;
+    }
+    this.cgroup?.thaw();
+  }
+
   get size(): number {
     return this.instances.size;
   }
@@ -368,6 +409,7 @@ class IsolateHost {
         const cb = this.loads.get(f.id);
         this.loads.delete(f.id);
         cb?.(f.meta as LoadedMeta);
+        this.idleCheck();
         return;
       }
       case TI.GONE: {
@@ -430,6 +472,7 @@ class IsolateHost {
     this.sinks.delete(id);
     this.guard.close(id);
     instance.invocations.delete(id);
+    this.idleCheck();
   }
 
   /** Loads a function into a new isolate of this host. */
@@ -458,6 +501,7 @@ class IsolateHost {
         return;
       }
       this.loads.set(instance.slot, res);
+      this.thaw();
       this.writer.send(T.LOAD, instance.slot, meta, code.payload);
     });
     // The host died under the load (e.g. stopped for a protocol violation): that is no
@@ -477,6 +521,7 @@ class IsolateHost {
     this.sinks.set(id, { sink, instance, flow });
     this.guard.open(id);
     instance.invocations.add(id);
+    this.thaw();
     this.writer.send(T.INVOKE, id, { ...meta, slot: instance.slot }, body);
   }
 
@@ -488,7 +533,10 @@ class IsolateHost {
 
   /** Asks the host to dispose an instance's isolate. */
   unload(instance: IsolateInstance): void {
-    if (!this.exited) this.writer.send(TI.UNLOAD, instance.slot, {});
+    if (this.exited) return;
+    this.thaw();
+    this.writer.send(TI.UNLOAD, instance.slot, {});
+    this.idleCheck();
   }
 
   /** Drops an instance that died; fails its invocations with `reason`. */
@@ -502,6 +550,7 @@ class IsolateHost {
       s?.sink.fail(reason);
     }
     instance.invocations.clear();
+    this.idleCheck();
   }
 
   onExit(cb: () => void): void {
@@ -512,6 +561,8 @@ class IsolateHost {
   async stop(): Promise<void> {
     if (!this.exited) {
       const gone = new Promise<void>((res) => this.onExit(res));
+      this.stopping = true;
+      this.thaw();
       this.socket.end();
       const t = setTimeout(() => this.child.kill("SIGKILL"), 2000);
       await gone;
@@ -527,6 +578,7 @@ class IsolateHost {
   private onChildExit(code: number | null, signal: NodeJS.Signals | null): void {
     if (this.exited) return;
     this.exited = true;
+    if (this.freezeTimer) clearTimeout(this.freezeTimer);
     const oom = this.cgroup?.oomKilled() ?? false;
     const reason =
       this.killReason ??

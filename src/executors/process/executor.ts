@@ -11,6 +11,7 @@ import { fileURLToPath } from "node:url";
 import { buildSync } from "esbuild";
 import { NimbusError } from "../../errors.ts";
 import { FrameGuard } from "../../invoker/frame-guard.ts";
+import type { Egress } from "../../runtime/egress-policy.ts";
 import {
   type CreditMeta,
   FLOW_WINDOW,
@@ -22,17 +23,17 @@ import {
   type LogMeta,
   T,
 } from "../../runtime/protocol.ts";
-import { ResponseFlow } from "../flow.ts";
-import type { Executor, Instance, InstanceSpec, InstanceState, LoadResult, ResponseSink } from "../types.ts";
-import type { Egress } from "../../runtime/egress-policy.ts";
 import { serverCeiling } from "../egress/ceiling.ts";
 import { EgressProxy } from "../egress/proxy.ts";
+import { ResponseFlow } from "../flow.ts";
+import type { Executor, Instance, InstanceSpec, InstanceState, LoadResult, ResponseSink } from "../types.ts";
 import { launchCommand, linkNode, makeRunDir, makeSlot } from "./launch.ts";
 import { Cgroup, INSIDE, type Protections } from "./sandbox.ts";
 import { seccompProgram } from "./seccomp.ts";
 
 /** The compiled seccomp filter of process instances (undefined on an architecture without a table). */
 const SECCOMP = seccompProgram();
+
 import { type SpawnedChild, SpawnerClient } from "./spawner-client.ts";
 
 const RUNTIME_SRC = resolve(dirname(fileURLToPath(import.meta.url)), "../../runtime");
@@ -81,6 +82,14 @@ export interface ProcessExecutorOptions {
   cpus?: number;
   /** Max processes/threads per instance. @default 64 */
   pids?: number;
+  /**
+   * Freeze an instance's cgroup whenever it has no invocation running and no `waitUntil`
+   * work (and pre-started runtimes until taken): nothing it scheduled runs unmetered.
+   * Needs `protections.freezer`. @default false
+   */
+  freeze?: boolean;
+  /** Quiet time before an instance is frozen, ms. @default 5 */
+  freezeDelayMs?: number;
   /** Receives lines an instance wrote outside any invocation (stdout/stderr, startup). */
   onInstanceLog?: (functionName: string, line: LogMeta) => void;
 }
@@ -100,13 +109,26 @@ function heapMB(memoryMB: number): number {
   return Math.max(32, memoryMB - 48);
 }
 
+/** An instance's own CPU figure, as a number of ms (anything else counts as 0). */
+function reportedCpu(v: unknown): number {
+  return typeof v === "number" && Number.isFinite(v) && v >= 0 ? v : 0;
+}
+
 /** One child process: generic until LOAD, then an instance of one function version. */
 class ProcessInstance implements Instance {
   readonly id: string;
   spec!: InstanceSpec;
   inflight = 0;
-  /** Invocations whose `waitUntil` work still runs → the time it stops keeping the instance alive. */
-  private readonly backgroundUntil = new Map<number, number>();
+  /**
+   * Invocations whose `waitUntil` work still runs (the invoker stops the instance when it
+   * outlives the function's timeout).
+   */
+  private readonly backgroundIds = new Set<number>();
+  /** Per invocation: the cgroup's CPU ms when it started, and how many invocations overlapped it. */
+  private readonly cpuStart = new Map<number, { at: number | undefined; overlap: number }>();
+  /** The cgroup's CPU ms when the instance last went quiet (billed to the next invocation). */
+  private idleUsage: number | undefined;
+  private freezeTimer: NodeJS.Timeout | undefined;
   state: InstanceState = "starting";
   lastUsed = Date.now();
   readonly memoryMB: number;
@@ -232,6 +254,8 @@ class ProcessInstance implements Instance {
     switch (f.type) {
       case T.READY:
         this.onReady();
+        // A pre-started runtime waits frozen until a function is loaded into it.
+        this.maybeFreeze();
         return;
       case T.LOADED:
         this.onLoaded?.(f.meta as LoadedMeta);
@@ -265,19 +289,32 @@ class ProcessInstance implements Instance {
         sink.chunk(f.payload, flow.consumer(f.payload.length));
         break;
       }
-      case T.RESP_END:
-        this.finish(f.id, f.meta.pending);
-        sink.end(f.meta.cpuMs, f.meta.pending);
+      case T.RESP_END: {
+        if (this.backgroundIds.has(f.id)) return; // already ended
+        const pending = f.meta?.pending === true;
+        const cpu = pending ? reportedCpu(f.meta?.cpuMs) : this.billCpu(f.id, f.meta?.cpuMs);
+        this.finish(f.id, pending);
+        sink.end(cpu, pending);
         break;
-      case T.INVOKE_ERROR:
+      }
+      case T.INVOKE_ERROR: {
+        if (this.backgroundIds.has(f.id)) return;
+        const cpu = this.billCpu(f.id, f.meta?.cpuMs);
         this.finish(f.id, false);
-        sink.fail(new NimbusError(f.meta.code), f.meta.cpuMs, f.meta.stack);
+        sink.fail(new NimbusError(f.meta.code), cpu, f.meta.stack);
         break;
-      case T.DONE:
+      }
+      case T.DONE: {
+        // Only for an invocation whose response ended with waitUntil work pending: a DONE
+        // before the response's end would stop its billing early.
+        if (!this.backgroundIds.has(f.id)) return;
+        const cpu = this.billCpu(f.id, f.meta?.cpuMs);
         this.sinks.delete(f.id);
-        this.backgroundUntil.delete(f.id);
-        sink.done(f.meta.cpuMs);
+        this.backgroundIds.delete(f.id);
+        sink.done(cpu);
+        this.maybeFreeze();
         break;
+      }
     }
   }
 
@@ -286,23 +323,62 @@ class ProcessInstance implements Instance {
     this.flows.delete(id);
     this.inflight--;
     this.lastUsed = Date.now();
-    // waitUntil work keeps the instance alive for at most the function's timeout after the response.
-    if (pending) this.backgroundUntil.set(id, Date.now() + (this.spec?.timeoutMs ?? 30_000));
+    if (pending) this.backgroundIds.add(id);
     else this.sinks.delete(id);
     if (this.state === "busy" && this.inflight === 0) this.state = "idle";
+    this.maybeFreeze();
   }
 
-  /** Invocations whose `ctx.waitUntil` work still runs (within its deadline). */
+  /**
+   * The CPU ms to bill an invocation that is over: the kernel's figure for the instance's
+   * cgroup over the invocation (the instance cannot lower it), shared out when invocations
+   * overlapped (never below the instance's own figure then, capped at the kernel's);
+   * the instance's figure only where the host has no CPU accounting.
+   */
+  private billCpu(id: number, reported: unknown): number {
+    const own = reportedCpu(reported);
+    const c = this.cpuStart.get(id);
+    this.cpuStart.delete(id);
+    const now = this.cgroup?.cpuUsageMs();
+    if (!c || c.at === undefined || now === undefined) return own;
+    const delta = Math.max(0, now - c.at);
+    return c.overlap <= 1 ? delta : Math.max(delta / c.overlap, Math.min(own, delta));
+  }
+
+  /** Invocations whose `ctx.waitUntil` work still runs. */
   get background(): number {
-    const now = Date.now();
-    for (const [id, until] of this.backgroundUntil) {
-      if (until <= now) {
-        this.backgroundUntil.delete(id);
-        this.sinks.delete(id);
-        this.guard.close(id);
-      }
+    return this.backgroundIds.size;
+  }
+
+  /** Nothing of the instance should run: no invocation, no waitUntil work, not loading. */
+  private get quiet(): boolean {
+    if (this.exited || this.stopping || this.state === "dead" || this.sinks.size > 0) return false;
+    return !(this.state === "starting" && this.spec);
+  }
+
+  /**
+   * Freezes the instance once nothing of it should run, after `freezeDelayMs`: requests
+   * that follow each other closely do not pay a freeze and a thaw each. What it runs in
+   * that window is billed to its next invocation (see `idleUsage`).
+   */
+  private maybeFreeze(): void {
+    if (this.idleUsage === undefined && this.sinks.size === 0 && this.spec && this.state !== "starting") {
+      this.idleUsage = this.cgroup?.cpuUsageMs();
     }
-    return this.backgroundUntil.size;
+    if (!this.exec.options.freeze || !this.cgroup?.canFreeze || this.freezeTimer || !this.quiet) return;
+    this.freezeTimer = setTimeout(() => {
+      this.freezeTimer = undefined;
+      if (this.quiet) this.cgroup?.freeze();
+    }, this.exec.options.freezeDelayMs ?? 5);
+  }
+
+  /** Lets the instance run again before anything is sent to it (a no-op when not frozen). */
+  private thaw(): void {
+    if (this.freezeTimer) {
+      clearTimeout(this.freezeTimer);
+      this.freezeTimer = undefined;
+    }
+    this.cgroup?.thaw();
   }
 
   /** Loads the function into this (ready, generic) runtime. */
@@ -326,6 +402,8 @@ class ProcessInstance implements Instance {
     const loaded = new Promise<LoadedMeta>((res) => {
       this.onLoaded = res;
     });
+    this.cgroup?.setCpus(spec.cpus ?? this.exec.options.cpus ?? 1);
+    this.thaw();
     const meta: LoadMeta = {
       file,
       functionName: spec.functionName,
@@ -345,7 +423,10 @@ class ProcessInstance implements Instance {
       ),
     );
     const result = await Promise.race([loaded, died]);
-    if (result.ok) this.state = "idle";
+    if (result.ok) {
+      this.state = "idle";
+      this.maybeFreeze();
+    }
     return result;
   }
 
@@ -358,6 +439,14 @@ class ProcessInstance implements Instance {
     if (this.nextId > 0xfffffff0) this.nextId = 1;
     this.sinks.set(id, sink);
     this.guard.open(id);
+    this.thaw();
+    const overlap = this.sinks.size;
+    for (const c of this.cpuStart.values()) c.overlap = Math.max(c.overlap, overlap);
+    // The first invocation after a quiet spell also pays for what the instance ran in it
+    // (work left behind before the freeze, or all of it when freezing is off).
+    const at = overlap === 1 && this.idleUsage !== undefined ? this.idleUsage : this.cgroup?.cpuUsageMs();
+    this.idleUsage = undefined;
+    this.cpuStart.set(id, { at, overlap });
     const writer = this.writer!;
     this.flows.set(
       id,
@@ -380,6 +469,8 @@ class ProcessInstance implements Instance {
     this.killReason ??= reason;
     this.culprit ??= culprit;
     this.state = "dead";
+    // A frozen process does not act on SIGKILL (cgroup v1) until it is thawed.
+    this.thaw();
     this.child.kill("SIGKILL");
   }
 
@@ -388,6 +479,7 @@ class ProcessInstance implements Instance {
     this.stopping = true;
     this.state = "dead";
     const gone = new Promise<void>((res) => this.onExit(() => res()));
+    this.thaw();
     this.socket?.end();
     const t = setTimeout(() => this.child.kill("SIGKILL"), 2000);
     // If even the kill is never confirmed (the spawner is gone), count the instance gone.
@@ -406,6 +498,7 @@ class ProcessInstance implements Instance {
     if (this.exited) return;
     this.exited = true;
     this.state = "dead";
+    if (this.freezeTimer) clearTimeout(this.freezeTimer);
     let reason = this.killReason;
     if (!reason && !this.stopping) {
       const oom =
@@ -424,7 +517,9 @@ class ProcessInstance implements Instance {
       }
       this.killReason = reason;
     }
-    for (const sink of this.sinks.values()) {
+    for (const [id, sink] of this.sinks) {
+      // What it used until the end is billed (the kernel's figure outlives the processes).
+      const cpu = this.billCpu(id, undefined);
       if (this.culprit && sink !== this.culprit) {
         // Another invocation on this instance caused the kill (e.g. its timeout): this one
         // did nothing wrong, and says so.
@@ -433,14 +528,16 @@ class ProcessInstance implements Instance {
             "NIMBUS_INSTANCE_CRASHED",
             `The instance was stopped while this invocation ran, because another invocation on it failed (${reason?.code}); retry.`,
           ),
+          cpu,
         );
-      } else sink.fail(reason ?? new NimbusError("NIMBUS_INSTANCE_CRASHED"));
+      } else sink.fail(reason ?? new NimbusError("NIMBUS_INSTANCE_CRASHED"), cpu);
     }
     this.sinks.clear();
     for (const flow of this.flows.values()) flow.close();
     this.flows.clear();
     this.inflight = 0;
-    this.backgroundUntil.clear();
+    this.backgroundIds.clear();
+    this.cpuStart.clear();
     this.socket?.destroy();
     if (this.cgroup) {
       this.cgroup.remove();

@@ -10,6 +10,8 @@ const base: Protections = {
   memoryLimit: false,
   cpuLimit: false,
   pidsLimit: false,
+  freezer: false,
+  cpuAccounting: false,
   seccomp: false,
   runAs: { uid: 65534, gid: 65534 },
   setprivPath: "/usr/bin/setpriv",

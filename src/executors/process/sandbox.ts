@@ -5,16 +5,19 @@
 import { execFileSync, spawnSync } from "node:child_process";
 import {
   accessSync,
+  close,
   closeSync,
   constants,
-  openSync,
-  rmSync,
   existsSync,
   mkdirSync,
+  openSync,
   readdirSync,
   readFileSync,
+  readSync,
   rmdirSync,
+  rmSync,
   statSync,
+  write,
   writeFileSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
@@ -44,6 +47,13 @@ export interface Protections {
   seccomp: boolean;
   /** Every protection is on: bubblewrap and the memory, CPU and pids cgroup limits. */
   sandboxed: boolean;
+  /**
+   * An instance's processes can be frozen between invocations (v1 `freezer` controller,
+   * v2 `cgroup.freeze`), as Lambda freezes idle execution environments.
+   */
+  freezer: boolean;
+  /** The platform can read an instance's CPU time (v1 `cpuacct.usage`, v2 `cpu.stat`). */
+  cpuAccounting: boolean;
   /** Human-readable list of protections that are OFF, empty when fully sandboxed. */
   off: string[];
 }
@@ -57,6 +67,8 @@ export interface CgroupLimits {
 }
 
 const V1_ROOT = "/sys/fs/cgroup";
+/** cpuacct.usage (a number) or the head of v2's cpu.stat (usage_usec comes first). */
+const USAGE_BUF = Buffer.alloc(256);
 const GROUP = "nimbus";
 /** The host uid/gid instances run as when the platform runs as root (`nobody`). */
 export const INSTANCE_UID = 65534;
@@ -210,6 +222,8 @@ export function detectProtections(opts: DetectOptions | boolean = {}): Protectio
   let memoryLimit = false;
   let cpuLimit = false;
   let pidsLimit = false;
+  let freezer = false;
+  let cpuAccounting = false;
   if (!disable) {
     if (existsSync(join(V1_ROOT, "cgroup.controllers"))) {
       const controllers = readFileSync(join(V1_ROOT, "cgroup.controllers"), "utf8");
@@ -223,17 +237,24 @@ export function detectProtections(opts: DetectOptions | boolean = {}): Protectio
         memoryLimit = controllers.includes("memory");
         cpuLimit = controllers.includes("cpu");
         pidsLimit = controllers.includes("pids");
+        // cgroup.freeze and cpu.stat exist in every non-root v2 cgroup (kernel 5.2+ for freeze).
+        freezer = kernelAtLeast(5, 2);
+        cpuAccounting = true;
       }
     } else {
       memoryLimit = existsSync(join(V1_ROOT, "memory")) && canWrite(join(V1_ROOT, "memory"));
       cpuLimit = existsSync(join(V1_ROOT, "cpu")) && canWrite(join(V1_ROOT, "cpu"));
       pidsLimit = existsSync(join(V1_ROOT, "pids")) && canWrite(join(V1_ROOT, "pids"));
-      if (memoryLimit || cpuLimit || pidsLimit) cgroups = "v1";
+      freezer = existsSync(join(V1_ROOT, "freezer")) && canWrite(join(V1_ROOT, "freezer"));
+      cpuAccounting = existsSync(join(V1_ROOT, "cpuacct")) && canWrite(join(V1_ROOT, "cpuacct"));
+      if (memoryLimit || cpuLimit || pidsLimit || freezer || cpuAccounting) cgroups = "v1";
     }
   }
   if (!memoryLimit) off.push("cgroup memory limit (only V8's --max-old-space-size bounds memory)");
   if (!cpuLimit) off.push("cgroup CPU limit");
   if (!pidsLimit) off.push("cgroup process-count limit");
+  if (!freezer) off.push("cgroup freezer (idle instances are not frozen and may run unmetered)");
+  if (!cpuAccounting) off.push("cgroup CPU accounting (CPU ms come from the instance's own figures)");
   const sandboxed = bwrap && memoryLimit && cpuLimit && pidsLimit && (!root || setprivPath !== null);
   return {
     bwrap,
@@ -242,6 +263,8 @@ export function detectProtections(opts: DetectOptions | boolean = {}): Protectio
     memoryLimit,
     cpuLimit,
     pidsLimit,
+    freezer,
+    cpuAccounting,
     seccomp,
     runAs: setprivPath ? runAs : null,
     setprivPath,
@@ -250,12 +273,36 @@ export function detectProtections(opts: DetectOptions | boolean = {}): Protectio
   };
 }
 
+function kernelAtLeast(major: number, minor: number): boolean {
+  try {
+    const m = /^(\d+)\.(\d+)/.exec(readFileSync("/proc/sys/kernel/osrelease", "utf8"));
+    if (!m) return false;
+    const [a, b] = [Number(m[1]), Number(m[2])];
+    return a > major || (a === major && b >= minor);
+  } catch {
+    return false;
+  }
+}
+
 /** One instance's cgroup(s); `procsFiles` are written with the instance's pid. */
 export class Cgroup {
   readonly dirs: string[] = [];
   readonly procsFiles: string[] = [];
   private readonly version: "v1" | "v2";
   private readonly memoryDir: string | undefined;
+  private readonly cpuDir: string | undefined;
+  /** The file whose content freezes/thaws (v1 `freezer.state`, v2 `cgroup.freeze`). */
+  private readonly freezeFile: string | undefined;
+  /** The file holding the group's CPU time (v1 `cpuacct.usage` ns, v2 `cpu.stat` usage_usec). */
+  private readonly usageFile: string | undefined;
+  /** The freezer state last written, the one wanted, and whether a write is under way. */
+  private isFrozen = false;
+  private wantFrozen = false;
+  private writing = false;
+  private readonly appliedWaiters: (() => void)[] = [];
+  private freezeFd: number | undefined;
+  private usageFd: number | undefined;
+  private removed = false;
 
   constructor(p: Protections, name: string, limits: CgroupLimits) {
     if (!p.cgroups) throw new Error("cgroups are not available");
@@ -275,6 +322,9 @@ export class Cgroup {
       if (p.pidsLimit) writeFileSync(join(dir, "pids.max"), String(limits.pids));
       this.procsFiles.push(join(dir, "cgroup.procs"));
       this.memoryDir = dir;
+      this.cpuDir = dir;
+      if (p.freezer) this.freezeFile = join(dir, "cgroup.freeze");
+      if (p.cpuAccounting) this.usageFile = join(dir, "cpu.stat");
     } else {
       const mk = (controller: string): string => {
         const dir = join(V1_ROOT, controller, GROUP, name);
@@ -293,8 +343,128 @@ export class Cgroup {
         const dir = mk("cpu");
         writeFileSync(join(dir, "cpu.cfs_period_us"), String(period));
         writeFileSync(join(dir, "cpu.cfs_quota_us"), quota);
+        this.cpuDir = dir;
       }
       if (p.pidsLimit) writeFileSync(join(mk("pids"), "pids.max"), String(limits.pids));
+      // cpu and cpuacct may be one hierarchy (cpu,cpuacct) or two: a second mkdir of the
+      // same directory is harmless, and its cgroup.procs is written twice.
+      if (p.cpuAccounting) {
+        const shared = join(V1_ROOT, "cpuacct", GROUP, name);
+        const dir = existsSync(shared) ? shared : mk("cpuacct");
+        this.usageFile = join(dir, "cpuacct.usage");
+      }
+      if (p.freezer) this.freezeFile = join(mk("freezer"), "freezer.state");
+    }
+  }
+
+  /** Whether the freezer can be used for this group. */
+  get canFreeze(): boolean {
+    return this.freezeFile !== undefined;
+  }
+
+  /** Whether the group is frozen, or about to be (the state this process asked for). */
+  get frozen(): boolean {
+    return this.wantFrozen;
+  }
+
+  /**
+   * Freezes every process of the group: none of them runs until {@link thaw}, whatever it
+   * had scheduled (timers, loops). The write goes through libuv's thread pool: under load
+   * the kernel's write sometimes sleeps for milliseconds (the cgroup locks), which must not
+   * stall the gateway's event loop.
+   */
+  freeze(): void {
+    if (!this.freezeFile || this.wantFrozen) return;
+    this.wantFrozen = true;
+    this.apply();
+  }
+
+  /**
+   * Lets the group's processes run again. A no-op (a field check) when not frozen, so it
+   * costs nothing on a warm path; otherwise one asynchronous write. Frames sent to the
+   * instance meanwhile wait in its socket and are read once it runs.
+   */
+  thaw(): void {
+    if (!this.wantFrozen) return;
+    this.wantFrozen = false;
+    this.apply();
+  }
+
+  /** Resolves once the freezer holds the state last asked for (benchmarks, tests). */
+  applied(): Promise<void> {
+    if (!this.writing && this.isFrozen === this.wantFrozen) return Promise.resolve();
+    return new Promise((res) => this.appliedWaiters.push(res));
+  }
+
+  private closeFreezer(): void {
+    if (this.freezeFd === undefined || this.writing) return;
+    close(this.freezeFd, () => {});
+    this.freezeFd = undefined;
+  }
+
+  /** Writes the wanted state, one write at a time, so a freeze and a thaw never reorder. */
+  private apply(): void {
+    if (this.writing || !this.freezeFile) return;
+    if (this.removed) {
+      this.closeFreezer();
+      for (const w of this.appliedWaiters.splice(0)) w();
+      return;
+    }
+    if (this.isFrozen === this.wantFrozen) {
+      for (const w of this.appliedWaiters.splice(0)) w();
+      return;
+    }
+    const target = this.wantFrozen;
+    if (this.freezeFd === undefined) {
+      try {
+        // Kept open: one write per change, no open/close through the thread pool.
+        this.freezeFd = openSync(this.freezeFile, "r+");
+      } catch {
+        this.isFrozen = this.wantFrozen; // the group is gone
+        return;
+      }
+    }
+    this.writing = true;
+    const value = this.version === "v2" ? (target ? "1" : "0") : target ? "FROZEN" : "THAWED";
+    write(this.freezeFd, value, 0, (err) => {
+      this.writing = false;
+      // An error means the group is gone (the instance exited): nothing left to do.
+      if (err) {
+        this.isFrozen = this.wantFrozen;
+      } else this.isFrozen = target;
+      this.apply();
+    });
+  }
+
+  /**
+   * CPU time the group's processes used so far, in ms, measured by the kernel (the
+   * instance cannot lower it), or undefined without CPU accounting.
+   */
+  cpuUsageMs(): number | undefined {
+    if (!this.usageFile) return undefined;
+    try {
+      // Read twice per invocation: a kept-open fd and a positional read (no open/close).
+      this.usageFd ??= openSync(this.usageFile, "r");
+      const n = readSync(this.usageFd, USAGE_BUF, 0, USAGE_BUF.length, 0);
+      const text = USAGE_BUF.toString("latin1", 0, n);
+      if (this.version === "v1") return Number(text.trim()) / 1e6;
+      const m = /usage_usec (\d+)/.exec(text);
+      return m ? Number(m[1]) / 1000 : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Changes the CPU quota, in cores (used when a pre-started process is assigned a function). */
+  setCpus(cpus: number): void {
+    if (!this.cpuDir) return;
+    const period = 100_000;
+    const quota = String(Math.max(1000, Math.round(cpus * period)));
+    try {
+      if (this.version === "v2") writeFileSync(join(this.cpuDir, "cpu.max"), `${quota} ${period}`);
+      else writeFileSync(join(this.cpuDir, "cpu.cfs_quota_us"), quota);
+    } catch {
+      // The group is gone.
     }
   }
 
@@ -346,6 +516,12 @@ export class Cgroup {
    * kernel may not have reaped the task yet (EBUSY): retried off the event loop, bounded.
    */
   remove(attempt = 0): void {
+    this.removed = true;
+    this.closeFreezer();
+    if (this.usageFd !== undefined) {
+      close(this.usageFd, () => {});
+      this.usageFd = undefined;
+    }
     const left: string[] = [];
     for (const dir of this.dirs) {
       try {
@@ -378,7 +554,7 @@ export function sweepStaleCgroups(p: Protections, now = Date.now()): number {
   const roots =
     p.cgroups === "v2"
       ? [join(V1_ROOT, GROUP)]
-      : ["memory", "cpu", "pids"].map((c) => join(V1_ROOT, c, GROUP));
+      : ["memory", "cpu", "pids", "cpuacct", "freezer"].map((c) => join(V1_ROOT, c, GROUP));
   let removed = 0;
   for (const root of roots) {
     let names: string[];
@@ -389,6 +565,13 @@ export function sweepStaleCgroups(p: Protections, now = Date.now()): number {
     }
     for (const name of names) {
       const dir = join(root, name);
+      // A platform that died with an instance frozen left it frozen: thawed, it receives
+      // the kill its sandbox got when the platform died (--die-with-parent). Groups of a
+      // platform still running (its pid is in the name) are left alone.
+      if (!ownerAlive(name)) {
+        if (root.endsWith(`freezer/${GROUP}`)) tryWrite(join(dir, "freezer.state"), "THAWED");
+        else if (p.cgroups === "v2") tryWrite(join(dir, "cgroup.freeze"), "0");
+      }
       try {
         if (!statSync(dir).isDirectory() || now - statSync(dir).mtimeMs < 60_000) continue;
         rmdirSync(dir);
@@ -399,6 +582,18 @@ export function sweepStaleCgroups(p: Protections, now = Date.now()): number {
     }
   }
   return removed;
+}
+
+/** Whether the platform process named in a group's name (`p<pid>-n`, `iso-<tenant>-<pid>-n`) runs. */
+function ownerAlive(name: string): boolean {
+  const m = /^p(\d+)-\d+$/.exec(name) ?? /-(\d+)-\d+$/.exec(name);
+  if (!m) return true;
+  try {
+    process.kill(Number(m[1]), 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
 }
 
 /** What the sandboxed process sees and where. */

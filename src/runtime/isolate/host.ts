@@ -10,8 +10,10 @@
  */
 import { createHash, createHmac, randomFillSync } from "node:crypto";
 import { createRequire } from "node:module";
-import { connect as netConnect, isIP, Socket } from "node:net";
+import { isIP, connect as netConnect, Socket } from "node:net";
 import { connect as tlsConnect } from "node:tls";
+import { egressOpen } from "../egress-client.ts";
+import { Egress } from "../egress-policy.ts";
 import {
   CANCELLED_MESSAGE,
   type CreditMeta,
@@ -23,8 +25,6 @@ import {
   type LogMeta,
   T,
 } from "../protocol.ts";
-import { egressOpen } from "../egress-client.ts";
-import { Egress } from "../egress-policy.ts";
 import { type GoneMeta, type InitMeta, type IsolateLoadMeta, TI } from "./frames.ts";
 import { fetchLimitMessage, MAX_FETCHES, MAX_TIMERS, timerLimitMessage } from "./limits.ts";
 import { SourceMap } from "./sourcemap.ts";
@@ -89,6 +89,17 @@ interface Slot {
   /** Invocations sharing the isolate's CPU clock now, and the clock at the last split. */
   running: Set<Invocation>;
   lastCpu: bigint;
+  /**
+   * CPU ms the isolate used while none of its invocations ran (work it left behind after a
+   * response): billed to its next invocation, so post-response work is never free.
+   */
+  unbilledCpu: number;
+  /**
+   * Timers that came due while no invocation ran: the isolate is frozen between
+   * invocations (as Lambda freezes an idle environment), so they fire when the next
+   * invocation arrives.
+   */
+  held: ((fired: boolean) => void)[];
 }
 
 /** A fetch in flight for an isolate (its body may still be streaming in). */
@@ -127,7 +138,7 @@ function settleCpu(slot: Slot): void {
   if (slot.running.size > 0) {
     const share = Number(now - slot.lastCpu) / 1e6 / slot.running.size;
     for (const inv of slot.running) inv.cpu += share;
-  }
+  } else slot.unbilledCpu += Number(now - slot.lastCpu) / 1e6;
   slot.lastCpu = now;
 }
 
@@ -263,7 +274,9 @@ async function newIsolate(memoryMB: number): Promise<Blank> {
         const delay = Math.min(Math.max(0, Number(ms) || 0), 2 ** 31 - 1);
         const h = setTimeout(() => {
           slot.timers.delete(id);
-          res(true);
+          // Frozen between invocations: the callback runs when the next one arrives.
+          if (slot.running.size === 0 && !slot.gone) slot.held.push(res);
+          else res(true);
         }, delay);
         slot.timers.set(id, { h, res, owner: own });
       }),
@@ -368,6 +381,7 @@ function dispose(slot: Slot): void {
   slots.delete(slot.id);
   for (const t of slot.timers.values()) clearTimeout(t.h);
   slot.timers.clear();
+  slot.held.length = 0;
   for (const fid of [...slot.fetches.keys()]) endFetch(slot, fid, true);
   for (const [id, inv] of invocations) {
     if (inv.slot !== slot) continue;
@@ -413,6 +427,7 @@ function ensureWatch(): void {
       watch = undefined;
       return;
     }
+    checkIdleSlots();
     for (const inv of invocations.values()) {
       const slot = inv.slot;
       if (slot.gone) continue;
@@ -429,6 +444,29 @@ function ensureWatch(): void {
       }
     }
   }, 5);
+}
+
+/**
+ * An isolate left running after its invocations ended (a loop started after the response)
+ * keeps a thread busy whenever the host is thawed for its neighbours: past its function's
+ * timeout of such CPU, it is disposed (its next invocation would have been billed for it).
+ */
+let lastIdleCheck = 0;
+function checkIdleSlots(): void {
+  // Every isolate is looked at, so not on every 5 ms tick.
+  const now = performance.now();
+  if (now - lastIdleCheck < 250) return;
+  lastIdleCheck = now;
+  for (const slot of slots.values()) {
+    if (slot.gone || slot.running.size > 0) continue;
+    settleCpu(slot);
+    if (slot.unbilledCpu > slot.meta.timeoutMs) {
+      gone(slot, {
+        code: "NIMBUS_CPU_LIMIT",
+        message: `The function kept running for ${Math.round(slot.unbilledCpu)} ms of CPU after its invocations ended (more than its timeout of ${slot.meta.timeoutMs} ms) and was stopped. Use ctx.waitUntil for work after the response.`,
+      });
+    }
+  }
 }
 
 // ---- fetch for isolates ----
@@ -658,6 +696,8 @@ async function handleLoad(frame: Frame): Promise<void> {
     egress: policy,
     running: new Set(),
     lastCpu: iso.cpuTime,
+    unbilledCpu: 0,
+    held: [],
   };
   slots.set(slot.id, slot);
   blank.holder.slot = slot;
@@ -869,7 +909,12 @@ function handleInvoke(frame: Frame): void {
   };
   invocations.set(frame.id, inv);
   settleCpu(slot);
+  // What the isolate ran since its last invocation ended is billed to this one.
+  inv.cpu += slot.unbilledCpu;
+  slot.unbilledCpu = 0;
   slot.running.add(inv);
+  // Thawed: timers that came due while it was frozen fire now.
+  if (slot.held.length > 0) for (const res of slot.held.splice(0)) res(true);
   let batch = pendingInvokes.get(slot);
   if (!batch) {
     batch = { items: [], bodies: [] };
