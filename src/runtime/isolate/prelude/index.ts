@@ -31,6 +31,7 @@ import { AbortController, AbortSignal, Event, EventTarget, setTimerHooks } from 
 import { Blob, File, Headers, makeResponse, Request, Response, toU8 } from "./fetch-api.ts";
 import { format } from "./inspect.ts";
 import { URL, URLSearchParams } from "./url.ts";
+import { standInWebHost } from "./web-bridge.ts";
 
 /** Message kinds sent out through `emit` (mirrored in the host). */
 export const E = { HEAD: 1, CHUNK: 2, END: 3, ERROR: 4, LOG: 5, DONE: 6, FULL: 7 } as const;
@@ -789,6 +790,11 @@ function warmUp(): void {
     fetchRead: async () => null,
   };
   rawEmit = noop;
+  // The warm-up's one URL, as the host's parser gives it.
+  const warmUrl = "http://localhost/warm/path?x=1&y=two";
+  standInWebHost((op) =>
+    op === 1 ? [warmUrl, "http:", "", "", "localhost", "localhost", "", "/warm/path", "?x=1&y=two", "", "http://localhost"] : null,
+  );
   const meta = {
     invocationId: "warm",
     method: "POST",
