@@ -1,3 +1,5 @@
+/// <reference lib="dom.iterable" />
+/// <reference lib="dom.asynciterable" />
 /**
  * The conformance suite's own small test harness. It runs INSIDE a deployed function (on
  * both executors), so it imports nothing and uses only what a Web-standard runtime has.

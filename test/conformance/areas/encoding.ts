@@ -165,7 +165,7 @@ export function encodingTests(t: Suite): void {
     const w = s.writable.getWriter();
     const read = readAllChunks(s.readable).catch((e: Error) => e.name);
     let failed = false;
-    await w.write("x" as unknown as Uint8Array).catch(() => {
+    await w.write("x" as unknown as Uint8Array<ArrayBuffer>).catch(() => {
       failed = true;
     });
     eq(failed, true, "write rejected");

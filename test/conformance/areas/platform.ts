@@ -76,7 +76,7 @@ export function streamsTests(t: Suite): void {
     arrayEq(got, ["a", "b", "closed"]);
   });
   t.test("WritableStream backpressure: desiredSize", async () => {
-    const w = new WritableStream({ write: () => sleep(5) }, new CountQueuingStrategy({ highWaterMark: 2 }));
+    const w = new WritableStream({ write: async () => void (await sleep(5)) }, new CountQueuingStrategy({ highWaterMark: 2 }));
     const writer = w.getWriter();
     eq(writer.desiredSize, 2);
     void writer.write(1);

@@ -30,6 +30,7 @@ import { atob, btoa, DOMExceptionLike, TextDecoder, TextEncoder, utf8Encode } fr
 import { AbortController, AbortSignal, Event, EventTarget, setTimerHooks } from "./events.ts";
 import { Blob, File, Headers, makeResponse, Request, Response, toU8 } from "./fetch-api.ts";
 import { format } from "./inspect.ts";
+import { TextDecoderStream, TextEncoderStream } from "./text-streams.ts";
 import { URL, URLSearchParams } from "./url.ts";
 import { standInWebHost } from "./web-bridge.ts";
 
@@ -454,31 +455,6 @@ async function fetchImpl(input: unknown, init?: Record<string, unknown>): Promis
   } finally {
     // A streaming body stays abortable through the request's signal until it ends.
     if (!streaming) req.signal.removeEventListener("abort", onAbort);
-  }
-}
-
-// ---- text streams (built on TransformStream) ----
-class TextEncoderStream extends TransformStream<string, Uint8Array> {
-  constructor() {
-    super({ transform: (chunk, c) => c.enqueue(utf8Encode(String(chunk))) });
-  }
-  get encoding(): string {
-    return "utf-8";
-  }
-}
-class TextDecoderStream extends TransformStream<Uint8Array, string> {
-  constructor(label = "utf-8", options: { fatal?: boolean; ignoreBOM?: boolean } = {}) {
-    const d = new TextDecoder(label, options);
-    super({
-      transform: (chunk, c) => {
-        const s = d.decode(chunk, { stream: true });
-        if (s) c.enqueue(s);
-      },
-      flush: (c) => {
-        const s = d.decode();
-        if (s) c.enqueue(s);
-      },
-    });
   }
 }
 
