@@ -28,7 +28,7 @@ import type { InvokeMeta } from "../../protocol.ts";
 import { structuredClone } from "./clone.ts";
 import { atob, btoa, DOMExceptionLike, TextDecoder, TextEncoder, utf8Encode } from "./encoding.ts";
 import { AbortController, AbortSignal, Event, EventTarget, setTimerHooks } from "./events.ts";
-import { Blob, File, Headers, makeResponse, Request, Response, toU8 } from "./fetch-api.ts";
+import { Blob, File, FormData, Headers, makeResponse, Request, Response, toU8 } from "./fetch-api.ts";
 import { format } from "./inspect.ts";
 import { TextDecoderStream, TextEncoderStream } from "./text-streams.ts";
 import { URL, URLSearchParams } from "./url.ts";
@@ -473,6 +473,7 @@ const globals: Record<string, unknown> = {
   Response,
   Blob,
   File,
+  FormData,
   Event,
   EventTarget,
   AbortController,
