@@ -332,13 +332,37 @@ export function atob(data: unknown): string {
   return out;
 }
 
+/** The legacy `code` of the DOMException names that have one (WebIDL). */
+const LEGACY_CODES: Record<string, number> = {
+  IndexSizeError: 1,
+  HierarchyRequestError: 3,
+  WrongDocumentError: 4,
+  InvalidCharacterError: 5,
+  NoModificationAllowedError: 7,
+  NotFoundError: 8,
+  NotSupportedError: 9,
+  InvalidStateError: 11,
+  SyntaxError: 12,
+  InvalidModificationError: 13,
+  NamespaceError: 14,
+  InvalidAccessError: 15,
+  TypeMismatchError: 17,
+  SecurityError: 18,
+  NetworkError: 19,
+  AbortError: 20,
+  URLMismatchError: 21,
+  QuotaExceededError: 22,
+  TimeoutError: 23,
+  InvalidNodeTypeError: 24,
+  DataCloneError: 25,
+};
+
 /** A DOMException stand-in (installed as the global `DOMException`). */
 export class DOMExceptionLike extends Error {
   readonly code: number;
   constructor(message = "", name = "Error") {
     super(message);
     Object.defineProperty(this, "name", { value: name, configurable: true, writable: true });
-    this.code =
-      name === "AbortError" ? 20 : name === "TimeoutError" ? 23 : name === "InvalidCharacterError" ? 5 : 0;
+    this.code = LEGACY_CODES[name] ?? 0;
   }
 }

@@ -27,7 +27,7 @@ import { inspectModule } from "../../module.ts";
 import type { InvokeMeta } from "../../protocol.ts";
 import { structuredClone } from "./clone.ts";
 import { atob, btoa, DOMExceptionLike, TextDecoder, TextEncoder, utf8Encode } from "./encoding.ts";
-import { AbortController, AbortSignal, Event, EventTarget, setTimerHooks } from "./events.ts";
+import { AbortController, AbortSignal, CustomEvent, Event, EventTarget, setTimerHooks } from "./events.ts";
 import { Blob, File, FormData, Headers, makeResponse, Request, Response, toU8 } from "./fetch-api.ts";
 import { format } from "./inspect.ts";
 import { TextDecoderStream, TextEncoderStream } from "./text-streams.ts";
@@ -475,6 +475,7 @@ const globals: Record<string, unknown> = {
   File,
   FormData,
   Event,
+  CustomEvent,
   EventTarget,
   AbortController,
   AbortSignal,
