@@ -30,6 +30,7 @@ import { atob, btoa, DOMExceptionLike, TextDecoder, TextEncoder, utf8Encode } fr
 import { AbortController, AbortSignal, CustomEvent, Event, EventTarget, setTimerHooks } from "./events.ts";
 import { Blob, File, FormData, Headers, makeResponse, Request, Response, toU8 } from "./fetch-api.ts";
 import { format } from "./inspect.ts";
+import { CompressionStream, DecompressionStream } from "./compression.ts";
 import { TextDecoderStream, TextEncoderStream } from "./text-streams.ts";
 import { URL, URLSearchParams } from "./url.ts";
 import { standInWebHost } from "./web-bridge.ts";
@@ -474,6 +475,8 @@ const globals: Record<string, unknown> = {
   Blob,
   File,
   FormData,
+  CompressionStream,
+  DecompressionStream,
   Event,
   CustomEvent,
   EventTarget,
