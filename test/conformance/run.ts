@@ -26,9 +26,11 @@ const FILES: Record<keyof UrlData, string> = {
  * test/fixtures/wpt/data (a local copy, not committed), and shared/wpt beside the checkout.
  */
 export function dataDirs(): string[] {
-  return [process.env.NIMBUS_WPT_DATA, join(ROOT, "test/fixtures/wpt/data"), join(ROOT, "../shared/wpt")].filter(
-    (d): d is string => !!d,
-  );
+  return [
+    process.env.NIMBUS_WPT_DATA,
+    join(ROOT, "test/fixtures/wpt/data"),
+    join(ROOT, "../shared/wpt"),
+  ].filter((d): d is string => !!d);
 }
 
 /** Loads whichever data files are present; `missing` names the rest. */
@@ -38,7 +40,8 @@ export function loadData(): { data: UrlData; missing: string[]; dir?: string } {
   const missing: string[] = [];
   for (const [key, file] of Object.entries(FILES) as [keyof UrlData, string][]) {
     const path = dir ? join(dir, file) : undefined;
-    if (path && existsSync(path)) (data as Record<string, unknown>)[key] = JSON.parse(readFileSync(path, "utf8"));
+    if (path && existsSync(path))
+      (data as Record<string, unknown>)[key] = JSON.parse(readFileSync(path, "utf8"));
     else missing.push(file);
   }
   return { data, missing, dir };
@@ -79,9 +82,12 @@ export async function runConformance(): Promise<Conformance> {
         config: { executor: kind, memory: 256, timeout: "120s" },
       });
       if (r.status !== 200) throw new Error(`deploying the suite on ${kind}: ${JSON.stringify(r.body)}`);
+      const t0 = Date.now();
       const res = await fetch(`${server.url}/fn/${name}`, { method: "POST", body: payload });
+      if (process.env.NIMBUS_CONFORMANCE_DEBUG) console.error(kind, "invoke ms", Date.now() - t0);
       const text = await res.text();
-      if (res.status !== 200) throw new Error(`the suite on ${kind} answered ${res.status}: ${text.slice(0, 2000)}`);
+      if (res.status !== 200)
+        throw new Error(`the suite on ${kind} answered ${res.status}: ${text.slice(0, 2000)}`);
       raw[kind] = JSON.parse(text);
     }
     const rows: Row[] = Object.keys(raw.process).map((area) => {
@@ -106,10 +112,14 @@ export async function runConformance(): Promise<Conformance> {
 
 /** The table as Markdown: area, Node (process), isolate, isolate/Node ratio. */
 export function formatTable(rows: Row[]): string {
-  const lines = ["| area | subtests | process (Node) | isolate | isolate / Node |", "| --- | ---: | ---: | ---: | ---: |"];
+  const lines = [
+    "| area | subtests | process (Node) | isolate | isolate / Node |",
+    "| --- | ---: | ---: | ---: | ---: |",
+  ];
   for (const r of rows) {
     // Of the subtests Node passes, the share the isolate passes too.
-    const ratio = r.process === 0 ? "—" : `${((100 * (r.process - r.onlyProcess.length)) / r.process).toFixed(1)}%`;
+    const ratio =
+      r.process === 0 ? "—" : `${((100 * (r.process - r.onlyProcess.length)) / r.process).toFixed(1)}%`;
     lines.push(`| ${r.area} | ${r.total} | ${r.process} | ${r.isolate} | ${ratio} |`);
   }
   return lines.join("\n");
@@ -117,10 +127,14 @@ export function formatTable(rows: Row[]): string {
 
 if (import.meta.main) {
   const c = await runConformance();
-  if (c.missing.length) console.log(`(data files not found, their subtests not run: ${c.missing.join(", ")}; looked in ${dataDirs().join(", ")})\n`);
+  if (c.missing.length)
+    console.log(
+      `(data files not found, their subtests not run: ${c.missing.join(", ")}; looked in ${dataDirs().join(", ")})\n`,
+    );
   console.log(formatTable(c.rows));
   for (const r of c.rows) {
-    for (const [name, err] of r.onlyProcess) console.log(`isolate fails (Node passes) [${r.area}] ${name} — ${err}`);
+    for (const [name, err] of r.onlyProcess)
+      console.log(`isolate fails (Node passes) [${r.area}] ${name} — ${err}`);
   }
   if (process.argv.includes("--json")) console.log(JSON.stringify(c.raw, null, 1));
 }

@@ -27,21 +27,67 @@ export const WEB_OP = {
   ENC_DECODE: 5,
 } as const;
 
-const SETTERS = new Set(["protocol", "username", "password", "host", "hostname", "port", "pathname", "search", "hash"]);
+const SETTERS = new Set([
+  "protocol",
+  "username",
+  "password",
+  "host",
+  "hostname",
+  "port",
+  "pathname",
+  "search",
+  "hash",
+]);
 
 const str = (v: unknown): v is string => typeof v === "string" && v.length <= MAX_WEB_STRING;
 
 /** A parsed URL as the isolate keeps it: href, protocol, username, password, host, hostname, port, pathname, search, hash, origin. */
 function parts(u: URL): string[] {
-  return [u.href, u.protocol, u.username, u.password, u.host, u.hostname, u.port, u.pathname, u.search, u.hash, u.origin];
+  return [
+    u.href,
+    u.protocol,
+    u.username,
+    u.password,
+    u.host,
+    u.hostname,
+    u.port,
+    u.pathname,
+    u.search,
+    u.hash,
+    u.origin,
+  ];
 }
 
 /** Single-byte encodings of the Encoding Standard (their decoders are tables). */
 const SINGLE_BYTE = new Set([
-  "ibm866", "iso-8859-2", "iso-8859-3", "iso-8859-4", "iso-8859-5", "iso-8859-6", "iso-8859-7", "iso-8859-8",
-  "iso-8859-8-i", "iso-8859-10", "iso-8859-13", "iso-8859-14", "iso-8859-15", "iso-8859-16", "koi8-r", "koi8-u",
-  "macintosh", "windows-874", "windows-1250", "windows-1251", "windows-1252", "windows-1253", "windows-1254",
-  "windows-1255", "windows-1256", "windows-1257", "windows-1258", "x-mac-cyrillic",
+  "ibm866",
+  "iso-8859-2",
+  "iso-8859-3",
+  "iso-8859-4",
+  "iso-8859-5",
+  "iso-8859-6",
+  "iso-8859-7",
+  "iso-8859-8",
+  "iso-8859-8-i",
+  "iso-8859-10",
+  "iso-8859-13",
+  "iso-8859-14",
+  "iso-8859-15",
+  "iso-8859-16",
+  "koi8-r",
+  "koi8-u",
+  "macintosh",
+  "windows-874",
+  "windows-1250",
+  "windows-1251",
+  "windows-1252",
+  "windows-1253",
+  "windows-1254",
+  "windows-1255",
+  "windows-1256",
+  "windows-1257",
+  "windows-1258",
+  "x-mac-cyrillic",
 ]);
 const tables = new Map<string, string>();
 
@@ -77,7 +123,8 @@ export function webOp(op: number, a: unknown, b: unknown, c: unknown): unknown {
         return t;
       }
       case WEB_OP.ENC_DECODE: {
-        if (typeof a !== "string" || a.length > 64 || !(b instanceof Uint8Array) || b.length > MAX_WEB_BYTES) return null;
+        if (typeof a !== "string" || a.length > 64 || !(b instanceof Uint8Array) || b.length > MAX_WEB_BYTES)
+          return null;
         return new TextDecoder(a, { fatal: c === true, ignoreBOM: true }).decode(b);
       }
       default:

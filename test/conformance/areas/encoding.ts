@@ -78,7 +78,9 @@ export function encodingTests(t: Suite): void {
     ["iso-8859-15", "iso-8859-15"],
   ];
   for (const [label, name] of labels) {
-    t.test(`TextDecoder label ${JSON.stringify(label)} is ${name}`, () => eq(new TextDecoder(label).encoding, name));
+    t.test(`TextDecoder label ${JSON.stringify(label)} is ${name}`, () =>
+      eq(new TextDecoder(label).encoding, name),
+    );
   }
   t.test("TextDecoder rejects unknown and replacement labels", () => {
     throws("RangeError", () => new TextDecoder("utf-7"));
@@ -86,10 +88,16 @@ export function encodingTests(t: Suite): void {
     throws("RangeError", () => new TextDecoder("iso-2022-kr"));
   });
   t.test("utf-16le decode with BOM and surrogate pair", () => {
-    eq(new TextDecoder("utf-16le").decode(b(0xff, 0xfe, 0x61, 0x00, 0x3d, 0xd8, 0x00, 0xde)), "a\uD83D\uDE00");
+    eq(
+      new TextDecoder("utf-16le").decode(b(0xff, 0xfe, 0x61, 0x00, 0x3d, 0xd8, 0x00, 0xde)),
+      "a\uD83D\uDE00",
+    );
   });
   t.test("utf-16be decode", () => {
-    eq(new TextDecoder("utf-16be").decode(b(0xfe, 0xff, 0x00, 0x61, 0xd8, 0x3d, 0xde, 0x00)), "a\uD83D\uDE00");
+    eq(
+      new TextDecoder("utf-16be").decode(b(0xfe, 0xff, 0x00, 0x61, 0xd8, 0x3d, 0xde, 0x00)),
+      "a\uD83D\uDE00",
+    );
   });
   t.test("utf-16le lone surrogate and odd byte give U+FFFD", () => {
     eq(new TextDecoder("utf-16le").decode(b(0x00, 0xd8, 0x61, 0x00)), "\uFFFDa");
@@ -173,8 +181,39 @@ export function encodingTests(t: Suite): void {
   });
 
   t.area = "atob/btoa";
-  const inputs: string[] = ["", "abcd", " abcd", "abcd ", "ab==", "ab=", "abc=", "a", "ab", "abc", "abcde", "ab\tcd", "ab\fcd", "ab\vcd",
-    "a=b=", "=", "==", "===", "\u00ff", "ab/+", "ab-_", "YQ", "YR", "YQ==", "YR==", "abcd=", "ab\ncd", "\u0000nonsense", "ab c d", "AAAA=", "A"];
+  const inputs: string[] = [
+    "",
+    "abcd",
+    " abcd",
+    "abcd ",
+    "ab==",
+    "ab=",
+    "abc=",
+    "a",
+    "ab",
+    "abc",
+    "abcde",
+    "ab\tcd",
+    "ab\fcd",
+    "ab\vcd",
+    "a=b=",
+    "=",
+    "==",
+    "===",
+    "\u00ff",
+    "ab/+",
+    "ab-_",
+    "YQ",
+    "YR",
+    "YQ==",
+    "YR==",
+    "abcd=",
+    "ab\ncd",
+    "\u0000nonsense",
+    "ab c d",
+    "AAAA=",
+    "A",
+  ];
   for (let i = 0; i < 256; i++) inputs.push(`YW${String.fromCharCode(i)}=`);
   for (const s of inputs) {
     t.test(`atob(${JSON.stringify(s)})`, () => {

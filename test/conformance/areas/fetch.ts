@@ -8,12 +8,25 @@ export function headersTests(t: Suite): void {
   t.area = "Headers";
   t.test("Create headers from no parameter", () => eq([...new Headers()].length, 0));
   t.test("Create headers from undefined parameter", () => eq([...new Headers(undefined)].length, 0));
-  t.test("Create headers with null should throw", () => throws("TypeError", () => new Headers(null as never)));
+  t.test("Create headers with null should throw", () =>
+    throws("TypeError", () => new Headers(null as never)),
+  );
   t.test("Create headers with 1 should throw", () => throws("TypeError", () => new Headers(1 as never)));
-  t.test("Create headers with a string should throw", () => throws("TypeError", () => new Headers("x" as never)));
+  t.test("Create headers with a string should throw", () =>
+    throws("TypeError", () => new Headers("x" as never)),
+  );
   t.test("Create headers with a sequence", () => {
-    const h = new Headers([["a", "1"], ["B", "2"]]);
-    arrayEq([...h], [["a", "1"], ["b", "2"]]);
+    const h = new Headers([
+      ["a", "1"],
+      ["B", "2"],
+    ]);
+    arrayEq(
+      [...h],
+      [
+        ["a", "1"],
+        ["b", "2"],
+      ],
+    );
   });
   t.test("Create headers with a sequence of wrong length throws", () => {
     throws("TypeError", () => new Headers([["a"]] as never));
@@ -21,7 +34,13 @@ export function headersTests(t: Suite): void {
   });
   t.test("Create headers with a record, order kept for getting, sorted for iteration", () => {
     const h = new Headers({ b: "1", a: "2" });
-    arrayEq([...h], [["a", "2"], ["b", "1"]]);
+    arrayEq(
+      [...h],
+      [
+        ["a", "2"],
+        ["b", "1"],
+      ],
+    );
   });
   t.test("Create headers with a record that has a symbol key throws", () => {
     throws("TypeError", () => new Headers({ [Symbol("x")]: "y" } as never));
@@ -74,9 +93,12 @@ export function headersTests(t: Suite): void {
     throws("TypeError", () => new Headers({ a: "\u0100" }));
     throws("TypeError", () => new Headers().append("a", "\uD83D\uDE00"));
   });
-  t.test("Header values of latin-1 code points are kept", () => eq(new Headers({ a: "\u00e9" }).get("a"), "\u00e9"));
+  t.test("Header values of latin-1 code points are kept", () =>
+    eq(new Headers({ a: "\u00e9" }).get("a"), "\u00e9"),
+  );
   t.test("Invalid header names throw", () => {
-    for (const n of ["", "a b", "a:", "\u00e9", "a\n", "(a)"]) throws("TypeError", () => new Headers().append(n, "x"), n);
+    for (const n of ["", "a b", "a:", "\u00e9", "a\n", "(a)"])
+      throws("TypeError", () => new Headers().append(n, "x"), n);
   });
   t.test("Headers.get of a missing name is null", () => eq(new Headers().get("x"), null));
   t.test("Headers has/delete/set", () => {
@@ -88,9 +110,18 @@ export function headersTests(t: Suite): void {
     ok(!h.has("a"));
   });
   t.test("Headers getSetCookie keeps each value", () => {
-    const h = new Headers([["set-cookie", "a=1"], ["Set-Cookie", "b=2"]]);
+    const h = new Headers([
+      ["set-cookie", "a=1"],
+      ["Set-Cookie", "b=2"],
+    ]);
     arrayEq(h.getSetCookie(), ["a=1", "b=2"]);
-    arrayEq([...h], [["set-cookie", "a=1"], ["set-cookie", "b=2"]]);
+    arrayEq(
+      [...h],
+      [
+        ["set-cookie", "a=1"],
+        ["set-cookie", "b=2"],
+      ],
+    );
   });
   t.test("Headers iterator object is not a generator", () => {
     const it = new Headers({ a: "1" }).entries();
@@ -115,7 +146,9 @@ export function headersTests(t: Suite): void {
     new Headers({ b: "1", a: "2" }).forEach((v, k) => seen.push(`${k}=${v}`));
     arrayEq(seen, ["a=2", "b=1"]);
   });
-  t.test("Headers Symbol.toStringTag", () => eq(Object.prototype.toString.call(new Headers()), "[object Headers]"));
+  t.test("Headers Symbol.toStringTag", () =>
+    eq(Object.prototype.toString.call(new Headers()), "[object Headers]"),
+  );
   t.test("Request headers with no-cors guard drop non-simple headers", () => {
     const r = new Request("http://x/", { mode: "no-cors", headers: { "x-a": "1", accept: "b" } });
     eq(r.headers.get("x-a"), null);
@@ -130,7 +163,9 @@ export function headersTests(t: Suite): void {
 export function requestTests(t: Suite): void {
   t.area = "Request";
   t.test("Request with a relative URL throws (no base)", () => throws("TypeError", () => new Request("/x")));
-  t.test("Request with credentials in the URL throws", () => throws("TypeError", () => new Request("http://u:p@x/")));
+  t.test("Request with credentials in the URL throws", () =>
+    throws("TypeError", () => new Request("http://u:p@x/")),
+  );
   t.test("Request defaults", () => {
     const r = new Request("http://x/a#frag");
     eq(r.url, "http://x/a#frag");
@@ -147,13 +182,21 @@ export function requestTests(t: Suite): void {
     ok(r.signal instanceof AbortSignal);
   });
   for (const m of ["delete", "get", "head", "options", "post", "put"]) {
-    t.test(`Request method ${m} is normalised`, () => eq(new Request("http://x/", { method: m }).method, m.toUpperCase()));
+    t.test(`Request method ${m} is normalised`, () =>
+      eq(new Request("http://x/", { method: m }).method, m.toUpperCase()),
+    );
   }
-  t.test("Request method patch is not normalised", () => eq(new Request("http://x/", { method: "patch" }).method, "patch"));
+  t.test("Request method patch is not normalised", () =>
+    eq(new Request("http://x/", { method: "patch" }).method, "patch"),
+  );
   for (const m of ["CONNECT", "TRACE", "track", "a b", ""]) {
-    t.test(`Request with method ${JSON.stringify(m)} throws`, () => throws("TypeError", () => new Request("http://x/", { method: m })));
+    t.test(`Request with method ${JSON.stringify(m)} throws`, () =>
+      throws("TypeError", () => new Request("http://x/", { method: m })),
+    );
   }
-  t.test("Request with GET and a body throws", () => throws("TypeError", () => new Request("http://x/", { body: "x" })));
+  t.test("Request with GET and a body throws", () =>
+    throws("TypeError", () => new Request("http://x/", { body: "x" })),
+  );
   t.test("Request with HEAD and a body throws", () =>
     throws("TypeError", () => new Request("http://x/", { method: "HEAD", body: "x" })),
   );
@@ -204,7 +247,10 @@ export function requestTests(t: Suite): void {
     eq(await r.text(), "b");
   });
   t.test("new Request(request, init) overrides", () => {
-    const r = new Request(new Request("http://x/", { headers: { x: "1" } }), { headers: { y: "2" }, method: "POST" });
+    const r = new Request(new Request("http://x/", { headers: { x: "1" } }), {
+      headers: { y: "2" },
+      method: "POST",
+    });
     eq(r.headers.get("x"), null);
     eq(r.headers.get("y"), "2");
     eq(r.method, "POST");
@@ -232,7 +278,9 @@ export function requestTests(t: Suite): void {
     eq((await mk().blob()).size, 7);
     eq((await mk().bytes()).length, 7);
   });
-  t.test("Request Symbol.toStringTag", () => eq(Object.prototype.toString.call(new Request("http://x/")), "[object Request]"));
+  t.test("Request Symbol.toStringTag", () =>
+    eq(Object.prototype.toString.call(new Request("http://x/")), "[object Request]"),
+  );
 }
 
 /** Registers the Response subtests. */
@@ -249,7 +297,9 @@ export function responseTests(t: Suite): void {
     eq(r.body, null);
   });
   for (const s of [0, 100, 199, 600, 1000]) {
-    t.test(`Response with status ${s} throws RangeError`, () => throws("RangeError", () => new Response("", { status: s })));
+    t.test(`Response with status ${s} throws RangeError`, () =>
+      throws("RangeError", () => new Response("", { status: s })),
+    );
   }
   for (const s of [204, 205, 304]) {
     t.test(`Response with null-body status ${s} and a body throws`, () =>
@@ -346,12 +396,16 @@ export function responseTests(t: Suite): void {
     eq(fd.get("b"), "2");
   });
   t.test("Response.formData with a wrong type rejects", async () => {
-    await rejects("TypeError", () => new Response("a=1", { headers: { "content-type": "text/plain" } }).formData());
+    await rejects("TypeError", () =>
+      new Response("a=1", { headers: { "content-type": "text/plain" } }).formData(),
+    );
   });
   t.test("Response.formData of multipart with a file", async () => {
     const body =
       '--B\r\nContent-Disposition: form-data; name="f"; filename="a.txt"\r\nContent-Type: text/plain\r\n\r\nhello\r\n--B\r\nContent-Disposition: form-data; name="t"\r\n\r\nv\r\n--B--\r\n';
-    const fd = await new Response(body, { headers: { "content-type": "multipart/form-data; boundary=B" } }).formData();
+    const fd = await new Response(body, {
+      headers: { "content-type": "multipart/form-data; boundary=B" },
+    }).formData();
     const f = fd.get("f") as File;
     ok(f instanceof File, "is a File");
     eq(f.name, "a.txt");
@@ -376,7 +430,9 @@ export function responseTests(t: Suite): void {
     r.headers.set("b", "2");
     eq(r.headers.get("b"), "2");
   });
-  t.test("Response Symbol.toStringTag", () => eq(Object.prototype.toString.call(new Response()), "[object Response]"));
+  t.test("Response Symbol.toStringTag", () =>
+    eq(Object.prototype.toString.call(new Response()), "[object Response]"),
+  );
 }
 
 /** Registers the Blob/File and FormData subtests. */
@@ -407,7 +463,10 @@ export function blobFormTests(t: Suite): void {
     eq((await b.arrayBuffer()).byteLength, 3);
     eq((await b.bytes()).length, 3);
     const chunks = await readAllChunks(b.stream());
-    eq(chunks.reduce((n, c) => n + c.length, 0), 3);
+    eq(
+      chunks.reduce((n, c) => n + c.length, 0),
+      3,
+    );
   });
   t.test("Blob text decodes UTF-8 with replacement", async () => {
     eq(await new Blob([new Uint8Array([0xff, 0x61])]).text(), "\uFFFDa");
@@ -420,7 +479,9 @@ export function blobFormTests(t: Suite): void {
     ok(f instanceof Blob);
     ok(typeof new File([], "x").lastModified === "number");
   });
-  t.test("File requires two arguments", () => throws("TypeError", () => new (File as unknown as new (a: unknown) => File)([])));
+  t.test("File requires two arguments", () =>
+    throws("TypeError", () => new (File as unknown as new (a: unknown) => File)([])),
+  );
   t.test("Blob and File Symbol.toStringTag", () => {
     eq(Object.prototype.toString.call(new Blob()), "[object Blob]");
     eq(Object.prototype.toString.call(new File([], "x")), "[object File]");
@@ -436,7 +497,13 @@ export function blobFormTests(t: Suite): void {
     arrayEq(fd.getAll("a"), ["1", "2"]);
     ok(fd.has("b"));
     fd.set("a", "4");
-    arrayEq([...fd], [["a", "4"], ["b", "3"]]);
+    arrayEq(
+      [...fd],
+      [
+        ["a", "4"],
+        ["b", "3"],
+      ],
+    );
     fd.delete("a");
     ok(!fd.has("a"));
     eq(fd.get("z"), null);
@@ -466,7 +533,9 @@ export function blobFormTests(t: Suite): void {
     eq(f.name, "a.txt");
   });
   t.test("FormData with two arguments and a filename for a string throws", () => {
-    throws("TypeError", () => (new FormData() as unknown as { append: (...a: unknown[]) => void }).append("a", "b", "c"));
+    throws("TypeError", () =>
+      (new FormData() as unknown as { append: (...a: unknown[]) => void }).append("a", "b", "c"),
+    );
   });
   t.test("FormData iteration is live", () => {
     const fd = new FormData();
@@ -504,7 +573,8 @@ export function blobFormTests(t: Suite): void {
   });
 
   t.test("request.formData() for multipart with a preamble and CRLFs in values", async () => {
-    const body = 'preamble\r\n--xyz\r\nContent-Disposition: form-data; name="a"\r\n\r\nline1\r\nline2\r\n--xyz--';
+    const body =
+      'preamble\r\n--xyz\r\nContent-Disposition: form-data; name="a"\r\n\r\nline1\r\nline2\r\n--xyz--';
     const fd = await new Request("http://x/", {
       method: "POST",
       body,
@@ -512,5 +582,7 @@ export function blobFormTests(t: Suite): void {
     }).formData();
     eq(fd.get("a"), "line1\r\nline2");
   });
-  t.test("FormData Symbol.toStringTag", () => eq(Object.prototype.toString.call(new FormData()), "[object FormData]"));
+  t.test("FormData Symbol.toStringTag", () =>
+    eq(Object.prototype.toString.call(new FormData()), "[object FormData]"),
+  );
 }

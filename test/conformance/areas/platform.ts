@@ -45,7 +45,10 @@ export function streamsTests(t: Suite): void {
   });
   t.test("ReadableStream async iteration", async () => {
     const out: number[] = [];
-    for await (const x of new ReadableStream<number>({ start: (c) => (c.enqueue(1), c.enqueue(2), c.close()) })) out.push(x);
+    for await (const x of new ReadableStream<number>({
+      start: (c) => (c.enqueue(1), c.enqueue(2), c.close()),
+    }))
+      out.push(x);
     arrayEq(out, [1, 2]);
   });
   t.test("ReadableStream.from an iterable", async () => {
@@ -76,7 +79,10 @@ export function streamsTests(t: Suite): void {
     arrayEq(got, ["a", "b", "closed"]);
   });
   t.test("WritableStream backpressure: desiredSize", async () => {
-    const w = new WritableStream({ write: async () => void (await sleep(5)) }, new CountQueuingStrategy({ highWaterMark: 2 }));
+    const w = new WritableStream(
+      { write: async () => void (await sleep(5)) },
+      new CountQueuingStrategy({ highWaterMark: 2 }),
+    );
     const writer = w.getWriter();
     eq(writer.desiredSize, 2);
     void writer.write(1);
@@ -112,7 +118,9 @@ export function streamsTests(t: Suite): void {
     ac.abort();
     await rejects("AbortError", new ReadableStream().pipeTo(new WritableStream(), { signal: ac.signal }));
   });
-  t.test("ByteLengthQueuingStrategy size", () => eq(new ByteLengthQueuingStrategy({ highWaterMark: 1 }).size(new Uint8Array(3)), 3));
+  t.test("ByteLengthQueuingStrategy size", () =>
+    eq(new ByteLengthQueuingStrategy({ highWaterMark: 1 }).size(new Uint8Array(3)), 3),
+  );
   for (const format of ["gzip", "deflate", "deflate-raw"] as const) {
     t.test(`CompressionStream/DecompressionStream ${format} round trip`, async () => {
       const input = new TextEncoder().encode("hello hello hello hello");
@@ -191,7 +199,9 @@ export function eventsTests(t: Suite): void {
     ac.abort();
     ok(called);
   });
-  t.test("new AbortSignal() throws", () => throws("TypeError", () => new (AbortSignal as unknown as new () => AbortSignal)()));
+  t.test("new AbortSignal() throws", () =>
+    throws("TypeError", () => new (AbortSignal as unknown as new () => AbortSignal)()),
+  );
 
   t.area = "Event/EventTarget";
   t.test("Event constructor and defaults", () => {
@@ -204,7 +214,9 @@ export function eventsTests(t: Suite): void {
     ok(typeof e.timeStamp === "number");
     eq(e.isTrusted, false);
   });
-  t.test("Event requires a type", () => throws("TypeError", () => new (Event as unknown as new () => Event)()));
+  t.test("Event requires a type", () =>
+    throws("TypeError", () => new (Event as unknown as new () => Event)()),
+  );
   t.test("preventDefault only when cancelable", () => {
     const e = new Event("x", { cancelable: true });
     e.preventDefault();
@@ -288,7 +300,14 @@ export function eventsTests(t: Suite): void {
 
   t.area = "structuredClone";
   t.test("clones primitives, objects, arrays, Date, RegExp, Map, Set", () => {
-    const v = { a: 1, b: [1, "x", null, undefined, true], d: new Date(5), r: /x/gi, m: new Map([[1, 2]]), s: new Set([3]) };
+    const v = {
+      a: 1,
+      b: [1, "x", null, undefined, true],
+      d: new Date(5),
+      r: /x/gi,
+      m: new Map([[1, 2]]),
+      s: new Set([3]),
+    };
     const c = structuredClone(v);
     ok(c !== v);
     eq(c.b[1], "x");
@@ -330,7 +349,9 @@ export function eventsTests(t: Suite): void {
     ["a WeakMap", () => new WeakMap()],
     ["a Promise", () => Promise.resolve()],
   ] as [string, () => unknown][]) {
-    t.test(`structuredClone of ${label} throws DataCloneError`, () => throws("DataCloneError", () => structuredClone(mk())));
+    t.test(`structuredClone of ${label} throws DataCloneError`, () =>
+      throws("DataCloneError", () => structuredClone(mk())),
+    );
   }
   t.test("transfer detaches the ArrayBuffer", () => {
     const b = new ArrayBuffer(4);

@@ -10,10 +10,22 @@ export function searchParamsTests(t: Suite): void {
     ["%EF%BB%BFtest=%EF%BB%BF", [["\uFEFFtest", "\uFEFF"]]],
     ["%FE%FF", [["\uFFFD\uFFFD", ""]]],
     ["%FF%FE", [["\uFFFD\uFFFD", ""]]],
-    ["†&†=x", [["†", ""], ["†", "x"]]],
+    [
+      "†&†=x",
+      [
+        ["†", ""],
+        ["†", "x"],
+      ],
+    ],
     ["%C2", [["\uFFFD", ""]]],
     ["%C2x", [["\uFFFDx", ""]]],
-    ["_charset_=windows-1252&test=%C2x", [["_charset_", "windows-1252"], ["test", "\uFFFDx"]]],
+    [
+      "_charset_=windows-1252&test=%C2x",
+      [
+        ["_charset_", "windows-1252"],
+        ["test", "\uFFFDx"],
+      ],
+    ],
     ["", []],
     ["a", [["a", ""]]],
     ["a=b", [["a", "b"]]],
@@ -22,12 +34,50 @@ export function searchParamsTests(t: Suite): void {
     ["&", []],
     ["&a", [["a", ""]]],
     ["a&", [["a", ""]]],
-    ["a&a", [["a", ""], ["a", ""]]],
-    ["a&b&c", [["a", ""], ["b", ""], ["c", ""]]],
-    ["a=b&c=d", [["a", "b"], ["c", "d"]]],
-    ["a=b&c=d&", [["a", "b"], ["c", "d"]]],
-    ["&&&a=b&&&&c=d&", [["a", "b"], ["c", "d"]]],
-    ["a=a&a=b&a=c", [["a", "a"], ["a", "b"], ["a", "c"]]],
+    [
+      "a&a",
+      [
+        ["a", ""],
+        ["a", ""],
+      ],
+    ],
+    [
+      "a&b&c",
+      [
+        ["a", ""],
+        ["b", ""],
+        ["c", ""],
+      ],
+    ],
+    [
+      "a=b&c=d",
+      [
+        ["a", "b"],
+        ["c", "d"],
+      ],
+    ],
+    [
+      "a=b&c=d&",
+      [
+        ["a", "b"],
+        ["c", "d"],
+      ],
+    ],
+    [
+      "&&&a=b&&&&c=d&",
+      [
+        ["a", "b"],
+        ["c", "d"],
+      ],
+    ],
+    [
+      "a=a&a=b&a=c",
+      [
+        ["a", "a"],
+        ["a", "b"],
+        ["a", "c"],
+      ],
+    ],
     ["a==a", [["a", "=a"]]],
     ["a=a+b+c+d", [["a", "a b c d"]]],
     ["%=a", [["%", "a"]]],
@@ -35,7 +85,13 @@ export function searchParamsTests(t: Suite): void {
     ["%a_=a", [["%a_", "a"]]],
     ["%61=a", [["a", "a"]]],
     ["%61+%4d%4D=", [["a MM", ""]]],
-    ["id=0&value=%", [["id", "0"], ["value", "%"]]],
+    [
+      "id=0&value=%",
+      [
+        ["id", "0"],
+        ["value", "%"],
+      ],
+    ],
     ["b=%2sf%2a", [["b", "%2sf*"]]],
     ["b=%2%2af%2a", [["b", "%2*f*"]]],
     ["b=%%2a", [["b", "%*"]]],
@@ -74,7 +130,9 @@ export function searchParamsTests(t: Suite): void {
     });
   }
   t.test("URLSearchParams constructor, no arguments", () => eq(new URLSearchParams().toString(), ""));
-  t.test("URLSearchParams constructor, remove leading '?'", () => eq(new URLSearchParams("?a=b").toString(), "a=b"));
+  t.test("URLSearchParams constructor, remove leading '?'", () =>
+    eq(new URLSearchParams("?a=b").toString(), "a=b"),
+  );
   t.test("URLSearchParams constructor, {} as argument", () => eq(new URLSearchParams({}).toString(), ""));
   t.test("URLSearchParams constructor, object as argument", () => {
     const p = new URLSearchParams({ a: "1", b: "2" });
@@ -82,7 +140,13 @@ export function searchParamsTests(t: Suite): void {
   });
 
   t.test("URLSearchParams constructor, sequence of pairs", () => {
-    eq(new URLSearchParams([["a", "b"], ["c", "d"]]).toString(), "a=b&c=d");
+    eq(
+      new URLSearchParams([
+        ["a", "b"],
+        ["c", "d"],
+      ]).toString(),
+      "a=b&c=d",
+    );
   });
   t.test("URLSearchParams constructor, pair of wrong length throws", () => {
     throws("TypeError", () => new URLSearchParams([["a", "b", "c"]] as unknown as [string, string][]));
@@ -122,7 +186,17 @@ export function searchParamsTests(t: Suite): void {
   t.test("sort is stable and by code units", () => {
     const p = new URLSearchParams("z=b&a=b&z=a&a=a&\uFFFD=x&\uD83D\uDE00=y");
     p.sort();
-    arrayEq([...p], [["a", "b"], ["a", "a"], ["z", "b"], ["z", "a"], ["\uD83D\uDE00", "y"], ["\uFFFD", "x"]]);
+    arrayEq(
+      [...p],
+      [
+        ["a", "b"],
+        ["a", "a"],
+        ["z", "b"],
+        ["z", "a"],
+        ["\uD83D\uDE00", "y"],
+        ["\uFFFD", "x"],
+      ],
+    );
   });
   t.test("forEach sees appended entries (live)", () => {
     const p = new URLSearchParams("a=1&b=2");

@@ -20,7 +20,18 @@ interface ParseCase {
   [k: string]: unknown;
 }
 
-const PARTS = ["href", "protocol", "username", "password", "host", "hostname", "port", "pathname", "search", "hash"];
+const PARTS = [
+  "href",
+  "protocol",
+  "username",
+  "password",
+  "host",
+  "hostname",
+  "port",
+  "pathname",
+  "search",
+  "hash",
+];
 
 /** Registers the URL subtests. */
 export function urlTests(t: Suite, data: UrlData): void {

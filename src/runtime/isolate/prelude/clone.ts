@@ -3,11 +3,7 @@
  * types a function can hold (primitives, plain objects, arrays, Date, RegExp, Map, Set,
  * ArrayBuffer and views, Error, boxed primitives), preserving cycles and shared references.
  */
-import {
-  ReadableStream,
-  TransformStream,
-  WritableStream,
-} from "web-streams-polyfill";
+import { ReadableStream, TransformStream, WritableStream } from "web-streams-polyfill";
 import { Blob, File } from "./blob.ts";
 import { DOMExceptionLike } from "./encoding.ts";
 import { AbortController, Event, EventTarget } from "./events.ts";
@@ -70,7 +66,10 @@ function clone(v: unknown, memory: Map<unknown, unknown>): unknown {
   }
   for (const C of PLATFORM) {
     if (o instanceof C) {
-      throw new DOMExceptionLike(`${Object.prototype.toString.call(o)} could not be cloned.`, "DataCloneError");
+      throw new DOMExceptionLike(
+        `${Object.prototype.toString.call(o)} could not be cloned.`,
+        "DataCloneError",
+      );
     }
   }
   if (o instanceof Date) return remember(memory, o, new Date(o.getTime()));

@@ -23,7 +23,9 @@ function chunkBytes(chunk: unknown): Uint8Array {
 function format(f: unknown, what: string): CompressionFormat {
   const s = String(f);
   if (s !== "gzip" && s !== "deflate" && s !== "deflate-raw") {
-    throw new TypeError(`${what}: unsupported format ${JSON.stringify(s)} (use "gzip", "deflate" or "deflate-raw").`);
+    throw new TypeError(
+      `${what}: unsupported format ${JSON.stringify(s)} (use "gzip", "deflate" or "deflate-raw").`,
+    );
   }
   return s;
 }
@@ -36,7 +38,8 @@ function codecStream(codec: Codec, decompress: boolean): Transformer<unknown, Ui
     if (final) ended = true;
   };
   const run = (data: Uint8Array, final: boolean, c: TransformStreamDefaultController<Uint8Array>) => {
-    if (decompress && ended && data.length) throw new TypeError("There is data after the end of the compressed stream.");
+    if (decompress && ended && data.length)
+      throw new TypeError("There is data after the end of the compressed stream.");
     try {
       codec.push(data, final);
     } catch (e) {

@@ -143,7 +143,14 @@ export class TextEncoder {
   }
 }
 
-const UTF8_LABELS = new Set(["utf-8", "utf8", "unicode-1-1-utf-8", "unicode11utf8", "unicode20utf8", "x-unicode20utf8"]);
+const UTF8_LABELS = new Set([
+  "utf-8",
+  "utf8",
+  "unicode-1-1-utf-8",
+  "unicode11utf8",
+  "unicode20utf8",
+  "x-unicode20utf8",
+]);
 const tables = new Map<string, string>();
 
 /** The decode table (bytes 0x80–0xFF) of a single-byte encoding, from the host once per isolate. */
@@ -201,7 +208,8 @@ function utf16Decode(b: Uint8Array, be: boolean, st: Utf16State, flush: boolean,
     bad();
   }
   let out = "";
-  for (let i = 0; i < units.length; i += 8192) out += String.fromCharCode.apply(null, units.slice(i, i + 8192));
+  for (let i = 0; i < units.length; i += 8192)
+    out += String.fromCharCode.apply(null, units.slice(i, i + 8192));
   return out;
 }
 
@@ -223,7 +231,8 @@ export class TextDecoder {
     const l = String(label).trim().toLowerCase();
     let name = UTF8_LABELS.has(l) ? "utf-8" : (web(WEB_OP.ENC_NAME, l) as string | null);
     if (name === "utf-16") name = "utf-16le";
-    if (!name || name === "replacement") throw new RangeError(`The encoding label '${String(label)}' is not supported.`);
+    if (!name || name === "replacement")
+      throw new RangeError(`The encoding label '${String(label)}' is not supported.`);
     this.#encoding = name;
     this.#fatal = Boolean(options?.fatal);
     this.#ignoreBOM = Boolean(options?.ignoreBOM);

@@ -28,7 +28,10 @@ export class Event {
   /** @internal Being dispatched now. */
   _dispatching = false;
 
-  constructor(type: string, init: { bubbles?: boolean; cancelable?: boolean; composed?: boolean } | null = {}) {
+  constructor(
+    type: string,
+    init: { bubbles?: boolean; cancelable?: boolean; composed?: boolean } | null = {},
+  ) {
     if (arguments.length === 0) throw new TypeError("Event: 1 argument required (the event type).");
     this.type = String(type);
     this.bubbles = Boolean(init?.bubbles);
@@ -62,7 +65,10 @@ export class Event {
 /** The DOM CustomEvent (an Event with a `detail`). */
 export class CustomEvent<T = unknown> extends Event {
   readonly detail: T | null;
-  constructor(type: string, init: { bubbles?: boolean; cancelable?: boolean; composed?: boolean; detail?: T } | null = {}) {
+  constructor(
+    type: string,
+    init: { bubbles?: boolean; cancelable?: boolean; composed?: boolean; detail?: T } | null = {},
+  ) {
     if (arguments.length === 0) throw new TypeError("CustomEvent: 1 argument required (the event type).");
     super(type, init);
     this.detail = init?.detail ?? null;
@@ -99,7 +105,11 @@ export class EventTarget {
   }
   dispatchEvent(event: Event): boolean {
     if (!(event instanceof Event)) throw new TypeError("dispatchEvent: the argument is not an Event.");
-    if (event._dispatching) throw new DOMExceptionLike(`The event "${event.type}" is already being dispatched.`, "InvalidStateError");
+    if (event._dispatching)
+      throw new DOMExceptionLike(
+        `The event "${event.type}" is already being dispatched.`,
+        "InvalidStateError",
+      );
     event._dispatching = true;
     event.target = this;
     event.currentTarget = this;

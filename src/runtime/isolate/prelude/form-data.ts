@@ -20,7 +20,10 @@ function entryValue(value: unknown, filename: unknown, argc: number): FormDataVa
   }
   if (value instanceof File && argc <= 2) return value;
   const name = argc > 2 ? toUSV(filename) : "blob";
-  const f = new File([value], name, { type: value.type, lastModified: value instanceof File ? value.lastModified : undefined });
+  const f = new File([value], name, {
+    type: value.type,
+    lastModified: value instanceof File ? value.lastModified : undefined,
+  });
   return f;
 }
 
@@ -29,7 +32,8 @@ export class FormData {
   #list: [string, FormDataValue][] = [];
 
   constructor(form?: unknown) {
-    if (form !== undefined) throw new TypeError("FormData: there are no form elements in the isolate runtime.");
+    if (form !== undefined)
+      throw new TypeError("FormData: there are no form elements in the isolate runtime.");
   }
   append(name: string, value: string | Blob, filename?: string): void {
     if (arguments.length < 2) throw new TypeError("FormData.append: 2 arguments required.");
@@ -118,7 +122,11 @@ export function encodeMultipart(fd: FormData): { bytes: Uint8Array; type: string
 
 function indexOf(hay: Uint8Array, needle: Uint8Array, from: number): number {
   const first = needle[0]!;
-  outer: for (let i = hay.indexOf(first, from); i >= 0 && i <= hay.length - needle.length; i = hay.indexOf(first, i + 1)) {
+  outer: for (
+    let i = hay.indexOf(first, from);
+    i >= 0 && i <= hay.length - needle.length;
+    i = hay.indexOf(first, i + 1)
+  ) {
     for (let j = 1; j < needle.length; j++) if (hay[i + j] !== needle[j]) continue outer;
     return i;
   }
@@ -167,7 +175,8 @@ export function parseMultipart(body: Uint8Array, boundary: string): FormData {
     const end = indexOf(body, next, start);
     if (end < 0) throw bad("a part is not closed by a boundary");
     const content = body.subarray(start, end);
-    if (filename !== undefined) fd.append(name, new File([content.slice()], filename, { type: type || "text/plain" }));
+    if (filename !== undefined)
+      fd.append(name, new File([content.slice()], filename, { type: type || "text/plain" }));
     else fd.append(name, utf8Decode(content));
     pos = end + next.length;
   }

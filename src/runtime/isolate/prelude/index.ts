@@ -774,7 +774,21 @@ function warmUp(): void {
   // The warm-up's one URL, as the host's parser gives it.
   const warmUrl = "http://localhost/warm/path?x=1&y=two";
   standInWebHost((op) =>
-    op === 1 ? [warmUrl, "http:", "", "", "localhost", "localhost", "", "/warm/path", "?x=1&y=two", "", "http://localhost"] : null,
+    op === 1
+      ? [
+          warmUrl,
+          "http:",
+          "",
+          "",
+          "localhost",
+          "localhost",
+          "",
+          "/warm/path",
+          "?x=1&y=two",
+          "",
+          "http://localhost",
+        ]
+      : null,
   );
   const meta = {
     invocationId: "warm",

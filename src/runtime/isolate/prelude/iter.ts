@@ -16,10 +16,9 @@ interface State {
 }
 
 /** Makes the iterator factory of interface `tag` (its objects print as `[object <tag> Iterator]`). */
-export function pairIterator(tag: string): <V>(
-  list: () => readonly (readonly [string, V])[],
-  kind: IterKind,
-) => IterableIterator<never> {
+export function pairIterator(
+  tag: string,
+): <V>(list: () => readonly (readonly [string, V])[], kind: IterKind) => IterableIterator<never> {
   const states = new WeakMap<object, State>();
   const proto = Object.create(IteratorPrototype, {
     next: {
@@ -64,7 +63,11 @@ export function toByteString(v: unknown, what: string): string {
  * WebIDL conversion of `sequence<sequence<T>> or record<K, T>` init dictionaries: calls
  * `pair(name, value)` for each entry, in the order the standard reads them.
  */
-export function forEachInitPair(init: object, pair: (name: unknown, value: unknown) => void, what: string): void {
+export function forEachInitPair(
+  init: object,
+  pair: (name: unknown, value: unknown) => void,
+  what: string,
+): void {
   const iter = (init as { [Symbol.iterator]?: unknown })[Symbol.iterator];
   if (iter !== undefined && iter !== null) {
     if (typeof iter !== "function") throw new TypeError(`${what}: the init's @@iterator is not callable.`);
@@ -73,7 +76,8 @@ export function forEachInitPair(init: object, pair: (name: unknown, value: unkno
         throw new TypeError(`${what}: each init entry must be a sequence of two strings.`);
       }
       const arr = [...(p as Iterable<unknown>)];
-      if (arr.length !== 2) throw new TypeError(`${what}: each init entry must have exactly two items (name, value).`);
+      if (arr.length !== 2)
+        throw new TypeError(`${what}: each init entry must have exactly two items (name, value).`);
       pair(arr[0], arr[1]);
     }
     return;

@@ -208,7 +208,9 @@ export function parseUrlencoded(s: string): [string, string][] {
   for (const part of s.split("&")) {
     if (part === "") continue;
     const eq = part.indexOf("=");
-    out.push(eq < 0 ? [formDecode(part), ""] : [formDecode(part.slice(0, eq)), formDecode(part.slice(eq + 1))]);
+    out.push(
+      eq < 0 ? [formDecode(part), ""] : [formDecode(part.slice(0, eq)), formDecode(part.slice(eq + 1))],
+    );
   }
   return out;
 }
@@ -292,7 +294,8 @@ export class URLSearchParams {
     this.#update();
   }
   forEach(cb: (value: string, name: string, params: URLSearchParams) => void, thisArg?: unknown): void {
-    if (typeof cb !== "function") throw new TypeError("URLSearchParams.forEach: the callback is not a function.");
+    if (typeof cb !== "function")
+      throw new TypeError("URLSearchParams.forEach: the callback is not a function.");
     for (let i = 0; i < this.#list.length; i++) {
       const [k, v] = this.#list[i]!;
       cb.call(thisArg, v, k, this);
