@@ -9,11 +9,15 @@ import { test } from "node:test";
 import { KNOWN_DIFFERENCES } from "./conformance/known.ts";
 import { dataDirs, formatTable, runConformance } from "./conformance/run.ts";
 
-test("conformance: the isolate executor passes every WPT-derived subtest Node passes", { timeout: 170_000 }, async (t) => {
+test("conformance: the isolate executor passes every WPT-derived subtest Node passes", {
+  timeout: 170_000,
+}, async (t) => {
   const c = await runConformance();
   t.diagnostic(`\n${formatTable(c.rows)}`);
   if (c.missing.length) {
-    t.diagnostic(`WPT data files not found (${c.missing.join(", ")}; looked in ${dataDirs().join(", ")}): their subtests did not run`);
+    t.diagnostic(
+      `WPT data files not found (${c.missing.join(", ")}; looked in ${dataDirs().join(", ")}): their subtests did not run`,
+    );
   }
   assert.ok(c.rows.length >= 10, "every area reported");
   for (const r of c.rows) {
@@ -21,6 +25,9 @@ test("conformance: the isolate executor passes every WPT-derived subtest Node pa
     const known = KNOWN_DIFFERENCES[r.area] ?? {};
     const unexpected = r.onlyProcess.filter(([name]) => !(name in known));
     assert.deepEqual(unexpected, [], `${r.area}: subtests Node passes but the isolate fails`);
-    assert.ok(r.process === 0 || (r.process - r.onlyProcess.length) / r.process >= 0.99, `${r.area}: at least 99% of Node's passes`);
+    assert.ok(
+      r.process === 0 || (r.process - r.onlyProcess.length) / r.process >= 0.99,
+      `${r.area}: at least 99% of Node's passes`,
+    );
   }
 });
