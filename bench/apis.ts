@@ -69,3 +69,5 @@ export async function apisMain(argv: string[]): Promise<void> {
     );
   }
 }
+
+if (import.meta.main) await apisMain(process.argv.slice(2));
