@@ -25,7 +25,12 @@ export const WEB_OP = {
   ENC_TABLE: 4,
   /** (name, bytes, fatal) → decoded text | null (fatal and malformed) */
   ENC_DECODE: 5,
+  /** () → the source of fflate as a script defining `__nimbus_fflate` (compression streams) */
+  LIB_FFLATE: 6,
 } as const;
+
+/** fflate's source, put in by the host's build (see src/executors/isolate/prelude.ts). */
+declare const __NIMBUS_FFLATE__: string | undefined;
 
 const SETTERS = new Set([
   "protocol",
@@ -127,6 +132,8 @@ export function webOp(op: number, a: unknown, b: unknown, c: unknown): unknown {
           return null;
         return new TextDecoder(a, { fatal: c === true, ignoreBOM: true }).decode(b);
       }
+      case WEB_OP.LIB_FFLATE:
+        return typeof __NIMBUS_FFLATE__ === "string" ? __NIMBUS_FFLATE__ : null;
       default:
         return null;
     }

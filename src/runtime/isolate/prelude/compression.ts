@@ -1,12 +1,27 @@
 /**
  * CompressionStream and DecompressionStream (Compression Standard): gzip, deflate (zlib
- * wrapper) and deflate-raw, by fflate's streaming (de)compressors inside the isolate.
+ * wrapper) and deflate-raw, by fflate's streaming (de)compressors, run inside the isolate
+ * (so CPU time and memory stay the function's, under its limits).
  */
-import { Deflate, Gunzip, Gzip, Inflate, Unzlib, Zlib } from "fflate";
 import { TransformStream } from "web-streams-polyfill";
+import { WEB_OP, web } from "./web-bridge.ts";
 
-/** The formats of the Compression Standard. */
-export type CompressionFormat = "gzip" | "deflate" | "deflate-raw";
+type Fflate = typeof import("fflate");
+let loaded: Fflate | undefined;
+/**
+ * fflate, fetched from the host and compiled on an isolate's first (de)compression: in the
+ * prelude it would add its code and its Huffman tables (~35 KB of source, ~700 KB of heap
+ * and typed arrays) to every isolate's snapshot, whether or not it ever compresses.
+ */
+function fflate(): Fflate {
+  if (!loaded) {
+    const src = web(WEB_OP.LIB_FFLATE);
+    if (typeof src !== "string")
+      throw new TypeError("Compression is not available: the host did not provide it.");
+    loaded = new Function(`${src}\nreturn __nimbus_fflate;`)() as Fflate;
+  }
+  return loaded;
+}
 
 interface Codec {
   ondata: (data: Uint8Array, final: boolean) => void;
@@ -59,7 +74,8 @@ function codecStream(codec: Codec, decompress: boolean): Transformer<unknown, Ui
 export class CompressionStream extends TransformStream<BufferSource, Uint8Array> {
   constructor(f: CompressionFormat) {
     const fmt = format(f, "CompressionStream");
-    const codec = fmt === "gzip" ? new Gzip() : fmt === "deflate" ? new Zlib() : new Deflate();
+    const lib = fflate();
+    const codec = fmt === "gzip" ? new lib.Gzip() : fmt === "deflate" ? new lib.Zlib() : new lib.Deflate();
     super(codecStream(codec as unknown as Codec, false) as Transformer<BufferSource, Uint8Array>);
   }
 }
@@ -68,7 +84,9 @@ export class CompressionStream extends TransformStream<BufferSource, Uint8Array>
 export class DecompressionStream extends TransformStream<BufferSource, Uint8Array> {
   constructor(f: CompressionFormat) {
     const fmt = format(f, "DecompressionStream");
-    const codec = fmt === "gzip" ? new Gunzip() : fmt === "deflate" ? new Unzlib() : new Inflate();
+    const lib = fflate();
+    const codec =
+      fmt === "gzip" ? new lib.Gunzip() : fmt === "deflate" ? new lib.Unzlib() : new lib.Inflate();
     super(codecStream(codec as unknown as Codec, true) as Transformer<BufferSource, Uint8Array>);
   }
 }

@@ -6,7 +6,14 @@
  */
 
 /** Operation numbers (mirrors WEB_OP in ../web-host.ts). */
-export const WEB_OP = { URL_PARSE: 1, URL_SET: 2, ENC_NAME: 3, ENC_TABLE: 4, ENC_DECODE: 5 } as const;
+export const WEB_OP = {
+  URL_PARSE: 1,
+  URL_SET: 2,
+  ENC_NAME: 3,
+  ENC_TABLE: 4,
+  ENC_DECODE: 5,
+  LIB_FFLATE: 6,
+} as const;
 
 type WebFn = (op: number, a?: unknown, b?: unknown, c?: unknown) => unknown;
 let host: WebFn | undefined;
