@@ -36,7 +36,8 @@ export class Suite {
   async run(timeoutMs = 2000): Promise<Record<string, AreaResult>> {
     const out: Record<string, AreaResult> = {};
     for (const c of this.cases) {
-      const r = (out[c.area] ??= { passed: 0, total: 0, failed: [] });
+      out[c.area] ??= { passed: 0, total: 0, failed: [] };
+      const r = out[c.area]!;
       r.total++;
       try {
         await withTimeout(c.fn, timeoutMs);

@@ -143,7 +143,9 @@ export function headersTests(t: Suite): void {
   });
   t.test("Headers forEach", () => {
     const seen: string[] = [];
-    new Headers({ b: "1", a: "2" }).forEach((v, k) => seen.push(`${k}=${v}`));
+    new Headers({ b: "1", a: "2" }).forEach((v, k) => {
+      seen.push(`${k}=${v}`);
+    });
     arrayEq(seen, ["a=2", "b=1"]);
   });
   t.test("Headers Symbol.toStringTag", () =>

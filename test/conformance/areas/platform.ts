@@ -30,7 +30,11 @@ export function streamsTests(t: Suite): void {
   });
   t.test("ReadableStream cancel reaches the source", async () => {
     let reason: unknown;
-    const s = new ReadableStream({ cancel: (r) => void (reason = r) });
+    const s = new ReadableStream({
+      cancel: (r) => {
+        reason = r;
+      },
+    });
     await s.cancel("why");
     eq(reason, "why");
   });
@@ -92,7 +96,11 @@ export function streamsTests(t: Suite): void {
   });
   t.test("WritableStream abort", async () => {
     let reason: unknown;
-    const w = new WritableStream({ abort: (r) => void (reason = r) });
+    const w = new WritableStream({
+      abort: (r) => {
+        reason = r;
+      },
+    });
     await w.abort("r");
     eq(reason, "r");
   });

@@ -84,6 +84,7 @@ export class File extends Blob {
   #name: string;
   #lastModified: number;
   constructor(parts: unknown, name: string, options: (BlobOptions & { lastModified?: number }) | null = {}) {
+    // biome-ignore lint/complexity/noArguments: WebIDL: how many arguments were passed is observable
     if (arguments.length < 2) throw new TypeError("File: 2 arguments required (parts, name).");
     super(parts, options);
     this.#name = toUSV(name);

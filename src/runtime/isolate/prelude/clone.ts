@@ -32,6 +32,7 @@ type Ctor = new (...a: never[]) => ArrayBufferView;
 
 /** The HTML Standard's structuredClone. */
 export function structuredClone<T>(value: T, options?: { transfer?: unknown[] }): T {
+  // biome-ignore lint/complexity/noArguments: WebIDL: how many arguments were passed is observable
   if (arguments.length === 0) throw new TypeError("structuredClone: 1 argument required (the value).");
   const memory = new Map<unknown, unknown>();
   const out = clone(value, memory) as T;

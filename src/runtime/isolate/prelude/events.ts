@@ -32,6 +32,7 @@ export class Event {
     type: string,
     init: { bubbles?: boolean; cancelable?: boolean; composed?: boolean } | null = {},
   ) {
+    // biome-ignore lint/complexity/noArguments: WebIDL: how many arguments were passed is observable
     if (arguments.length === 0) throw new TypeError("Event: 1 argument required (the event type).");
     this.type = String(type);
     this.bubbles = Boolean(init?.bubbles);
@@ -69,6 +70,7 @@ export class CustomEvent<T = unknown> extends Event {
     type: string,
     init: { bubbles?: boolean; cancelable?: boolean; composed?: boolean; detail?: T } | null = {},
   ) {
+    // biome-ignore lint/complexity/noArguments: WebIDL: how many arguments were passed is observable
     if (arguments.length === 0) throw new TypeError("CustomEvent: 1 argument required (the event type).");
     super(type, init);
     this.detail = init?.detail ?? null;

@@ -36,12 +36,16 @@ export class FormData {
       throw new TypeError("FormData: there are no form elements in the isolate runtime.");
   }
   append(name: string, value: string | Blob, filename?: string): void {
+    // biome-ignore lint/complexity/noArguments: WebIDL: how many arguments were passed is observable
     if (arguments.length < 2) throw new TypeError("FormData.append: 2 arguments required.");
+    // biome-ignore lint/complexity/noArguments: WebIDL: how many arguments were passed is observable
     this.#list.push([toUSV(name), entryValue(value, filename, arguments.length)]);
   }
   set(name: string, value: string | Blob, filename?: string): void {
+    // biome-ignore lint/complexity/noArguments: WebIDL: how many arguments were passed is observable
     if (arguments.length < 2) throw new TypeError("FormData.set: 2 arguments required.");
     const n = toUSV(name);
+    // biome-ignore lint/complexity/noArguments: WebIDL: how many arguments were passed is observable
     const v = entryValue(value, filename, arguments.length);
     const i = this.#list.findIndex(([k]) => k === n);
     if (i < 0) this.#list.push([n, v]);

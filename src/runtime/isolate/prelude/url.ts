@@ -123,6 +123,7 @@ export class URL {
   #q: URLSearchParams | null = null;
 
   constructor(url: unknown, base?: unknown) {
+    // biome-ignore lint/complexity/noArguments: WebIDL: how many arguments were passed is observable
     if (arguments.length === 0) throw new TypeError("URL: 1 argument required (the URL to parse).");
     const input = toUSV(url);
     const p = parseParts(input, base === undefined ? undefined : toUSV(base));
