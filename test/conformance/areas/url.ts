@@ -33,9 +33,38 @@ const PARTS = [
   "hash",
 ];
 
+/** Cases from the URL Standard that run even without the data files: [input, base, href]. */
+const OWN: [string, string | null, string][] = [
+  ["foo://", "http://example.org/foo/bar", "foo://"],
+  ["i", "sc:///pa/pa", "sc:///pa/i"],
+  ["a://example.net", null, "a://example.net"],
+  ["http://[1:0::]", null, "http://[1::]/"],
+  ["??a=b", "http://example.org/foo/bar", "http://example.org/foo/bar??a=b"],
+  ["http:/example.com/", "http://example.org/foo/bar", "http://example.org/example.com/"],
+  ["C|/foo/bar", "file:///tmp/mock/path", "file:///C:/foo/bar"],
+  ["https://fa\u00df.ExAmPlE/", null, "https://xn--fa-hia.example/"],
+  ["http://example.com/\u{1F600}?q=\u00e9#\u00e9", null, "http://example.com/%F0%9F%98%80?q=%C3%A9#%C3%A9"],
+  ["file://localhost/C:/x", null, "file:///C:/x"],
+  ["non-spec:/.//p", null, "non-spec:/.//p"],
+  ["http://0x7f.1/", null, "http://127.0.0.1/"],
+];
+
 /** Registers the URL subtests. */
 export function urlTests(t: Suite, data: UrlData): void {
   t.area = "URL";
+  for (const [input, base, href] of OWN) {
+    t.test(`Standard: <${input}> against <${base}>`, () =>
+      eq(new URL(input, base ?? undefined).href, href, "href"),
+    );
+  }
+  t.test("Standard: setters strip tab and newline", () => {
+    const u = new URL("http://example.com/");
+    u.pathname = "\t/te\nst";
+    eq(u.href, "http://example.com/test");
+    const v = new URL("sc://x/");
+    v.host = "\u0000";
+    eq(v.href, "sc://x/");
+  });
   for (const c of (data.urltestdata ?? []) as (ParseCase | string)[]) {
     if (typeof c === "string") continue;
     const make = () => (c.base === null ? new URL(c.input) : new URL(c.input, c.base));
