@@ -64,6 +64,20 @@ export interface Conformance {
   raw: Record<ExecutorKind, Record<string, AreaResult>>;
 }
 
+/**
+ * POSTs to a function, retrying (at most 10 times, after the Retry-After it gives) while it
+ * answers 429: on a loaded machine the first request can find the new instance still starting.
+ */
+async function invokeWithRetry(url: string, body: string): Promise<Response> {
+  for (let attempt = 1; ; attempt++) {
+    const res = await fetch(url, { method: "POST", body });
+    if (res.status !== 429 || attempt >= 10) return res;
+    await res.arrayBuffer();
+    const wait = Math.min(5, Number(res.headers.get("retry-after")) || 1);
+    await new Promise((r) => setTimeout(r, wait * 1000));
+  }
+}
+
 /** Deploys the suite on both executors and runs it. */
 export async function runConformance(): Promise<Conformance> {
   const { data, missing } = loadData();
@@ -82,9 +96,7 @@ export async function runConformance(): Promise<Conformance> {
         config: { executor: kind, memory: 256, timeout: "120s" },
       });
       if (r.status !== 200) throw new Error(`deploying the suite on ${kind}: ${JSON.stringify(r.body)}`);
-      const t0 = Date.now();
-      const res = await fetch(`${server.url}/fn/${name}`, { method: "POST", body: payload });
-      if (process.env.NIMBUS_CONFORMANCE_DEBUG) console.error(kind, "invoke ms", Date.now() - t0);
+      const res = await invokeWithRetry(`${server.url}/fn/${name}`, payload);
       const text = await res.text();
       if (res.status !== 200)
         throw new Error(`the suite on ${kind} answered ${res.status}: ${text.slice(0, 2000)}`);
