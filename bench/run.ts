@@ -5,6 +5,8 @@
  * - `core` (default): `cold` then `warm`, in one run.
  * - `cold`: cold start p50/p99, first request after scale to zero with the pre-started
  *   pool; a fresh-spawn series (no pool) for reference.
+ * - `apis`: µs per `new URL()` / `new Request()` / `new Response()` / `headers.get()` on both
+ *   executors (bench/apis.ts).
  * - `warm`: requests/s and p50/p99 of a hello function against a bare `node:http` server,
  *   side by side, at 10 and 1 connections.
  *
@@ -37,7 +39,7 @@ type Suite = (typeof SUITES)[number];
 /** A whole run may not take longer than this (every loop inside is bounded too). */
 const RUN_DEADLINE_MS = 20 * 60_000;
 
-const USAGE = `usage: npm run bench -- [${SUITES.join("|")}|scale|density|profile|idle|startup] [--duration s] [--warmup s] [--rounds n] [--samples n] [--fresh-samples n] [--connections 10,1] [--isolate auto|on|off] [--no-pin] [--no-sandbox] [--no-save] [--quick]`;
+const USAGE = `usage: npm run bench -- [${SUITES.join("|")}|scale|density|profile|idle|startup|apis] [--duration s] [--warmup s] [--rounds n] [--samples n] [--fresh-samples n] [--connections 10,1] [--isolate auto|on|off] [--no-pin] [--no-sandbox] [--no-save] [--quick]`;
 
 function positiveInt(name: string, v: string | undefined, dflt: number): number {
   if (v === undefined) return dflt;
@@ -114,6 +116,12 @@ async function main(): Promise<void> {
   if (process.argv[2] === "scale") {
     const { scaleMain } = await import("./scale.ts");
     await scaleMain(process.argv.slice(3));
+    return;
+  }
+  // `npm run bench -- apis`: µs per Web API call on both executors (issue 10).
+  if (process.argv[2] === "apis") {
+    const { apisMain } = await import("./apis.ts");
+    await apisMain(process.argv.slice(3));
     return;
   }
   // `npm run bench -- density`: 1,000 warm isolate functions (issue 3); also run after core.

@@ -169,6 +169,68 @@ export const CONTRACT_FUNCTIONS: Record<string, string> = {
       });
     },
   };`,
+  form: `export default {
+    async fetch(request: Request) {
+      const fd = await request.formData();
+      const out: Record<string, unknown> = {};
+      for (const [k, v] of fd) {
+        out[k] = typeof v === "string" ? v : { name: v.name, type: v.type, size: v.size, text: await v.text() };
+      }
+      const reply = new FormData();
+      reply.append("count", String([...fd.keys()].length));
+      reply.append("echo", new Blob(["back"], { type: "text/x-echo" }), "echo.txt");
+      const back = await new Response(reply).formData();
+      out.reply = [back.get("count"), (back.get("echo") as File).name, await (back.get("echo") as File).text()];
+      return Response.json(out);
+    },
+  };`,
+  webstd: `export default {
+    async fetch() {
+      const input = new TextEncoder().encode("hello hello hello hello hello");
+      const gz = new Blob([input]).stream().pipeThrough(new CompressionStream("gzip"));
+      const roundTrip = await new Response(gz.pipeThrough(new DecompressionStream("gzip"))).text();
+      const signal = AbortSignal.timeout(10);
+      await new Promise((r) => signal.addEventListener("abort", r));
+      const any = AbortSignal.any([new AbortController().signal, AbortSignal.abort("x")]);
+      const blob = new Blob(["ab", new Uint8Array([99])], { type: "Text/Plain" });
+      const file = new File(["f"], "f.txt", { lastModified: 7 });
+      const chunks: string[] = [];
+      await new ReadableStream({ start(c) { c.enqueue("a"); c.enqueue("b"); c.close(); } })
+        .pipeThrough(new TransformStream({ transform: (x, c) => c.enqueue(String(x).toUpperCase()) }))
+        .pipeTo(new WritableStream({ write: (x) => void chunks.push(x) }));
+      const reader = new Blob([new Uint8Array([0x68, 0xc3])]).stream().pipeThrough(new TextDecoderStream()).getReader();
+      let decoded = "";
+      for (let r = await reader.read(); !r.done; r = await reader.read()) decoded += r.value;
+      const u = new URL("foo://h/a/../b?x#y");
+      u.pathname = "\t/c";
+      let cloneError = "";
+      try { structuredClone(new URL("https://x/")); } catch (e) { cloneError = (e as Error).name; }
+      let headersError = "";
+      try { new Headers({ a: "\u0100" }); } catch (e) { headersError = (e as Error).name; }
+      const h = new Headers({ b: "2", a: "1" });
+      let ev = 0;
+      const et = new EventTarget();
+      et.addEventListener("x", (e) => { ev = (e as CustomEvent).detail as number; });
+      et.dispatchEvent(new CustomEvent("x", { detail: 5 }));
+      return Response.json({
+        roundTrip,
+        timeout: (signal.reason as DOMException).name,
+        any: any.reason,
+        blob: [blob.type, blob.size, await blob.slice(1).text()],
+        file: [file.name, file.lastModified, Object.prototype.toString.call(file)],
+        chunks,
+        decoded,
+        latin1: new TextDecoder("latin1").decode(new Uint8Array([0xe9, 0x80])),
+        utf16: new TextDecoder("utf-16be").decode(new Uint8Array([0, 0x61, 0xd8, 0x3d, 0xde, 0])),
+        url: u.href,
+        cloneError,
+        headersError,
+        headers: [...h].join(";"),
+        headersIter: Object.prototype.toString.call(h.entries()),
+        event: ev,
+      });
+    },
+  };`,
 };
 
 /** Per-executor differences the contract accepts, each with its reason. */
@@ -519,6 +581,57 @@ export function executorContract(kind: ExecutorKind, opts: ContractOptions = {})
           lines.map((l) => l.msg),
           ["background work done"],
         );
+      },
+    );
+
+    test(
+      "form",
+      "request.formData() for a multipart body with a file; FormData bodies round trip",
+      async () => {
+        await deploy("form");
+        const fd = new FormData();
+        fd.append("title", "hé llo");
+        fd.append("upload", new Blob(["file body"], { type: "text/plain" }), "a.txt");
+        const r = await call(s, "/fn/form", { method: "POST", body: fd });
+        assert.equal(r.status, 200, r.text);
+        assert.deepEqual(r.json(), {
+          title: "hé llo",
+          upload: { name: "a.txt", type: "text/plain", size: 9, text: "file body" },
+          reply: ["2", "echo.txt", "back"],
+        });
+        const url = await call(s, "/fn/form", {
+          method: "POST",
+          body: "a=1&b=x+y",
+          headers: { "content-type": "application/x-www-form-urlencoded" },
+        });
+        assert.deepEqual(url.json(), { a: "1", b: "x y", reply: ["2", "echo.txt", "back"] });
+      },
+    );
+
+    test(
+      "webstd",
+      "Web APIs: compression streams, AbortSignal.timeout/any, Blob/File, streams, text streams, legacy encodings, URL setters, DataCloneError, Headers, CustomEvent",
+      async () => {
+        await deploy("webstd");
+        const r = await call(s, "/fn/webstd");
+        assert.equal(r.status, 200, r.text);
+        assert.deepEqual(r.json(), {
+          roundTrip: "hello hello hello hello hello",
+          timeout: "TimeoutError",
+          any: "x",
+          blob: ["text/plain", 3, "bc"],
+          file: ["f.txt", 7, "[object File]"],
+          chunks: ["A", "B"],
+          decoded: "h\uFFFD",
+          latin1: "é€",
+          utf16: "a😀",
+          url: "foo://h/c?x#y",
+          cloneError: "DataCloneError",
+          headersError: "TypeError",
+          headers: "a,1;b,2",
+          headersIter: "[object Headers Iterator]",
+          event: 5,
+        });
       },
     );
 

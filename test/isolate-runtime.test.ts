@@ -11,6 +11,16 @@ import { structuredClone as cloneImpl } from "../src/runtime/isolate/prelude/clo
 import { atob, btoa, TextDecoder as TD, TextEncoder as TE } from "../src/runtime/isolate/prelude/encoding.ts";
 import { format } from "../src/runtime/isolate/prelude/inspect.ts";
 import { URLSearchParams as ISP, URL as IURL } from "../src/runtime/isolate/prelude/url.ts";
+import { webOp } from "../src/runtime/isolate/web-host.ts";
+
+// Wire the prelude's Web-API bridge to the host's side, as the isolate host does, counting calls.
+let hostCalls = 0;
+(globalThis as unknown as { __nimbus_web_init: (f: typeof webOp) => void }).__nimbus_web_init(
+  (op, a, b, c) => {
+    hostCalls++;
+    return webOp(op, a, b, c);
+  },
+);
 
 const URLS: [string, string?][] = [
   ["https://example.com"],
@@ -48,6 +58,69 @@ const URLS: [string, string?][] = [
 ];
 
 describe("isolate runtime: URL", () => {
+  it("parses plain http(s) URLs without a host call, exactly as Node's parser does", () => {
+    const hosts = [
+      "a",
+      "example.com",
+      "x.y-z.io",
+      "0x7f",
+      "a.0x7f",
+      "xn--abc",
+      "a.xn--zca",
+      "1a.b",
+      "localhost",
+      "example.com.",
+      "a..b",
+    ];
+    const paths = [
+      "",
+      "/",
+      "/a/b",
+      "/./a",
+      "/a/..",
+      "/a/.",
+      "/%2e/",
+      "/a%20b",
+      "/.a",
+      "/..a/",
+      "/a:b@c",
+      "//",
+      "/'x'",
+    ];
+    const tails = ["", "?", "?a=1&b=2", "?%zz", "?'", "??", "#", "#x", "#'a'", "?q#f"];
+    const keys = [
+      "href",
+      "protocol",
+      "username",
+      "password",
+      "host",
+      "hostname",
+      "port",
+      "pathname",
+      "search",
+      "hash",
+      "origin",
+    ] as const;
+    let fast = 0;
+    for (const scheme of ["http", "https", "HTTP"])
+      for (const h of hosts)
+        for (const port of ["", ":80", ":443", ":8080", ":065", ":65536"])
+          for (const p of paths)
+            for (const t of tails) {
+              const input = `${scheme}://${h}${port}${p}${t}`;
+              const before = hostCalls;
+              const node = URL.parse(input);
+              let mine: IURL | null = null;
+              try {
+                mine = new IURL(input);
+              } catch {}
+              if (hostCalls === before) fast++;
+              assert.equal(mine === null, node === null, input);
+              if (mine && node) for (const k of keys) assert.equal(mine[k], node[k], `${input} ${k}`);
+            }
+    assert.ok(fast > 1000, `${fast} URLs took the fast path`);
+  });
+
   for (const [input, base] of URLS) {
     it(`parses ${JSON.stringify(input)}${base ? ` against ${base}` : ""} as Node does`, () => {
       const n = new URL(input, base);

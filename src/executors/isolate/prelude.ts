@@ -15,9 +15,33 @@ const ENTRY = resolve(RUNTIME, "prelude/index.ts");
 
 let host: string | undefined;
 
+/**
+ * fflate as a classic script defining `__nimbus_fflate`: the isolate host hands it to an
+ * isolate when it first uses CompressionStream/DecompressionStream (not in the snapshot).
+ */
+function fflateSource(): string {
+  return buildSync({
+    stdin: {
+      contents: 'export { Deflate, Inflate, Gzip, Gunzip, Zlib, Unzlib } from "fflate";',
+      resolveDir: RUNTIME,
+    },
+    bundle: true,
+    format: "iife",
+    globalName: "__nimbus_fflate",
+    platform: "neutral",
+    mainFields: ["module", "main"],
+    target: "es2022",
+    minify: true,
+    write: false,
+    legalComments: "none",
+    logLevel: "silent",
+  }).outputFiles[0]!.text;
+}
+
 /** The bundled isolate host program (an ES module; cached). */
 export function hostSource(): string {
   host ??= buildSync({
+    define: { __NIMBUS_FFLATE__: JSON.stringify(fflateSource()) },
     entryPoints: [resolve(RUNTIME, "host.ts")],
     bundle: true,
     format: "esm",

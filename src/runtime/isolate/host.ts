@@ -28,6 +28,7 @@ import {
 import { type GoneMeta, type InitMeta, type IsolateLoadMeta, TI } from "./frames.ts";
 import { fetchLimitMessage, MAX_FETCHES, MAX_TIMERS, timerLimitMessage } from "./limits.ts";
 import { SourceMap } from "./sourcemap.ts";
+import { webOp } from "./web-host.ts";
 
 type Ivm = any;
 const require = createRequire(import.meta.url);
@@ -316,6 +317,8 @@ async function newIsolate(memoryMB: number): Promise<Blank> {
     [emit, random, digest, hmac, timer, untimer, fetch, fetchAbort, readBody, credit],
     { result: { reference: true } },
   );
+  // URL parsing and legacy text decoding: one synchronous call into the host's own code.
+  await ctx.evalClosure("__nimbus_web_init($0)", [new ivm.Callback(webOp)]);
   const moduleShim = await iso.compileModule(MODULE_SHIM, { filename: "nimbus:node-module-shim" });
   return {
     iso,

@@ -3,11 +3,37 @@
  * types a function can hold (primitives, plain objects, arrays, Date, RegExp, Map, Set,
  * ArrayBuffer and views, Error, boxed primitives), preserving cycles and shared references.
  */
+import { ReadableStream, TransformStream, WritableStream } from "web-streams-polyfill";
+import { Blob, File } from "./blob.ts";
 import { DOMExceptionLike } from "./encoding.ts";
+import { AbortController, Event, EventTarget } from "./events.ts";
+import { Request, Response } from "./fetch-api.ts";
+import { FormData } from "./form-data.ts";
+import { Headers } from "./headers.ts";
+import { URL, URLSearchParams } from "./url.ts";
+
+/** Platform objects that are not serializable (HTML: they throw DataCloneError). */
+const PLATFORM: (abstract new (...a: never[]) => object)[] = [
+  URL,
+  URLSearchParams,
+  Headers,
+  FormData,
+  Request,
+  Response,
+  EventTarget,
+  Event,
+  AbortController,
+  ReadableStream,
+  WritableStream,
+  TransformStream,
+];
 
 type Ctor = new (...a: never[]) => ArrayBufferView;
 
+/** The HTML Standard's structuredClone. */
 export function structuredClone<T>(value: T, options?: { transfer?: unknown[] }): T {
+  // biome-ignore lint/complexity/noArguments: WebIDL: how many arguments were passed is observable
+  if (arguments.length === 0) throw new TypeError("structuredClone: 1 argument required (the value).");
   const memory = new Map<unknown, unknown>();
   const out = clone(value, memory) as T;
   // Transferred buffers are detached in the source, as postMessage would.
@@ -32,6 +58,21 @@ function clone(v: unknown, memory: Map<unknown, unknown>): unknown {
     throw new DOMExceptionLike(`${String(v).slice(0, 60)} could not be cloned.`, "DataCloneError");
   if (memory.has(v)) return memory.get(v);
   const o = v as object;
+  if (o instanceof Blob) {
+    const copy =
+      o instanceof File
+        ? new File([o], o.name, { type: o.type, lastModified: o.lastModified })
+        : new Blob([o], { type: o.type });
+    return remember(memory, o, copy);
+  }
+  for (const C of PLATFORM) {
+    if (o instanceof C) {
+      throw new DOMExceptionLike(
+        `${Object.prototype.toString.call(o)} could not be cloned.`,
+        "DataCloneError",
+      );
+    }
+  }
   if (o instanceof Date) return remember(memory, o, new Date(o.getTime()));
   if (o instanceof RegExp) return remember(memory, o, new RegExp(o.source, o.flags));
   if (o instanceof Boolean || o instanceof Number || o instanceof String)

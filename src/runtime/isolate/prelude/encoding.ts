@@ -1,8 +1,8 @@
 /**
- * TextEncoder / TextDecoder (UTF-8, as the Encoding Standard requires of TextEncoder and
- * as nearly every function uses TextDecoder), atob / btoa. Plain JS: runs inside a V8
- * isolate, which has none of these.
+ * TextEncoder / TextDecoder (Encoding Standard), atob / btoa. Plain JS, except the legacy
+ * encodings' tables and decoders, which come from the host through the Web-API bridge.
  */
+import { WEB_OP, web } from "./web-bridge.ts";
 
 /** Encodes a string as UTF-8 (lone surrogates become U+FFFD, as the standard says). */
 export function utf8Encode(s: string): Uint8Array {
@@ -143,42 +143,158 @@ export class TextEncoder {
   }
 }
 
-/** The Encoding Standard's TextDecoder, UTF-8 only. */
-export class TextDecoder {
-  readonly fatal: boolean;
-  readonly ignoreBOM: boolean;
-  private pending: Uint8Array | undefined;
-  private bomSeen = false;
+const UTF8_LABELS = new Set([
+  "utf-8",
+  "utf8",
+  "unicode-1-1-utf-8",
+  "unicode11utf8",
+  "unicode20utf8",
+  "x-unicode20utf8",
+]);
+const tables = new Map<string, string>();
 
-  constructor(label = "utf-8", options: { fatal?: boolean; ignoreBOM?: boolean } = {}) {
-    const l = String(label).trim().toLowerCase();
-    if (l !== "utf-8" && l !== "utf8" && l !== "unicode-1-1-utf-8") {
-      throw new RangeError(`The encoding '${label}' is not supported in the isolate runtime (only utf-8).`);
+/** The decode table (bytes 0x80–0xFF) of a single-byte encoding, from the host once per isolate. */
+function singleByteTable(name: string): string | undefined {
+  if (name === "x-user-defined") {
+    let t = "";
+    for (let i = 0x80; i < 0x100; i++) t += String.fromCharCode(0xf700 + i);
+    return t;
+  }
+  let t = tables.get(name);
+  if (t === undefined) {
+    const got = web(WEB_OP.ENC_TABLE, name);
+    if (typeof got !== "string") return undefined;
+    t = got;
+    tables.set(name, t);
+  }
+  return t;
+}
+
+/** UTF-16 decoder state across `stream: true` calls. */
+interface Utf16State {
+  lead: number;
+  surrogate: number;
+}
+
+function utf16Decode(b: Uint8Array, be: boolean, st: Utf16State, flush: boolean, fatal: boolean): string {
+  const units: number[] = [];
+  const bad = () => {
+    if (fatal) throw new TypeError("The encoded data is not valid UTF-16.");
+    units.push(0xfffd);
+  };
+  for (let i = 0; i < b.length; i++) {
+    if (st.lead < 0) {
+      st.lead = b[i]!;
+      continue;
     }
-    this.fatal = Boolean(options.fatal);
-    this.ignoreBOM = Boolean(options.ignoreBOM);
+    const cu = be ? (st.lead << 8) | b[i]! : (b[i]! << 8) | st.lead;
+    st.lead = -1;
+    if (st.surrogate >= 0) {
+      const hi = st.surrogate;
+      st.surrogate = -1;
+      if (cu >= 0xdc00 && cu <= 0xdfff) {
+        units.push(hi, cu);
+        continue;
+      }
+      bad();
+    }
+    if (cu >= 0xd800 && cu <= 0xdbff) st.surrogate = cu;
+    else if (cu >= 0xdc00 && cu <= 0xdfff) bad();
+    else units.push(cu);
+  }
+  if (flush && (st.lead >= 0 || st.surrogate >= 0)) {
+    st.lead = -1;
+    st.surrogate = -1;
+    bad();
+  }
+  let out = "";
+  for (let i = 0; i < units.length; i += 8192)
+    out += String.fromCharCode.apply(null, units.slice(i, i + 8192));
+  return out;
+}
+
+/**
+ * The Encoding Standard's TextDecoder: UTF-8 and UTF-16LE/BE in JS; the single-byte legacy
+ * encodings from a table the host gives once; the multi-byte legacy encodings (gbk, big5,
+ * shift_jis, euc-kr …) decoded by the host (with `stream: true` their bytes are held until the
+ * call that ends the stream).
+ */
+export class TextDecoder {
+  #encoding: string;
+  #fatal: boolean;
+  #ignoreBOM: boolean;
+  #pending: Uint8Array | undefined;
+  #bomSeen = false;
+  #utf16: Utf16State = { lead: -1, surrogate: -1 };
+
+  constructor(label: unknown = "utf-8", options: { fatal?: boolean; ignoreBOM?: boolean } | null = {}) {
+    const l = String(label).trim().toLowerCase();
+    let name = UTF8_LABELS.has(l) ? "utf-8" : (web(WEB_OP.ENC_NAME, l) as string | null);
+    if (name === "utf-16") name = "utf-16le";
+    if (!name || name === "replacement")
+      throw new RangeError(`The encoding label '${String(label)}' is not supported.`);
+    this.#encoding = name;
+    this.#fatal = Boolean(options?.fatal);
+    this.#ignoreBOM = Boolean(options?.ignoreBOM);
   }
   get encoding(): string {
-    return "utf-8";
+    return this.#encoding;
   }
-  decode(input?: unknown, options: { stream?: boolean } = {}): string {
+  get fatal(): boolean {
+    return this.#fatal;
+  }
+  get ignoreBOM(): boolean {
+    return this.#ignoreBOM;
+  }
+  get [Symbol.toStringTag](): string {
+    return "TextDecoder";
+  }
+  decode(input?: unknown, options: { stream?: boolean } | null = {}): string {
     let bytes = toBytes(input);
-    if (this.pending) {
-      const joined = new Uint8Array(this.pending.length + bytes.length);
-      joined.set(this.pending);
-      joined.set(bytes, this.pending.length);
-      bytes = joined;
-      this.pending = undefined;
+    const stream = Boolean(options?.stream);
+    const enc = this.#encoding;
+    let out: string;
+    if (enc === "utf-16le" || enc === "utf-16be") {
+      out = utf16Decode(bytes, enc === "utf-16be", this.#utf16, !stream, this.#fatal);
+    } else {
+      if (this.#pending) {
+        const joined = new Uint8Array(this.#pending.length + bytes.length);
+        joined.set(this.#pending);
+        joined.set(bytes, this.#pending.length);
+        bytes = joined;
+        this.#pending = undefined;
+      }
+      if (enc === "utf-8") {
+        const rest = stream ? incompleteTail(bytes) : 0;
+        if (rest > 0) this.#pending = bytes.slice(bytes.length - rest);
+        out = utf8Decode(rest > 0 ? bytes.subarray(0, bytes.length - rest) : bytes, this.#fatal);
+      } else {
+        const table = singleByteTable(enc);
+        if (table !== undefined) {
+          out = "";
+          for (let i = 0; i < bytes.length; i++) {
+            const c = bytes[i]!;
+            const ch = c < 0x80 ? String.fromCharCode(c) : table[c - 0x80]!;
+            if (ch === "\uFFFD" && this.#fatal) throw new TypeError(`The encoded data is not valid ${enc}.`);
+            out += ch;
+          }
+        } else if (stream) {
+          this.#pending = bytes.slice();
+          return "";
+        } else {
+          const got = web(WEB_OP.ENC_DECODE, enc, bytes, this.#fatal);
+          if (typeof got !== "string") throw new TypeError(`The encoded data is not valid ${enc}.`);
+          return got;
+        }
+      }
     }
-    const stream = Boolean(options.stream);
-    const rest = stream ? incompleteTail(bytes) : 0;
-    if (rest > 0) this.pending = bytes.slice(bytes.length - rest);
-    let out = utf8Decode(rest > 0 ? bytes.subarray(0, bytes.length - rest) : bytes, this.fatal);
-    if (!this.bomSeen && out.length > 0) {
-      this.bomSeen = true;
-      if (!this.ignoreBOM && out.charCodeAt(0) === 0xfeff) out = out.slice(1);
+    if (enc === "utf-8" || enc === "utf-16le" || enc === "utf-16be") {
+      if (!this.#bomSeen && out.length > 0) {
+        this.#bomSeen = true;
+        if (!this.#ignoreBOM && out.charCodeAt(0) === 0xfeff) out = out.slice(1);
+      }
+      if (!stream) this.#bomSeen = false;
     }
-    if (!stream) this.bomSeen = false;
     return out;
   }
 }
@@ -225,13 +341,37 @@ export function atob(data: unknown): string {
   return out;
 }
 
+/** The legacy `code` of the DOMException names that have one (WebIDL). */
+const LEGACY_CODES: Record<string, number> = {
+  IndexSizeError: 1,
+  HierarchyRequestError: 3,
+  WrongDocumentError: 4,
+  InvalidCharacterError: 5,
+  NoModificationAllowedError: 7,
+  NotFoundError: 8,
+  NotSupportedError: 9,
+  InvalidStateError: 11,
+  SyntaxError: 12,
+  InvalidModificationError: 13,
+  NamespaceError: 14,
+  InvalidAccessError: 15,
+  TypeMismatchError: 17,
+  SecurityError: 18,
+  NetworkError: 19,
+  AbortError: 20,
+  URLMismatchError: 21,
+  QuotaExceededError: 22,
+  TimeoutError: 23,
+  InvalidNodeTypeError: 24,
+  DataCloneError: 25,
+};
+
 /** A DOMException stand-in (installed as the global `DOMException`). */
 export class DOMExceptionLike extends Error {
   readonly code: number;
   constructor(message = "", name = "Error") {
     super(message);
     Object.defineProperty(this, "name", { value: name, configurable: true, writable: true });
-    this.code =
-      name === "AbortError" ? 20 : name === "TimeoutError" ? 23 : name === "InvalidCharacterError" ? 5 : 0;
+    this.code = LEGACY_CODES[name] ?? 0;
   }
 }

@@ -6,29 +6,77 @@ import { DOMExceptionLike } from "./encoding.ts";
 
 type Listener = ((e: Event) => void) | { handleEvent(e: Event): void };
 
-/** The DOM Event (the parts functions use). */
+/** The DOM Event. */
 export class Event {
+  static readonly NONE = 0;
+  static readonly CAPTURING_PHASE = 1;
+  static readonly AT_TARGET = 2;
+  static readonly BUBBLING_PHASE = 3;
   readonly type: string;
   readonly bubbles: boolean;
   readonly cancelable: boolean;
+  readonly composed: boolean;
+  readonly isTrusted = false;
   readonly timeStamp = Date.now();
   defaultPrevented = false;
+  eventPhase = 0;
   target: EventTarget | null = null;
   currentTarget: EventTarget | null = null;
+  cancelBubble = false;
   /** @internal */
   _stop = false;
+  /** @internal Being dispatched now. */
+  _dispatching = false;
 
-  constructor(type: string, init: { bubbles?: boolean; cancelable?: boolean } = {}) {
+  constructor(
+    type: string,
+    init: { bubbles?: boolean; cancelable?: boolean; composed?: boolean } | null = {},
+  ) {
+    // biome-ignore lint/complexity/noArguments: WebIDL: how many arguments were passed is observable
+    if (arguments.length === 0) throw new TypeError("Event: 1 argument required (the event type).");
     this.type = String(type);
-    this.bubbles = Boolean(init.bubbles);
-    this.cancelable = Boolean(init.cancelable);
+    this.bubbles = Boolean(init?.bubbles);
+    this.cancelable = Boolean(init?.cancelable);
+    this.composed = Boolean(init?.composed);
+  }
+  get srcElement(): EventTarget | null {
+    return this.target;
+  }
+  get returnValue(): boolean {
+    return !this.defaultPrevented;
+  }
+  composedPath(): EventTarget[] {
+    return this._dispatching && this.currentTarget ? [this.currentTarget] : [];
   }
   preventDefault(): void {
     if (this.cancelable) this.defaultPrevented = true;
   }
-  stopPropagation(): void {}
+  stopPropagation(): void {
+    this.cancelBubble = true;
+  }
   stopImmediatePropagation(): void {
+    this.cancelBubble = true;
     this._stop = true;
+  }
+  get [Symbol.toStringTag](): string {
+    return "Event";
+  }
+}
+
+/** The DOM CustomEvent (an Event with a `detail`). */
+export class CustomEvent<T = unknown> extends Event {
+  readonly detail: T | null;
+  constructor(
+    type: string,
+    init: { bubbles?: boolean; cancelable?: boolean; composed?: boolean; detail?: T } | null = {},
+  ) {
+    // biome-ignore lint/complexity/noArguments: WebIDL: how many arguments were passed is observable
+    if (arguments.length === 0) throw new TypeError("CustomEvent: 1 argument required (the event type).");
+    super(type, init);
+    this.detail = init?.detail ?? null;
+  }
+  override get [Symbol.toStringTag](): string {
+    return "CustomEvent";
   }
 }
 
@@ -58,8 +106,16 @@ export class EventTarget {
     if (i >= 0) list.splice(i, 1);
   }
   dispatchEvent(event: Event): boolean {
+    if (!(event instanceof Event)) throw new TypeError("dispatchEvent: the argument is not an Event.");
+    if (event._dispatching)
+      throw new DOMExceptionLike(
+        `The event "${event.type}" is already being dispatched.`,
+        "InvalidStateError",
+      );
+    event._dispatching = true;
     event.target = this;
     event.currentTarget = this;
+    event.eventPhase = 2;
     const handler = (this as unknown as Record<string, unknown>)[`on${event.type}`];
     const list = (this.listeners.get(event.type) ?? []).slice();
     if (typeof handler === "function") list.unshift({ l: handler as Listener, once: false });
@@ -75,6 +131,9 @@ export class EventTarget {
       if (event._stop) break;
     }
     event.currentTarget = null;
+    event.eventPhase = 0;
+    event._dispatching = false;
+    event._stop = false;
     return !event.defaultPrevented;
   }
 }

@@ -1,177 +1,19 @@
 /**
- * Headers, Request, Response and Blob for the isolate runtime (the Fetch Standard's shapes).
+ * Request and Response for the isolate runtime (the Fetch Standard's shapes).
  * A body made from bytes or text is kept as bytes, and becomes a ReadableStream only when
  * someone asks for `.body` — so the runtime can send a plain response in one piece and
  * stream only what really is a stream.
  */
 import { ReadableStream } from "web-streams-polyfill";
+import { Blob, bytesStream, File } from "./blob.ts";
 import { utf8Decode, utf8Encode } from "./encoding.ts";
 import { AbortController, type AbortSignal } from "./events.ts";
+import { encodeMultipart, FormData, parseFormBody } from "./form-data.ts";
+import { Headers, type HeadersInit } from "./headers.ts";
+import { toByteString } from "./iter.ts";
 import { URL, URLSearchParams } from "./url.ts";
 
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-
-function normName(name: string): string {
-  const n = String(name);
-  if (!TOKEN.test(n)) throw new TypeError(`Invalid header name: ${JSON.stringify(n)}`);
-  return n.toLowerCase();
-}
-function normValue(value: string): string {
-  const v = String(value).replace(/^[\t\n\r ]+|[\t\n\r ]+$/g, "");
-  if (/[\0\n\r]/.test(v)) throw new TypeError(`Invalid header value: ${JSON.stringify(v)}`);
-  return v;
-}
-
-export type HeadersInit = Headers | [string, string][] | Record<string, string>;
-
-/** The Fetch Standard's Headers. */
-export class Headers {
-  /** Lower-case name → values (set-cookie kept apart, others combined with ", "). */
-  private readonly map = new Map<string, string[]>();
-  /** @internal "immutable" guard for responses of fetch(). */
-  _guard: "none" | "immutable" = "none";
-
-  constructor(init?: HeadersInit | Iterable<[string, string]>) {
-    if (init === undefined || init === null) return;
-    if (init instanceof Headers) {
-      for (const [k, vs] of init.map) this.map.set(k, vs.slice());
-    } else if (typeof (init as Iterable<unknown>)[Symbol.iterator] === "function") {
-      for (const pair of init as Iterable<Iterable<string>>) {
-        const arr = [...pair];
-        if (arr.length !== 2) throw new TypeError("Each header pair must be a [name, value] tuple.");
-        this.append(arr[0]!, arr[1]!);
-      }
-    } else if (typeof init === "object") {
-      for (const k of Object.keys(init)) this.append(k, (init as Record<string, string>)[k]!);
-    } else throw new TypeError("Headers init must be an object or an iterable of pairs.");
-  }
-
-  private check(): void {
-    if (this._guard === "immutable") throw new TypeError("These headers are immutable.");
-  }
-  append(name: string, value: string): void {
-    this.check();
-    const n = normName(name);
-    const v = normValue(value);
-    const list = this.map.get(n);
-    if (list) list.push(v);
-    else this.map.set(n, [v]);
-  }
-  set(name: string, value: string): void {
-    this.check();
-    this.map.set(normName(name), [normValue(value)]);
-  }
-  delete(name: string): void {
-    this.check();
-    this.map.delete(normName(name));
-  }
-  get(name: string): string | null {
-    const list = this.map.get(normName(name));
-    if (!list) return null;
-    return list.join(", ");
-  }
-  getSetCookie(): string[] {
-    return (this.map.get("set-cookie") ?? []).slice();
-  }
-  has(name: string): boolean {
-    return this.map.has(normName(name));
-  }
-  forEach(cb: (value: string, name: string, headers: Headers) => void, thisArg?: unknown): void {
-    for (const [k, v] of this.entries()) cb.call(thisArg, v, k, this);
-  }
-  *entries(): IterableIterator<[string, string]> {
-    const names = [...this.map.keys()].sort();
-    for (const n of names) {
-      const list = this.map.get(n);
-      if (!list) continue;
-      if (n === "set-cookie") for (const v of list) yield [n, v];
-      else yield [n, list.join(", ")];
-    }
-  }
-  *keys(): IterableIterator<string> {
-    for (const [k] of this.entries()) yield k;
-  }
-  *values(): IterableIterator<string> {
-    for (const [, v] of this.entries()) yield v;
-  }
-  [Symbol.iterator](): IterableIterator<[string, string]> {
-    return this.entries();
-  }
-  /** @internal Pairs in wire form: one pair per set-cookie, others combined. */
-  _pairs(): [string, string][] {
-    const out: [string, string][] = [];
-    for (const [n, list] of this.map) {
-      if (n === "set-cookie") for (const v of list) out.push([n, v]);
-      else out.push([n, list.join(", ")]);
-    }
-    return out;
-  }
-}
-
-/** A Blob (bytes + type). */
-export class Blob {
-  /** @internal */
-  readonly _bytes: Uint8Array;
-  readonly type: string;
-
-  constructor(parts: unknown[] = [], options: { type?: string } = {}) {
-    const chunks = parts.map(toBytesPart);
-    const size = chunks.reduce((n, c) => n + c.byteLength, 0);
-    const bytes = new Uint8Array(size);
-    let o = 0;
-    for (const c of chunks) {
-      bytes.set(c, o);
-      o += c.byteLength;
-    }
-    this._bytes = bytes;
-    this.type = options.type ? String(options.type).toLowerCase() : "";
-  }
-  get size(): number {
-    return this._bytes.byteLength;
-  }
-  slice(start = 0, end = this.size, type = ""): Blob {
-    return new Blob([this._bytes.slice(start, end)], { type });
-  }
-  async text(): Promise<string> {
-    return utf8Decode(this._bytes);
-  }
-  async arrayBuffer(): Promise<ArrayBuffer> {
-    return this._bytes.slice().buffer;
-  }
-  async bytes(): Promise<Uint8Array> {
-    return this._bytes.slice();
-  }
-  stream(): ReadableStream<Uint8Array> {
-    return bytesStream(this._bytes.slice());
-  }
-}
-
-/** A File (a named Blob). */
-export class File extends Blob {
-  readonly name: string;
-  readonly lastModified: number;
-  constructor(parts: unknown[], name: string, options: { type?: string; lastModified?: number } = {}) {
-    super(parts, options);
-    this.name = String(name);
-    this.lastModified = options.lastModified ?? Date.now();
-  }
-}
-
-function toBytesPart(p: unknown): Uint8Array {
-  if (p instanceof Blob) return p._bytes;
-  if (p instanceof ArrayBuffer) return new Uint8Array(p.slice(0));
-  if (ArrayBuffer.isView(p)) return new Uint8Array(p.buffer.slice(p.byteOffset, p.byteOffset + p.byteLength));
-  return utf8Encode(String(p));
-}
-
-function bytesStream(bytes: Uint8Array): ReadableStream<Uint8Array> {
-  return new ReadableStream<Uint8Array>({
-    start(c) {
-      if (bytes.byteLength > 0) c.enqueue(bytes);
-      c.close();
-    },
-  });
-}
+export { Blob, File, FormData, Headers, type HeadersInit };
 
 /** What a body was made from, normalised. */
 interface BodyInitResult {
@@ -190,30 +32,28 @@ function extractBody(init: unknown): BodyInitResult {
   if (init instanceof ArrayBuffer) return { bytes: new Uint8Array(init.slice(0)) };
   if (ArrayBuffer.isView(init))
     return { bytes: new Uint8Array(init.buffer.slice(init.byteOffset, init.byteOffset + init.byteLength)) };
-  if (init instanceof ReadableStream) return { stream: init as ReadableStream<Uint8Array> };
-  if (typeof (init as { getReader?: unknown }).getReader === "function")
-    return { stream: init as ReadableStream<Uint8Array> };
+  if (init instanceof FormData) return encodeMultipart(init);
+  if (init instanceof ReadableStream || typeof (init as { getReader?: unknown }).getReader === "function") {
+    const stream = init as ReadableStream<Uint8Array>;
+    if (stream.locked || (stream as unknown as { _disturbed?: boolean })._disturbed) {
+      throw new TypeError("The body stream is locked or has been read already.");
+    }
+    return { stream };
+  }
   if (
     typeof init === "object" &&
     typeof (init as AsyncIterable<unknown>)[Symbol.asyncIterator] === "function"
   ) {
     return { stream: ReadableStream.from(init as AsyncIterable<Uint8Array>) as ReadableStream<Uint8Array> };
   }
-  if ((init as { [Symbol.toStringTag]?: string })[Symbol.toStringTag] === "FormData") {
-    throw new TypeError(
-      "FormData bodies are not supported in the isolate runtime; send JSON or URLSearchParams.",
-    );
-  }
   return { bytes: utf8Encode(String(init)), type: "text/plain;charset=UTF-8" };
 }
 
+/** A body stream's chunk as bytes: the Fetch Standard takes Uint8Array chunks only. */
 function toU8(chunk: unknown): Uint8Array {
   if (chunk instanceof Uint8Array) return chunk;
-  if (chunk instanceof ArrayBuffer) return new Uint8Array(chunk);
-  if (ArrayBuffer.isView(chunk)) return new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-  if (typeof chunk === "string") return utf8Encode(chunk);
   throw new TypeError(
-    `A body stream chunk must be a Uint8Array (got ${typeof chunk}); encode text with TextEncoder.`,
+    `A body stream chunk must be a Uint8Array (got ${chunk === null ? "null" : typeof chunk === "object" ? Object.prototype.toString.call(chunk) : typeof chunk}); encode text with TextEncoder.`,
   );
 }
 
@@ -274,6 +114,7 @@ class Body {
   /** @internal The body's bytes, consuming it. */
   async _consume(): Promise<Uint8Array> {
     if (this.bodyUsed) throw new TypeError("Body has already been consumed.");
+    if (this._stream?.locked) throw new TypeError("The body stream is locked by a reader.");
     this._used = true;
     if (this._stream) return readAll(this._stream);
     return this._bytes ?? new Uint8Array(0);
@@ -298,10 +139,8 @@ class Body {
   async blob(): Promise<Blob> {
     return new Blob([await this._consume()], { type: this.headers.get("content-type") ?? "" });
   }
-  async formData(): Promise<never> {
-    throw new TypeError(
-      "formData() is not supported in the isolate runtime; parse the body with URLSearchParams or JSON.",
-    );
+  async formData(): Promise<FormData> {
+    return parseFormBody(await this._consume(), this.headers.get("content-type"));
   }
 
   /** @internal A copy of the body for clone(): tees a stream. */
@@ -332,7 +171,10 @@ export interface RequestInit {
 }
 
 const FORBIDDEN_METHODS = new Set(["CONNECT", "TRACE", "TRACK"]);
-const NORMALISED = new Set(["DELETE", "GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH"]);
+const NORMALISED = new Set(["DELETE", "GET", "HEAD", "OPTIONS", "POST", "PUT"]);
+const METHOD = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const MODES = new Set(["same-origin", "no-cors", "cors"]);
+const REDIRECTS = new Set(["follow", "error", "manual"]);
 
 /** The Fetch Standard's Request. */
 export class Request extends Body {
@@ -340,9 +182,9 @@ export class Request extends Body {
   readonly method: string;
   readonly redirect: "follow" | "error" | "manual";
   readonly signal: AbortSignal;
+  readonly mode: string;
   readonly cache = "default";
   readonly credentials = "same-origin";
-  readonly mode = "cors";
   readonly integrity = "";
   readonly keepalive = false;
   readonly destination = "";
@@ -351,25 +193,40 @@ export class Request extends Body {
 
   constructor(input: string | URL | Request, init: RequestInit = {}) {
     const src = input instanceof Request ? input : undefined;
+    init ??= {};
     super(new Headers(init.headers ?? src?.headers));
     const url = src ? src.url : new URL(String(input)).href;
     if (!src && /^[a-z][a-z0-9+.-]*:\/\/[^/]*@/i.test(url)) {
       throw new TypeError(`Request cannot be constructed from a URL that includes credentials: ${url}`);
     }
     this.url = url;
-    let method = init.method ?? src?.method ?? "GET";
-    const upper = String(method).toUpperCase();
+    let method = init.method === undefined ? (src?.method ?? "GET") : toByteString(init.method, "A method");
+    if (!METHOD.test(method)) throw new TypeError(`'${method}' is not a valid HTTP method.`);
+    const upper = method.toUpperCase();
     if (FORBIDDEN_METHODS.has(upper)) throw new TypeError(`'${method}' HTTP method is unsupported.`);
     if (NORMALISED.has(upper)) method = upper;
     this.method = method;
-    this.redirect = init.redirect ?? src?.redirect ?? "follow";
+    const mode = init.mode ?? src?.mode ?? "cors";
+    if (mode === "navigate") throw new TypeError("A Request's mode cannot be 'navigate'.");
+    if (!MODES.has(mode)) throw new TypeError(`'${mode}' is not a valid Request mode.`);
+    this.mode = mode;
+    const redirect = init.redirect ?? src?.redirect ?? "follow";
+    if (!REDIRECTS.has(redirect)) throw new TypeError(`'${redirect}' is not a valid Request redirect mode.`);
+    this.redirect = redirect;
     const controller = init.signal ?? src?.signal;
     this.signal = controller ?? neverAborted();
     if (init.body !== undefined && init.body !== null) {
       if (method === "GET" || method === "HEAD")
         throw new TypeError("Request with GET/HEAD method cannot have body.");
       this._setBody(init.body);
+      if (this._stream && init.duplex !== "half") {
+        throw new TypeError("A Request with a stream body needs duplex: 'half' in its init.");
+      }
     } else if (src) src._cloneBodyInto(this);
+  }
+
+  get [Symbol.toStringTag](): string {
+    return "Request";
   }
 
   clone(): Request {
@@ -378,6 +235,7 @@ export class Request extends Body {
       headers: this.headers,
       redirect: this.redirect,
       signal: this.signal,
+      mode: this.mode,
     });
     this._cloneBodyInto(r);
     return r;
@@ -408,6 +266,7 @@ export class Response extends Body {
   redirected = false;
 
   constructor(body?: unknown, init: ResponseInit = {}) {
+    init ??= {};
     super(new Headers(init.headers));
     const status = init.status ?? 200;
     if (!Number.isInteger(status) || status < 200 || status > 599) {
@@ -416,12 +275,19 @@ export class Response extends Body {
       );
     }
     this.status = status;
-    this.statusText = init.statusText ?? "";
+    const statusText = init.statusText === undefined ? "" : toByteString(init.statusText, "A statusText");
+    if (!/^[\t\x20-\x7e\x80-\xff]*$/.test(statusText)) {
+      throw new TypeError("A statusText must be a reason phrase (no CR, LF or other control characters).");
+    }
+    this.statusText = statusText;
     if (body !== undefined && body !== null) {
       if (NULL_BODY.has(status))
         throw new TypeError(`Response with null body status ${status} cannot have body.`);
       this._setBody(body);
     }
+  }
+  get [Symbol.toStringTag](): string {
+    return "Response";
   }
   get ok(): boolean {
     return this.status >= 200 && this.status < 300;
@@ -442,7 +308,9 @@ export class Response extends Body {
   }
   static error(): Response {
     const r = Object.create(Response.prototype) as Response;
-    Object.assign(r, { status: 0, statusText: "", type: "error", headers: new Headers(), _used: false });
+    const headers = new Headers();
+    headers._guard = "immutable";
+    Object.assign(r, { status: 0, statusText: "", type: "error", headers, _used: false });
     return r;
   }
   clone(): Response {

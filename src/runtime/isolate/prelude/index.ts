@@ -28,11 +28,14 @@ import type { InvokeMeta } from "../../protocol.ts";
 import { FLOW_WINDOW, MAX_CHUNK } from "../../window.ts";
 import { fetchLimitMessage, MAX_TIMERS, timerLimitMessage } from "../limits.ts";
 import { structuredClone } from "./clone.ts";
+import { CompressionStream, DecompressionStream } from "./compression.ts";
 import { atob, btoa, DOMExceptionLike, TextDecoder, TextEncoder, utf8Encode } from "./encoding.ts";
-import { AbortController, AbortSignal, Event, EventTarget, setTimerHooks } from "./events.ts";
-import { Blob, File, Headers, makeResponse, Request, Response, toU8 } from "./fetch-api.ts";
+import { AbortController, AbortSignal, CustomEvent, Event, EventTarget, setTimerHooks } from "./events.ts";
+import { Blob, File, FormData, Headers, makeResponse, Request, Response, toU8 } from "./fetch-api.ts";
 import { format } from "./inspect.ts";
+import { TextDecoderStream, TextEncoderStream } from "./text-streams.ts";
 import { URL, URLSearchParams } from "./url.ts";
+import { standInWebHost } from "./web-bridge.ts";
 
 /** Message kinds sent out through `emit` (mirrored in the host). */
 export const E = { HEAD: 1, CHUNK: 2, END: 3, ERROR: 4, LOG: 5, DONE: 6, FULL: 7 } as const;
@@ -472,31 +475,6 @@ async function fetchImpl(input: unknown, init?: Record<string, unknown>): Promis
   }
 }
 
-// ---- text streams (built on TransformStream) ----
-class TextEncoderStream extends TransformStream<string, Uint8Array> {
-  constructor() {
-    super({ transform: (chunk, c) => c.enqueue(utf8Encode(String(chunk))) });
-  }
-  get encoding(): string {
-    return "utf-8";
-  }
-}
-class TextDecoderStream extends TransformStream<Uint8Array, string> {
-  constructor(label = "utf-8", options: { fatal?: boolean; ignoreBOM?: boolean } = {}) {
-    const d = new TextDecoder(label, options);
-    super({
-      transform: (chunk, c) => {
-        const s = d.decode(chunk, { stream: true });
-        if (s) c.enqueue(s);
-      },
-      flush: (c) => {
-        const s = d.decode();
-        if (s) c.enqueue(s);
-      },
-    });
-  }
-}
-
 // ---- install the globals ----
 const globals: Record<string, unknown> = {
   URL,
@@ -512,7 +490,11 @@ const globals: Record<string, unknown> = {
   Response,
   Blob,
   File,
+  FormData,
+  CompressionStream,
+  DecompressionStream,
   Event,
+  CustomEvent,
   EventTarget,
   AbortController,
   AbortSignal,
@@ -845,6 +827,25 @@ function warmUp(): void {
     credit: async () => FLOW_WINDOW,
   };
   rawEmit = noop;
+  // The warm-up's one URL, as the host's parser gives it.
+  const warmUrl = "http://localhost/warm/path?x=1&y=two";
+  standInWebHost((op) =>
+    op === 1
+      ? [
+          warmUrl,
+          "http:",
+          "",
+          "",
+          "localhost",
+          "localhost",
+          "",
+          "/warm/path",
+          "?x=1&y=two",
+          "",
+          "http://localhost",
+        ]
+      : null,
+  );
   const meta = {
     invocationId: "warm",
     method: "POST",

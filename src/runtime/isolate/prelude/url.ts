@@ -1,38 +1,14 @@
 /**
- * URL and URLSearchParams for the isolate runtime: the WHATWG URL parser's behaviour for
- * what functions meet (special schemes with authority, relative resolution, dot segments,
- * percent-encoding sets, IPv4/IPv6 hosts, default ports, opaque paths such as `mailto:`).
- * Non-ASCII host names (IDNA) are rejected rather than mis-encoded.
+ * URL and URLSearchParams for the isolate runtime. Parsing and the setters are done by the
+ * host's own WHATWG URL parser (Node's, i.e. ada) through one synchronous bridge call each
+ * (see ../web-host.ts); the isolate keeps the parsed parts and answers the getters itself.
+ * URLSearchParams and the application/x-www-form-urlencoded parser/serializer are plain JS.
+ * Why the bridge and not a parser in the prelude: see the isolate executor's README.
  */
 import { utf8Decode, utf8Encode } from "./encoding.ts";
+import { forEachInitPair, pairIterator, toUSV } from "./iter.ts";
+import { WEB_OP, web } from "./web-bridge.ts";
 
-const SPECIAL: Record<string, number | null> = {
-  "ftp:": 21,
-  "file:": null,
-  "http:": 80,
-  "https:": 443,
-  "ws:": 80,
-  "wss:": 443,
-};
-
-// Percent-encode sets (https://url.spec.whatwg.org/#percent-encoded-bytes), as predicates on a code point.
-const C0 = (c: number): boolean => c < 0x20 || c > 0x7e;
-const FRAGMENT = (c: number): boolean =>
-  C0(c) || c === 0x20 || c === 0x22 || c === 0x3c || c === 0x3e || c === 0x60;
-const QUERY = (c: number): boolean =>
-  C0(c) || c === 0x20 || c === 0x22 || c === 0x23 || c === 0x3c || c === 0x3e;
-const SPECIAL_QUERY = (c: number): boolean => QUERY(c) || c === 0x27;
-const PATH = (c: number): boolean =>
-  QUERY(c) || c === 0x3f || c === 0x5e || c === 0x60 || c === 0x7b || c === 0x7d;
-const USERINFO = (c: number): boolean =>
-  PATH(c) ||
-  c === 0x2f ||
-  c === 0x3a ||
-  c === 0x3b ||
-  c === 0x3d ||
-  c === 0x40 ||
-  (c >= 0x5b && c <= 0x5d) ||
-  c === 0x7c;
 const FORM = (c: number): boolean =>
   !(
     (c >= 0x30 && c <= 0x39) ||
@@ -83,389 +59,83 @@ function percentDecodeBytes(s: string): Uint8Array {
   return out.subarray(0, o);
 }
 
+const HREF = 0;
+const PROTOCOL = 1;
+const USERNAME = 2;
+const PASSWORD = 3;
+const HOST = 4;
+const HOSTNAME = 5;
+const PORT = 6;
+const PATHNAME = 7;
+const SEARCH = 8;
+const HASH = 9;
+const ORIGIN = 10;
+
 function invalid(input: string): TypeError {
-  const e = new TypeError(`Invalid URL: ${input}`);
-  (e as TypeError & { code: string }).code = "ERR_INVALID_URL";
+  const e = new TypeError(`Invalid URL: ${input.length > 200 ? `${input.slice(0, 200)}…` : input}`);
+  (e as TypeError & { code: string; input: string }).code = "ERR_INVALID_URL";
   return e;
 }
 
-function parseIPv4Number(part: string): number {
-  if (part === "") return Number.NaN;
-  if (/^0[xX]/.test(part))
-    return part.length === 2
-      ? 0
-      : /^0[xX][0-9a-fA-F]+$/.test(part)
-        ? Number.parseInt(part.slice(2), 16)
-        : Number.NaN;
-  if (part.length > 1 && part[0] === "0")
-    return /^[0-7]+$/.test(part) ? Number.parseInt(part, 8) : Number.NaN;
-  return /^[0-9]+$/.test(part) ? Number(part) : Number.NaN;
-}
+/**
+ * URLs the standard's parser would give back unchanged (lower-case http(s), a plain DNS name
+ * whose last label starts with a letter, no default port, no dot segments, no character it
+ * would percent-encode): parsed here without a host call. Everything else goes to the host.
+ * `request.url` is nearly always such a URL, so the hot path stays inside the isolate.
+ */
+const PLAIN =
+  /^(https?):\/\/((?:(?!xn--)[a-z0-9][a-z0-9-]*\.)*(?!xn--)[a-z][a-z0-9-]*)(?::([1-9][0-9]{0,4}))?(\/[A-Za-z0-9\-._~!$&'()*+,;=:@/]*)?(\?[A-Za-z0-9\-._~!$&()*+,;=:@/?%]*)?(#[A-Za-z0-9\-._~!$&'()*+,;=:@/?%]*)?$/;
+const DOT_SEGMENT = /\/\.{1,2}(?:\/|$)/;
 
-/** Returns the serialised IPv4 address if `host` is one (in any of the legacy notations). */
-function parseIPv4(host: string, input: string): string | undefined {
-  const parts = host.split(".");
-  if (parts[parts.length - 1] === "" && parts.length > 1) parts.pop();
-  const last = parts[parts.length - 1]!;
-  // Only a host whose last label is numeric is an IPv4 address.
-  if (!/^(0[xX][0-9a-fA-F]*|[0-9]+)$/.test(last)) return undefined;
-  if (parts.length > 4) throw invalid(input);
-  const nums = parts.map(parseIPv4Number);
-  if (nums.some((n) => Number.isNaN(n))) throw invalid(input);
-  for (let i = 0; i < nums.length - 1; i++) if (nums[i]! > 255) throw invalid(input);
-  if (nums[nums.length - 1]! >= 256 ** (5 - nums.length)) throw invalid(input);
-  let ipv4 = nums[nums.length - 1]!;
-  for (let i = 0; i < nums.length - 1; i++) ipv4 += nums[i]! * 256 ** (3 - i);
-  const out: number[] = [];
-  for (let i = 0; i < 4; i++) {
-    out.unshift(ipv4 % 256);
-    ipv4 = Math.floor(ipv4 / 256);
-  }
-  return out.join(".");
-}
-
-function parseIPv6(s: string, input: string): string {
-  const pieces = new Array<number>(8).fill(0);
-  let compress = -1;
-  let idx = 0;
-  let rest = s;
-  if (rest.startsWith("::")) {
-    compress = 0;
-    rest = rest.slice(2);
-  } else if (rest.startsWith(":")) throw invalid(input);
-  const groups = rest === "" ? [] : rest.split(":");
-  for (let g = 0; g < groups.length; g++) {
-    const part = groups[g]!;
-    if (part === "") {
-      if (compress >= 0) throw invalid(input);
-      compress = idx;
-      continue;
-    }
-    if (part.includes(".")) {
-      if (g !== groups.length - 1 || idx > 6) throw invalid(input);
-      const v4 = part.split(".");
-      if (v4.length !== 4 || v4.some((p) => !/^(0|[1-9][0-9]{0,2})$/.test(p) || Number(p) > 255))
-        throw invalid(input);
-      pieces[idx++] = Number(v4[0]) * 256 + Number(v4[1]);
-      pieces[idx++] = Number(v4[2]) * 256 + Number(v4[3]);
-      continue;
-    }
-    if (!/^[0-9a-fA-F]{1,4}$/.test(part) || idx >= 8) throw invalid(input);
-    pieces[idx++] = Number.parseInt(part, 16);
-  }
-  if (compress >= 0) {
-    const moved = pieces.slice(compress, idx);
-    for (let i = compress; i < 8; i++) pieces[i] = 0;
-    for (let i = 0; i < moved.length; i++) pieces[8 - moved.length + i] = moved[i]!;
-  } else if (idx !== 8) throw invalid(input);
-  // Serialise: compress the first longest run of two or more zero pieces.
-  let bestStart = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8; ) {
-    if (pieces[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && pieces[j] === 0) j++;
-    if (j - i > bestLen) {
-      bestStart = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  let out = "";
-  for (let i = 0; i < 8; i++) {
-    if (i === bestStart) {
-      out += i === 0 ? "::" : ":";
-      i += bestLen - 1;
-      continue;
-    }
-    out += pieces[i]!.toString(16);
-    if (i < 7) out += ":";
-  }
-  return `[${out}]`;
-}
-
-function parseHost(raw: string, special: boolean, input: string): string {
-  if (raw.startsWith("[")) {
-    if (!raw.endsWith("]")) throw invalid(input);
-    return parseIPv6(raw.slice(1, -1), input);
-  }
-  if (!special) {
-    if (/[\0\t\n\r #/:<>?@[\\\]^|]/.test(raw)) throw invalid(input);
-    return encode(raw, C0);
-  }
-  const domain = utf8Decode(percentDecodeBytes(raw)).toLowerCase();
-  if (domain === "" || /[^\x20-\x7e]/.test(domain)) {
-    if (domain !== "")
-      throw new TypeError(
-        `Invalid URL: ${input} (internationalised host names are not supported in the isolate runtime; use the punycode form)`,
-      );
-    throw invalid(input);
-  }
-  if (/[\0\t\n\r #%/:<>?@[\\\]^|]/.test(domain)) throw invalid(input);
-  return parseIPv4(domain, input) ?? domain;
-}
-
-interface Parts {
-  protocol: string;
-  username: string;
-  password: string;
-  hostname: string;
-  port: string;
-  /** Path segments, or an opaque path string. */
-  path: string[] | string;
-  query: string | null;
-  fragment: string | null;
-}
-
-function isSingleDot(s: string): boolean {
-  return s === "." || s.toLowerCase() === "%2e";
-}
-function isDoubleDot(s: string): boolean {
-  const l = s.toLowerCase();
-  return l === ".." || l === ".%2e" || l === "%2e." || l === "%2e%2e";
-}
-
-/** Resolves a path string onto `base` segments. */
-function parsePath(path: string, special: boolean, base: string[], isFile: boolean): string[] {
-  const segs = base.slice();
-  const raw = special ? path.replace(/\\/g, "/") : path;
-  const parts = raw.split("/");
-  for (let i = 0; i < parts.length; i++) {
-    const p = parts[i]!;
-    const last = i === parts.length - 1;
-    if (isDoubleDot(p)) {
-      if (!(isFile && segs.length === 1 && /^[A-Za-z]:$/.test(segs[0]!))) segs.pop();
-      if (last) segs.push("");
-    } else if (isSingleDot(p)) {
-      if (last) segs.push("");
-    } else segs.push(encode(p, PATH));
-  }
-  return segs;
-}
-
-function splitSuffix(s: string): { rest: string; query: string | null; fragment: string | null } {
-  let fragment: string | null = null;
-  let query: string | null = null;
-  let rest = s;
-  const h = rest.indexOf("#");
-  if (h >= 0) {
-    fragment = rest.slice(h + 1);
-    rest = rest.slice(0, h);
-  }
-  const q = rest.indexOf("?");
-  if (q >= 0) {
-    query = rest.slice(q + 1);
-    rest = rest.slice(0, q);
-  }
-  return { rest, query, fragment };
-}
-
-function parse(input: string, base?: Parts): Parts {
-  const original = input;
-  // Leading/trailing C0 controls and spaces go; tabs and newlines anywhere go.
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: the standard strips exactly these
-  const s = input.replace(/^[\u0000-\u0020]+|[\u0000-\u0020]+$/g, "").replace(/[\t\n\r]/g, "");
-  const m = /^([A-Za-z][A-Za-z0-9+.-]*):/.exec(s);
-  let protocol: string;
-  let rest: string;
-  if (m) {
-    protocol = `${m[1]!.toLowerCase()}:`;
-    rest = s.slice(m[0].length);
-    const special = protocol in SPECIAL;
-    // "http:foo" against an http base is relative (special schemes only).
-    if (special && base && base.protocol === protocol && !/^[/\\]/.test(rest) && protocol !== "file:") {
-      return relative(rest, base, original);
-    }
-    if (special) {
-      const afterSlashes = rest.replace(/^[/\\]*/, "");
-      if (protocol === "file:") return fileUrl(rest, original);
-      return authority(protocol, afterSlashes, original);
-    }
-    if (rest.startsWith("//")) return authority(protocol, rest.slice(2), original);
-    const sfx = splitSuffix(rest);
-    if (sfx.rest.startsWith("/")) {
-      return {
-        protocol,
-        username: "",
-        password: "",
-        hostname: "",
-        port: "",
-        path: parsePath(sfx.rest.slice(1), false, [], false),
-        query: sfx.query === null ? null : encode(sfx.query, QUERY),
-        fragment: sfx.fragment === null ? null : encode(sfx.fragment, FRAGMENT),
-      };
-    }
-    return {
-      protocol,
-      username: "",
-      password: "",
-      hostname: "",
-      port: "",
-      path: encode(sfx.rest, C0),
-      query: sfx.query === null ? null : encode(sfx.query, QUERY),
-      fragment: sfx.fragment === null ? null : encode(sfx.fragment, FRAGMENT),
-    };
-  }
-  if (!base) throw invalid(original);
-  if (typeof base.path === "string") {
-    if (!s.startsWith("#")) throw invalid(original);
-    return { ...base, fragment: encode(s.slice(1), FRAGMENT) };
-  }
-  return relative(s, base, original);
-}
-
-function relative(s: string, base: Parts, original: string): Parts {
-  const special = base.protocol in SPECIAL;
-  const slash = special ? /^[/\\]{2}/ : /^\/\//;
-  if (slash.test(s)) {
-    if (base.protocol === "file:") return fileUrl(s, original);
-    return authority(base.protocol, s.slice(2), original);
-  }
-  const sfx = splitSuffix(s);
-  const qset = special ? SPECIAL_QUERY : QUERY;
-  const out: Parts = { ...base, fragment: sfx.fragment === null ? null : encode(sfx.fragment, FRAGMENT) };
-  if (sfx.rest === "") {
-    out.query = sfx.query === null ? base.query : encode(sfx.query, qset);
-    if (sfx.query === null && sfx.fragment === null) out.fragment = null;
-    return out;
-  }
-  out.query = sfx.query === null ? null : encode(sfx.query, qset);
-  const basePath = base.path as string[];
-  if (/^[/\\]/.test(sfx.rest) && (special || sfx.rest[0] === "/")) {
-    out.path = parsePath(sfx.rest.slice(1), special, [], base.protocol === "file:");
-  } else {
-    out.path = parsePath(sfx.rest, special, basePath.slice(0, -1), base.protocol === "file:");
-  }
-  return out;
-}
-
-function authority(protocol: string, s: string, original: string): Parts {
-  const special = protocol in SPECIAL;
-  const end = s.search(special ? /[/\\?#]/ : /[/?#]/);
-  const auth = end < 0 ? s : s.slice(0, end);
-  const after = end < 0 ? "" : s.slice(end);
-  let username = "";
-  let password = "";
-  let hostport = auth;
-  const at = auth.lastIndexOf("@");
-  if (at >= 0) {
-    const info = auth.slice(0, at);
-    hostport = auth.slice(at + 1);
-    const colon = info.indexOf(":");
-    username = encode(colon < 0 ? info : info.slice(0, colon), USERINFO);
-    password = colon < 0 ? "" : encode(info.slice(colon + 1), USERINFO);
-  }
-  let hostRaw = hostport;
-  let port = "";
-  const pm = /:([^:\]]*)$/.exec(hostport);
-  if (pm) {
-    hostRaw = hostport.slice(0, pm.index);
-    if (pm[1] !== "") {
-      if (!/^[0-9]+$/.test(pm[1]!) || Number(pm[1]) > 65535) throw invalid(original);
-      port = String(Number(pm[1]));
-      if (SPECIAL[protocol] === Number(port)) port = "";
-    }
-  }
-  if (hostRaw === "" && special) throw invalid(original);
-  const hostname = hostRaw === "" ? "" : parseHost(hostRaw, special, original);
-  const sfx = splitSuffix(after);
-  let path: string[] = [];
-  if (sfx.rest !== "") path = parsePath(sfx.rest.slice(1), special, [], false);
-  else if (special) path = [""];
-  return {
+function plainParts(input: string): string[] | null {
+  const m = PLAIN.exec(input);
+  if (!m) return null;
+  const [, scheme, hostname, port = "", path, query = "", fragment = ""] = m;
+  if (path && DOT_SEGMENT.test(path)) return null;
+  if (port && (Number(port) > 65535 || port === (scheme === "http" ? "80" : "443"))) return null;
+  const protocol = `${scheme}:`;
+  const host = port ? `${hostname}:${port}` : hostname!;
+  const pathname = path || "/";
+  return [
+    `${protocol}//${host}${pathname}${query}${fragment}`,
     protocol,
-    username,
-    password,
-    hostname,
+    "",
+    "",
+    host,
+    hostname!,
     port,
-    path,
-    query: sfx.query === null ? null : encode(sfx.query, special ? SPECIAL_QUERY : QUERY),
-    fragment: sfx.fragment === null ? null : encode(sfx.fragment, FRAGMENT),
-  };
+    pathname,
+    query.length > 1 ? query : "",
+    fragment.length > 1 ? fragment : "",
+    `${protocol}//${host}`,
+  ];
 }
 
-function fileUrl(s: string, original: string): Parts {
-  const stripped = s.replace(/^[/\\]{2}/, "");
-  const hadAuthority = stripped !== s;
-  let hostname = "";
-  let rest = stripped;
-  if (hadAuthority) {
-    const end = rest.search(/[/\\?#]/);
-    const host = end < 0 ? rest : rest.slice(0, end);
-    rest = end < 0 ? "" : rest.slice(end);
-    hostname = host === "" ? "" : parseHost(host, true, original);
-    if (hostname === "localhost") hostname = "";
-  }
-  const sfx = splitSuffix(rest);
-  return {
-    protocol: "file:",
-    username: "",
-    password: "",
-    hostname,
-    port: "",
-    path: parsePath(sfx.rest.replace(/^[/\\]/, ""), true, [], true),
-    query: sfx.query === null ? null : encode(sfx.query, SPECIAL_QUERY),
-    fragment: sfx.fragment === null ? null : encode(sfx.fragment, FRAGMENT),
-  };
+function parseParts(input: string, base?: string): string[] | null {
+  return (
+    (base === undefined ? plainParts(input) : null) ?? (web(WEB_OP.URL_PARSE, input, base) as string[] | null)
+  );
 }
-
-function pathString(p: Parts): string {
-  if (typeof p.path === "string") return p.path;
-  const joined = `/${p.path.join("/")}`;
-  // A path starting with "//" without a host would read as an authority.
-  return p.hostname === "" && p.path.length > 1 && p.path[0] === "" && !(p.protocol in SPECIAL)
-    ? `/.${joined}`
-    : joined;
-}
-
-function serialize(p: Parts, excludeFragment = false): string {
-  let out = p.protocol;
-  const hasAuthority =
-    p.hostname !== "" || p.protocol === "file:" || (typeof p.path !== "string" && p.protocol in SPECIAL);
-  if (hasAuthority || p.username || p.password) {
-    out += "//";
-    if (p.username || p.password) {
-      out += p.username;
-      if (p.password) out += `:${p.password}`;
-      out += "@";
-    }
-    out += p.hostname;
-    if (p.port) out += `:${p.port}`;
-  }
-  out += pathString(p);
-  if (p.query !== null) out += `?${p.query}`;
-  if (!excludeFragment && p.fragment !== null) out += `#${p.fragment}`;
-  return out;
-}
-
-const PARTS = Symbol("parts");
-const PARAMS = Symbol("params");
 
 /** The WHATWG URL class. */
 export class URL {
-  [PARTS]: Parts;
-  [PARAMS]: URLSearchParams | undefined;
+  #p: string[];
+  #q: URLSearchParams | null = null;
 
-  constructor(url: string | URL, base?: string | URL) {
-    const baseParts =
-      base === undefined ? undefined : base instanceof URL ? base[PARTS] : parse(String(base));
-    this[PARTS] = parse(String(url), baseParts);
-    this[PARAMS] = undefined;
+  constructor(url: unknown, base?: unknown) {
+    // biome-ignore lint/complexity/noArguments: WebIDL: how many arguments were passed is observable
+    if (arguments.length === 0) throw new TypeError("URL: 1 argument required (the URL to parse).");
+    const input = toUSV(url);
+    const p = parseParts(input, base === undefined ? undefined : toUSV(base));
+    if (!p) throw invalid(input);
+    this.#p = p;
   }
 
-  static canParse(url: string, base?: string): boolean {
-    try {
-      new URL(url, base);
-      return true;
-    } catch {
-      return false;
-    }
+  static canParse(url: unknown, base?: unknown): boolean {
+    return parseParts(toUSV(url), base === undefined ? undefined : toUSV(base)) !== null;
   }
 
-  static parse(url: string, base?: string): URL | null {
+  static parse(url: unknown, base?: unknown): URL | null {
     try {
       return new URL(url, base);
     } catch {
@@ -473,136 +143,95 @@ export class URL {
     }
   }
 
+  #set(attr: string, v: unknown): void {
+    const p = web(WEB_OP.URL_SET, this.#p[HREF], attr, toUSV(v)) as string[] | null;
+    if (!p) return;
+    this.#p = p;
+    if (attr === "search") this.#q?._reset(p[SEARCH]!);
+  }
+
   get href(): string {
-    return serialize(this[PARTS]);
+    return this.#p[HREF]!;
   }
   set href(v: string) {
-    this[PARTS] = parse(String(v));
-    this[PARAMS]?._reset(this[PARTS].query ?? "");
+    const input = toUSV(v);
+    const p = parseParts(input);
+    if (!p) throw invalid(input);
+    this.#p = p;
+    this.#q?._reset(p[SEARCH]!);
   }
   get origin(): string {
-    const p = this[PARTS];
-    if (p.protocol === "blob:") {
-      try {
-        return new URL(pathString(p)).origin;
-      } catch {
-        return "null";
-      }
-    }
-    if (!(p.protocol in SPECIAL) || p.protocol === "file:") return "null";
-    return `${p.protocol}//${p.hostname}${p.port ? `:${p.port}` : ""}`;
+    return this.#p[ORIGIN]!;
   }
   get protocol(): string {
-    return this[PARTS].protocol;
+    return this.#p[PROTOCOL]!;
   }
   set protocol(v: string) {
-    const m = /^([A-Za-z][A-Za-z0-9+.-]*)/.exec(String(v));
-    if (!m) return;
-    const proto = `${m[1]!.toLowerCase()}:`;
-    const p = this[PARTS];
-    if (proto in SPECIAL !== p.protocol in SPECIAL) return;
-    p.protocol = proto;
-    if (SPECIAL[proto] === Number(p.port)) p.port = "";
+    this.#set("protocol", v);
   }
   get username(): string {
-    return this[PARTS].username;
+    return this.#p[USERNAME]!;
   }
   set username(v: string) {
-    if (this[PARTS].hostname) this[PARTS].username = encode(String(v), USERINFO);
+    this.#set("username", v);
   }
   get password(): string {
-    return this[PARTS].password;
+    return this.#p[PASSWORD]!;
   }
   set password(v: string) {
-    if (this[PARTS].hostname) this[PARTS].password = encode(String(v), USERINFO);
+    this.#set("password", v);
   }
   get host(): string {
-    const p = this[PARTS];
-    return p.port ? `${p.hostname}:${p.port}` : p.hostname;
+    return this.#p[HOST]!;
   }
   set host(v: string) {
-    const p = this[PARTS];
-    if (typeof p.path === "string") return;
-    try {
-      const q = parse(`${p.protocol}//${String(v).split(/[/?#]/)[0]}/`);
-      p.hostname = q.hostname;
-      if (/:/.test(String(v).replace(/\[.*\]/, ""))) p.port = q.port;
-    } catch {
-      // Invalid hosts are ignored, as the standard says.
-    }
+    this.#set("host", v);
   }
   get hostname(): string {
-    return this[PARTS].hostname;
+    return this.#p[HOSTNAME]!;
   }
   set hostname(v: string) {
-    const p = this[PARTS];
-    if (typeof p.path === "string") return;
-    try {
-      p.hostname = parse(`${p.protocol}//${String(v).split(/[/?#:]/)[0]}/`).hostname;
-    } catch {
-      // Ignored.
-    }
+    this.#set("hostname", v);
   }
   get port(): string {
-    return this[PARTS].port;
+    return this.#p[PORT]!;
   }
   set port(v: string) {
-    const p = this[PARTS];
-    const s = String(v);
-    if (s === "") {
-      p.port = "";
-      return;
-    }
-    const m = /^[0-9]+/.exec(s);
-    if (!m || Number(m[0]) > 65535) return;
-    p.port = SPECIAL[p.protocol] === Number(m[0]) ? "" : String(Number(m[0]));
+    this.#set("port", v);
   }
   get pathname(): string {
-    return pathString(this[PARTS]);
+    return this.#p[PATHNAME]!;
   }
   set pathname(v: string) {
-    const p = this[PARTS];
-    if (typeof p.path === "string") return;
-    const special = p.protocol in SPECIAL;
-    const s = String(v);
-    p.path = parsePath(/^[/\\]/.test(s) ? s.slice(1) : s, special, [], p.protocol === "file:");
+    this.#set("pathname", v);
   }
   get search(): string {
-    const q = this[PARTS].query;
-    return q === null || q === "" ? "" : `?${q}`;
+    return this.#p[SEARCH]!;
   }
   set search(v: string) {
-    let s = String(v);
-    if (s.startsWith("?")) s = s.slice(1);
-    this[PARTS].query = s === "" ? null : encode(s, this[PARTS].protocol in SPECIAL ? SPECIAL_QUERY : QUERY);
-    this[PARAMS]?._reset(s);
+    this.#set("search", v);
   }
   get searchParams(): URLSearchParams {
-    if (!this[PARAMS]) {
-      const params = new URLSearchParams(this[PARTS].query ?? "");
-      params._url = this;
-      this[PARAMS] = params;
+    if (!this.#q) {
+      this.#q = new URLSearchParams(this.#p[SEARCH]);
+      this.#q._url = (query) => this.#set("search", query);
     }
-    return this[PARAMS];
+    return this.#q;
   }
   get hash(): string {
-    const f = this[PARTS].fragment;
-    return f === null || f === "" ? "" : `#${f}`;
+    return this.#p[HASH]!;
   }
   set hash(v: string) {
-    let s = String(v);
-    if (s.startsWith("#")) s = s.slice(1);
-    this[PARTS].fragment = s === "" ? null : encode(s, FRAGMENT);
+    this.#set("hash", v);
   }
   toString(): string {
-    return this.href;
+    return this.#p[HREF]!;
   }
   toJSON(): string {
-    return this.href;
+    return this.#p[HREF]!;
   }
-  /** @internal Used by URLSearchParams to write back. */
-  _setQuery(q: string): void {
-    this[PARTS].query = q === "" ? null : q;
+  get [Symbol.toStringTag](): string {
+    return "URL";
   }
 }
 
@@ -610,97 +239,121 @@ function formDecode(s: string): string {
   return utf8Decode(percentDecodeBytes(s.replace(/\+/g, " ")));
 }
 
+/** Parses application/x-www-form-urlencoded text into name/value pairs. */
+export function parseUrlencoded(s: string): [string, string][] {
+  const out: [string, string][] = [];
+  for (const part of s.split("&")) {
+    if (part === "") continue;
+    const eq = part.indexOf("=");
+    out.push(
+      eq < 0 ? [formDecode(part), ""] : [formDecode(part.slice(0, eq)), formDecode(part.slice(eq + 1))],
+    );
+  }
+  return out;
+}
+
+/** Serializes name/value pairs as application/x-www-form-urlencoded text. */
+export function serializeUrlencoded(list: readonly (readonly [string, string])[]): string {
+  let out = "";
+  for (let i = 0; i < list.length; i++) {
+    const [k, v] = list[i]!;
+    out += `${i ? "&" : ""}${encode(k, FORM, true)}=${encode(v, FORM, true)}`;
+  }
+  return out;
+}
+
+const iterate = pairIterator("URLSearchParams");
+
 /** The WHATWG URLSearchParams class (application/x-www-form-urlencoded). */
 export class URLSearchParams {
-  private list: [string, string][] = [];
-  /** @internal */
-  _url: URL | undefined;
+  #list: [string, string][] = [];
+  /** @internal The owning URL's query setter. */
+  _url: ((query: string) => void) | undefined;
 
-  constructor(init?: string | Record<string, string> | Iterable<[string, string]> | URLSearchParams) {
-    if (init === undefined || init === null) return;
-    if (typeof init === "object" && typeof (init as Iterable<unknown>)[Symbol.iterator] === "function") {
-      for (const pair of init as Iterable<Iterable<string>>) {
-        const arr = [...pair];
-        if (arr.length !== 2) throw new TypeError("Each query pair must be an iterable [name, value] tuple.");
-        this.list.push([String(arr[0]), String(arr[1])]);
-      }
-    } else if (typeof init === "object") {
-      for (const k of Object.keys(init)) this.list.push([k, String((init as Record<string, string>)[k])]);
-    } else this._reset(String(init));
+  constructor(init: unknown = "") {
+    if (init instanceof URLSearchParams) {
+      this.#list = init.#list.map(([k, v]) => [k, v]);
+    } else if ((typeof init === "object" && init !== null) || typeof init === "function") {
+      forEachInitPair(init, (k, v) => this.#list.push([toUSV(k), toUSV(v)]), "URLSearchParams");
+    } else this._reset(toUSV(init));
   }
 
-  /** @internal */
+  /** @internal Replaces the list by parsing `query` (a leading "?" is dropped). */
   _reset(query: string): void {
-    const s = query.startsWith("?") ? query.slice(1) : query;
-    this.list = [];
-    for (const part of s.split("&")) {
-      if (part === "") continue;
-      const eq = part.indexOf("=");
-      this.list.push(
-        eq < 0 ? [formDecode(part), ""] : [formDecode(part.slice(0, eq)), formDecode(part.slice(eq + 1))],
-      );
-    }
+    this.#list = parseUrlencoded(query.startsWith("?") ? query.slice(1) : query);
   }
 
-  private update(): void {
-    this._url?._setQuery(this.toString());
+  #update(): void {
+    this._url?.(serializeUrlencoded(this.#list));
   }
 
   get size(): number {
-    return this.list.length;
+    return this.#list.length;
   }
   append(name: string, value: string): void {
-    this.list.push([String(name), String(value)]);
-    this.update();
+    this.#list.push([toUSV(name), toUSV(value)]);
+    this.#update();
   }
   delete(name: string, value?: string): void {
-    const n = String(name);
-    this.list = this.list.filter(([k, v]) => !(k === n && (value === undefined || v === String(value))));
-    this.update();
+    const n = toUSV(name);
+    const v = value === undefined ? undefined : toUSV(value);
+    this.#list = this.#list.filter(([k, x]) => !(k === n && (v === undefined || x === v)));
+    this.#update();
   }
   get(name: string): string | null {
-    const n = String(name);
-    for (const [k, v] of this.list) if (k === n) return v;
+    const n = toUSV(name);
+    for (const [k, v] of this.#list) if (k === n) return v;
     return null;
   }
   getAll(name: string): string[] {
-    const n = String(name);
-    return this.list.filter(([k]) => k === n).map(([, v]) => v);
+    const n = toUSV(name);
+    return this.#list.filter(([k]) => k === n).map(([, v]) => v);
   }
   has(name: string, value?: string): boolean {
-    const n = String(name);
-    return this.list.some(([k, v]) => k === n && (value === undefined || v === String(value)));
+    const n = toUSV(name);
+    const v = value === undefined ? undefined : toUSV(value);
+    return this.#list.some(([k, x]) => k === n && (v === undefined || x === v));
   }
   set(name: string, value: string): void {
-    const n = String(name);
-    const i = this.list.findIndex(([k]) => k === n);
-    if (i < 0) this.list.push([n, String(value)]);
+    const n = toUSV(name);
+    const v = toUSV(value);
+    const i = this.#list.findIndex(([k]) => k === n);
+    if (i < 0) this.#list.push([n, v]);
     else {
-      this.list[i] = [n, String(value)];
-      this.list = this.list.filter(([k], j) => j <= i || k !== n);
+      this.#list[i] = [n, v];
+      this.#list = this.#list.filter(([k], j) => j <= i || k !== n);
     }
-    this.update();
+    this.#update();
   }
   sort(): void {
-    this.list.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
-    this.update();
+    // Stable, by UTF-16 code units (Array.prototype.sort is stable).
+    this.#list.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+    this.#update();
   }
   forEach(cb: (value: string, name: string, params: URLSearchParams) => void, thisArg?: unknown): void {
-    for (const [k, v] of this.list) cb.call(thisArg, v, k, this);
+    if (typeof cb !== "function")
+      throw new TypeError("URLSearchParams.forEach: the callback is not a function.");
+    for (let i = 0; i < this.#list.length; i++) {
+      const [k, v] = this.#list[i]!;
+      cb.call(thisArg, v, k, this);
+    }
   }
   keys(): IterableIterator<string> {
-    return this.list.map(([k]) => k)[Symbol.iterator]();
+    return iterate(() => this.#list, 0);
   }
   values(): IterableIterator<string> {
-    return this.list.map(([, v]) => v)[Symbol.iterator]();
+    return iterate(() => this.#list, 1);
   }
   entries(): IterableIterator<[string, string]> {
-    return this.list.map(([k, v]) => [k, v] as [string, string])[Symbol.iterator]();
+    return iterate(() => this.#list, 2);
   }
   [Symbol.iterator](): IterableIterator<[string, string]> {
     return this.entries();
   }
   toString(): string {
-    return this.list.map(([k, v]) => `${encode(k, FORM, true)}=${encode(v, FORM, true)}`).join("&");
+    return serializeUrlencoded(this.#list);
+  }
+  get [Symbol.toStringTag](): string {
+    return "URLSearchParams";
   }
 }
