@@ -8,10 +8,11 @@
  * Usage: node --no-node-snapshot host.ts <isolated-vm native addon> [<undici entry>]
  * Imports nothing from the platform.
  */
-import { createHash, createHmac, randomFillSync } from "node:crypto";
+import { randomFillSync } from "node:crypto";
 import { createRequire } from "node:module";
 import { isIP, Socket } from "node:net";
 import { type Frame, FrameDecoder, FrameWriter, type InvokeMeta, type LogMeta, T } from "../protocol.ts";
+import { KeyTable, subtleCall } from "./crypto-bridge.ts";
 import { Egress } from "./egress.ts";
 import { type GoneMeta, type InitMeta, type IsolateLoadMeta, TI } from "./frames.ts";
 import { SourceMap } from "./sourcemap.ts";
@@ -61,6 +62,8 @@ interface Slot {
   /** Invocations sharing the isolate's CPU clock now, and the clock at the last split. */
   running: Set<Invocation>;
   lastCpu: bigint;
+  /** The isolate's Web Crypto keys (host objects, indexed by the handles it holds). */
+  keys?: KeyTable;
 }
 
 /** A fetch in flight for an isolate (its body may still be streaming in). */
@@ -120,7 +123,7 @@ function forgetInvocation(id: number, inv: Invocation): void {
 interface Blank {
   iso: Ivm;
   ctx: Ivm;
-  holder: { slot?: Slot };
+  holder: { slot?: Slot; keys?: KeyTable };
   invoke: Ivm;
   setModule: Ivm;
   configure: Ivm;
@@ -135,7 +138,7 @@ export default { createRequire };`;
 async function newIsolate(memoryMB: number): Promise<Blank> {
   const iso = new ivm.Isolate({ memoryLimit: Math.max(8, memoryMB), snapshot });
   const ctx = await iso.createContext();
-  const holder: { slot?: Slot } = {};
+  const holder: { slot?: Slot; keys?: KeyTable } = {};
   // Everything an isolate sends comes batched: [[kind, id, meta], …] plus the byte payloads.
   const emit = new ivm.Callback(
     (list: [number, number, unknown][], bytes: (Uint8Array | undefined)[]) => {
@@ -152,14 +155,11 @@ async function newIsolate(memoryMB: number): Promise<Blank> {
     randomFillSync(new Uint8Array(Math.min(65536, Math.max(0, n | 0)))),
   );
   // Host functions whose answer is a promise go in as References (a Callback cannot return one).
-  const digest = new ivm.Reference((alg: string, data: Uint8Array) =>
-    handled((async () => new Uint8Array(createHash(hashAlg(alg)).update(bytesArg(data)).digest()))()),
-  );
-  const hmac = new ivm.Reference((alg: string, key: Uint8Array, data: Uint8Array) =>
-    handled(
-      (async () => new Uint8Array(createHmac(hashAlg(alg), bytesArg(key)).update(bytesArg(data)).digest()))(),
-    ),
-  );
+  // Web Crypto: the isolate's keys live in its own table here, cleared when it is disposed.
+  const keys = new KeyTable();
+  holder.keys = keys;
+  const subtle = new ivm.Reference((op: unknown, args: unknown) => handled(subtleCall(keys, op, args)));
+  const release = new ivm.Callback((h: unknown) => keys.release(h), { ignored: true });
   const timer = new ivm.Reference(
     (id: number, ms: number) =>
       new Promise<boolean>((res) => {
@@ -203,7 +203,7 @@ async function newIsolate(memoryMB: number): Promise<Blank> {
   );
   const api = await ctx.evalClosure(
     "return __nimbus_init($0, $1, $2, $3, $4, $5, $6, $7, $8)",
-    [emit, random, digest, hmac, timer, untimer, fetch, fetchAbort, readBody],
+    [emit, random, subtle, release, timer, untimer, fetch, fetchAbort, readBody],
     { result: { reference: true } },
   );
   const moduleShim = await iso.compileModule(MODULE_SHIM, { filename: "nimbus:node-module-shim" });
@@ -274,6 +274,7 @@ function dispose(slot: Slot): void {
   for (const fid of [...slot.fetches.keys()]) endFetch(slot, fid, true);
   for (const [id, inv] of invocations) if (inv.slot === slot) invocations.delete(id);
   slot.running.clear();
+  slot.keys?.clear();
   try {
     if (!slot.iso.isDisposed) slot.iso.dispose();
   } catch {
@@ -470,16 +471,6 @@ async function fetchRead(slot: Slot, fid: number): Promise<Uint8Array | null> {
   }
 }
 
-const HASH_ALGS = new Set(["sha1", "sha256", "sha384", "sha512"]);
-function hashAlg(alg: unknown): string {
-  if (typeof alg !== "string" || !HASH_ALGS.has(alg)) throw new Error(`unsupported hash ${String(alg)}`);
-  return alg;
-}
-function bytesArg(b: unknown): Uint8Array {
-  if (!(b instanceof Uint8Array)) throw new TypeError("expected bytes");
-  return b;
-}
-
 /**
  * isolated-vm subscribes to a promise a Reference returned only after this turn, so a promise
  * that is already rejected would count as unhandled (and end the process); mark it handled.
@@ -522,6 +513,7 @@ async function handleLoad(frame: Frame): Promise<void> {
     egress: policy,
     running: new Set(),
     lastCpu: iso.cpuTime,
+    keys: blank.holder.keys,
   };
   slots.set(slot.id, slot);
   blank.holder.slot = slot;
