@@ -621,24 +621,30 @@ export function executorContract(kind: ExecutorKind, opts: ContractOptions = {})
       },
     );
 
-    test("subtle", "Web Crypto: digest, HMAC, AES, wrap, PBKDF2, HKDF, ECDSA/ECDH, Ed25519, RSA as Node gives them", async () => {
-      await deploy("subtle");
-      const r = await call(s, "/fn/subtle");
-      assert.equal(r.status, 200, r.text);
-      // The same code run by Node's own Web Crypto in this process gives the expected answers.
-      const local = (await import(pathToFileURL(join(dir, "subtle.ts")).href)) as { run(): Promise<unknown> };
-      const expected = JSON.parse(JSON.stringify(await local.run()));
-      assert.deepEqual(r.json(), expected);
-      const got = r.json() as Record<string, unknown>;
-      assert.equal(got.gcmBack, "The quick brown fox jumps over the lazy dog");
-      assert.equal(got.gcmTampered, "OperationError");
-      assert.equal(got.notExtractable, "InvalidAccessError");
-      assert.equal(got.unwrappedSame, true);
-      assert.deepEqual((got["ecdsa P-256"] as unknown[]).slice(0, 3), [true, true, false]);
-      assert.deepEqual((got["ecdh P-384"] as unknown[]).slice(0, 2), [true, 48]);
-      assert.deepEqual(got.ed25519, [true, true, 32]);
-      assert.equal(got.badKey, "TypeError");
-    });
+    test(
+      "subtle",
+      "Web Crypto: digest, HMAC, AES, wrap, PBKDF2, HKDF, ECDSA/ECDH, Ed25519, RSA as Node gives them",
+      async () => {
+        await deploy("subtle");
+        const r = await call(s, "/fn/subtle");
+        assert.equal(r.status, 200, r.text);
+        // The same code run by Node's own Web Crypto in this process gives the expected answers.
+        const local = (await import(pathToFileURL(join(dir, "subtle.ts")).href)) as {
+          run(): Promise<unknown>;
+        };
+        const expected = JSON.parse(JSON.stringify(await local.run()));
+        assert.deepEqual(r.json(), expected);
+        const got = r.json() as Record<string, unknown>;
+        assert.equal(got.gcmBack, "The quick brown fox jumps over the lazy dog");
+        assert.equal(got.gcmTampered, "OperationError");
+        assert.equal(got.notExtractable, "InvalidAccessError");
+        assert.equal(got.unwrappedSame, true);
+        assert.deepEqual((got["ecdsa P-256"] as unknown[]).slice(0, 3), [true, true, false]);
+        assert.deepEqual((got["ecdh P-384"] as unknown[]).slice(0, 2), [true, 48]);
+        assert.deepEqual(got.ed25519, [true, true, 32]);
+        assert.equal(got.badKey, "TypeError");
+      },
+    );
 
     test("web", "Web APIs: crypto (digest, HMAC, random), URL, base64, encoding, timers, clone", async () => {
       await deploy("web");

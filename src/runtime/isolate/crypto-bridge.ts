@@ -9,7 +9,7 @@
  *
  * Imports nothing from the platform (runs inside the isolate host).
  */
-import { webcrypto } from "node:crypto";
+import { createHash, webcrypto } from "node:crypto";
 
 type HostKey = webcrypto.CryptoKey;
 /** Node's CryptoKey class (a global since Node 17). */
@@ -57,6 +57,10 @@ class BridgeError extends Error {
 /** One isolate's keys. Cleared when the isolate is disposed. */
 export class KeyTable {
   readonly #keys = new Map<number, HostKey>();
+  /** Imported keys by what was imported, so re-importing the same key reuses its entry. */
+  readonly #imported = new Map<string, number>();
+  /** How many in-isolate CryptoKeys share each entry (an import reused), and each entry's import id. */
+  readonly #refs = new Map<number, { n: number; id?: string }>();
   #next = 1;
   /** Operations in flight now. */
   inFlight = 0;
@@ -72,8 +76,21 @@ export class KeyTable {
     return this.#keys.size;
   }
 
-  /** Stores a key and returns its public description. */
-  add(key: HostKey): KeyInfo {
+  /**
+   * The entry of a key imported before from the same arguments (one more CryptoKey shares it),
+   * if any. Libraries such as jose import the same secret on every request; without this
+   * each request would take a table entry until the isolate's next major GC.
+   */
+  reuse(id: string): KeyInfo | undefined {
+    const h = this.#imported.get(id);
+    const key = h === undefined ? undefined : this.#keys.get(h);
+    if (h === undefined || !key) return undefined;
+    this.#refs.get(h)!.n++;
+    return describe(h, key);
+  }
+
+  /** Stores a key and returns its public description; `id` names an import for {@link reuse}. */
+  add(key: HostKey, id?: string): KeyInfo {
     if (this.#keys.size >= this.limits.maxKeys) {
       throw new BridgeError(
         "QuotaExceededError",
@@ -82,31 +99,79 @@ export class KeyTable {
     }
     const h = this.#next++;
     this.#keys.set(h, key);
-    return { h, type: key.type, extractable: key.extractable, algorithm: plainAlgorithm(key.algorithm), usages: [...key.usages] };
+    this.#refs.set(h, { n: 1, id });
+    if (id !== undefined) this.#imported.set(id, h);
+    return describe(h, key);
   }
 
   /** The key a handle names; throws if it names none of this isolate's keys. */
   get(h: unknown): HostKey {
     const key = typeof h === "number" ? this.#keys.get(h) : undefined;
-    if (!key) throw new BridgeError("InvalidAccessError", "The key is not a CryptoKey of this function (or it was released).");
+    if (!key)
+      throw new BridgeError(
+        "InvalidAccessError",
+        "The key is not a CryptoKey of this function (or it was released).",
+      );
     return key;
   }
 
   /** Forgets a key (its in-isolate CryptoKey was garbage-collected). */
   release(h: unknown): void {
-    if (typeof h === "number") this.#keys.delete(h);
+    if (typeof h !== "number") return;
+    const ref = this.#refs.get(h);
+    if (!ref || --ref.n > 0) return;
+    this.#refs.delete(h);
+    this.#keys.delete(h);
+    if (ref.id !== undefined) this.#imported.delete(ref.id);
   }
 
   /** Forgets every key (the isolate is gone). */
   clear(): void {
     this.#keys.clear();
+    this.#imported.clear();
+    this.#refs.clear();
   }
+}
+
+function describe(h: number, key: HostKey): KeyInfo {
+  return {
+    h,
+    type: key.type,
+    extractable: key.extractable,
+    algorithm: plainAlgorithm(key.algorithm),
+    usages: [...key.usages],
+  };
+}
+
+/** What identifies an import: a digest of its checked arguments (bytes included). */
+function importId(args: unknown[]): string {
+  const hash = createHash("sha256");
+  const walk = (v: unknown): void => {
+    if (v instanceof Uint8Array) {
+      hash.update(`b${v.byteLength}:`).update(v);
+    } else if (v instanceof HostCryptoKey) {
+      throw new Error("not reusable"); // never: imports take no keys
+    } else if (v && typeof v === "object") {
+      const entries = Array.isArray(v)
+        ? v.map((x, i) => [String(i), x] as const)
+        : Object.entries(v).sort(([a], [b]) => (a < b ? -1 : 1));
+      hash.update(Array.isArray(v) ? "[" : "{");
+      for (const [k, x] of entries) {
+        hash.update(`${k.length}:${k}=`);
+        walk(x);
+      }
+      hash.update("}");
+    } else hash.update(`${typeof v}:${String(v).length}:${String(v)};`);
+  };
+  walk(args);
+  return hash.digest("base64");
 }
 
 function plainAlgorithm(a: webcrypto.KeyAlgorithm): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(a)) {
-    if (k === "hash" && v && typeof v === "object") out.hash = { name: String((v as { name: unknown }).name) };
+    if (k === "hash" && v && typeof v === "object")
+      out.hash = { name: String((v as { name: unknown }).name) };
     else if (v instanceof Uint8Array) out[k] = new Uint8Array(v);
     else if (typeof v === "string" || typeof v === "number" || typeof v === "boolean") out[k] = v;
   }
@@ -115,13 +180,23 @@ function plainAlgorithm(a: webcrypto.KeyAlgorithm): Record<string, unknown> {
 
 // ---- checking what crosses ----
 const FORMATS = new Set(["raw", "jwk", "spki", "pkcs8"]);
-const USAGES = new Set(["encrypt", "decrypt", "sign", "verify", "deriveKey", "deriveBits", "wrapKey", "unwrapKey"]);
+const USAGES = new Set([
+  "encrypt",
+  "decrypt",
+  "sign",
+  "verify",
+  "deriveKey",
+  "deriveBits",
+  "wrapKey",
+  "unwrapKey",
+]);
 const BYTE_FIELDS = ["iv", "counter", "additionalData", "salt", "info", "label", "publicExponent", "context"];
 const INT_FIELDS = ["length", "tagLength", "saltLength", "modulusLength", "iterations"];
 const JWK_STRINGS = ["kty", "crv", "x", "y", "d", "n", "e", "p", "q", "dp", "dq", "qi", "k", "alg", "use"];
 
 function str(v: unknown, what: string, max = 64): string {
-  if (typeof v !== "string" || v.length > max) throw new TypeError(`${what} must be a string of at most ${max} characters.`);
+  if (typeof v !== "string" || v.length > max)
+    throw new TypeError(`${what} must be a string of at most ${max} characters.`);
   return v;
 }
 
@@ -138,20 +213,23 @@ function bool(v: unknown): boolean {
 function usages(v: unknown): webcrypto.KeyUsage[] {
   if (!Array.isArray(v) || v.length > 8) throw new TypeError("keyUsages must be a list of key usages.");
   for (const u of v) {
-    if (typeof u !== "string" || !USAGES.has(u)) throw new TypeError(`Unknown key usage ${JSON.stringify(String(u)).slice(0, 40)}.`);
+    if (typeof u !== "string" || !USAGES.has(u))
+      throw new TypeError(`Unknown key usage ${JSON.stringify(String(u)).slice(0, 40)}.`);
   }
   return v as webcrypto.KeyUsage[];
 }
 
 function format(v: unknown): "raw" | "jwk" | "spki" | "pkcs8" {
-  if (typeof v !== "string" || !FORMATS.has(v)) throw new TypeError(`Unknown key format ${JSON.stringify(String(v)).slice(0, 40)}.`);
+  if (typeof v !== "string" || !FORMATS.has(v))
+    throw new TypeError(`Unknown key format ${JSON.stringify(String(v)).slice(0, 40)}.`);
   return v as "raw" | "jwk" | "spki" | "pkcs8";
 }
 
 /** An algorithm identifier with only the fields Web Crypto defines, of the right types. */
 function algorithm(v: unknown, table: KeyTable): webcrypto.AlgorithmIdentifier & Record<string, unknown> {
   if (typeof v === "string") return { name: str(v, "The algorithm name") };
-  if (!v || typeof v !== "object") throw new TypeError("The algorithm must be a name or an object with a name.");
+  if (!v || typeof v !== "object")
+    throw new TypeError("The algorithm must be a name or an object with a name.");
   const a = v as Record<string, unknown>;
   const out: Record<string, unknown> & { name: string } = { name: str(a.name, "algorithm.name") };
   if (a.hash !== undefined) {
@@ -169,9 +247,15 @@ function algorithm(v: unknown, table: KeyTable): webcrypto.AlgorithmIdentifier &
   for (const f of BYTE_FIELDS) if (a[f] !== undefined) out[f] = bytes(a[f], `algorithm.${f}`, 1 << 20);
   if (a.public !== undefined) out.public = table.get((a.public as { $key?: unknown } | null)?.$key);
   if (typeof out.modulusLength === "number" && out.modulusLength > MAX_MODULUS)
-    throw new BridgeError("NotSupportedError", `RSA keys larger than ${MAX_MODULUS} bits cannot be generated here.`);
+    throw new BridgeError(
+      "NotSupportedError",
+      `RSA keys larger than ${MAX_MODULUS} bits cannot be generated here.`,
+    );
   if (typeof out.iterations === "number" && out.iterations > MAX_ITERATIONS)
-    throw new BridgeError("NotSupportedError", `PBKDF2 with more than ${MAX_ITERATIONS} iterations is not supported (as on Workers).`);
+    throw new BridgeError(
+      "NotSupportedError",
+      `PBKDF2 with more than ${MAX_ITERATIONS} iterations is not supported (as on Workers).`,
+    );
   return out;
 }
 
@@ -267,21 +351,34 @@ export async function subtleCall(table: KeyTable, op: unknown, args: unknown): P
         break;
       case "importKey": {
         const fmt = format(a[0]);
-        value = await s.importKey(
-          fmt as "raw",
-          keyData(fmt, a[1], 1 << 20) as Uint8Array,
+        const checked = [
+          fmt,
+          keyData(fmt, a[1], 1 << 20),
           algorithm(a[2], table),
           bool(a[3]),
           usages(a[4]),
+        ] as const;
+        const id = importId([...checked]);
+        const known = table.reuse(id);
+        if (known) return { ok: true, value: known };
+        const key = await s.importKey(
+          checked[0] as "raw",
+          checked[1] as Uint8Array,
+          checked[2],
+          checked[3],
+          checked[4],
         );
-        break;
+        return { ok: true, value: table.add(key, id) };
       }
       case "exportKey":
         value = await s.exportKey(format(a[0]) as "raw", table.get(a[1]));
         break;
       case "deriveBits": {
         const length = a[2] === null || a[2] === undefined ? null : a[2];
-        if (length !== null && (typeof length !== "number" || !Number.isInteger(length) || length < 0 || length > 1 << 16))
+        if (
+          length !== null &&
+          (typeof length !== "number" || !Number.isInteger(length) || length < 0 || length > 1 << 16)
+        )
           throw new TypeError("length must be a number of bits.");
         value = await s.deriveBits(algorithm(a[0], table) as never, table.get(a[1]), length as number);
         break;
@@ -310,7 +407,10 @@ export async function subtleCall(table: KeyTable, op: unknown, args: unknown): P
         );
         break;
       default:
-        throw new BridgeError("NotSupportedError", `crypto.subtle.${String(op).slice(0, 40)} is not supported.`);
+        throw new BridgeError(
+          "NotSupportedError",
+          `crypto.subtle.${String(op).slice(0, 40)} is not supported.`,
+        );
     }
     return { ok: true, value: toIsolate(table, value) };
   } catch (err) {

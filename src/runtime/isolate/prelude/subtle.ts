@@ -74,10 +74,12 @@ const BYTE_FIELDS = ["iv", "counter", "additionalData", "salt", "info", "label",
 /** An algorithm identifier as plain values (what can cross to the host). */
 function algorithm(alg: unknown): unknown {
   if (typeof alg === "string") return alg;
-  if (alg === null || typeof alg !== "object") throw new TypeError("The algorithm must be a string or an object.");
+  if (alg === null || typeof alg !== "object")
+    throw new TypeError("The algorithm must be a string or an object.");
   const a = alg as Record<string, unknown>;
   const out: Record<string, unknown> = { name: String(a.name) };
-  if (a.hash !== undefined) out.hash = typeof a.hash === "string" ? a.hash : String((a.hash as { name?: unknown })?.name);
+  if (a.hash !== undefined)
+    out.hash = typeof a.hash === "string" ? a.hash : String((a.hash as { name?: unknown })?.name);
   for (const f of ["namedCurve"]) if (a[f] !== undefined) out[f] = String(a[f]);
   for (const f of ["length", "tagLength", "saltLength", "modulusLength", "iterations"]) {
     if (a[f] !== undefined) out[f] = Number(a[f]);
@@ -143,7 +145,12 @@ export class SubtleCrypto {
     return buffer(await run("sign", [algorithm(alg), handleOf(key), bytesOf(data)]));
   }
   async verify(alg: unknown, key: unknown, signature: unknown, data: unknown): Promise<boolean> {
-    return (await run("verify", [algorithm(alg), handleOf(key), bytesOf(signature, "signature"), bytesOf(data)])) as boolean;
+    return (await run("verify", [
+      algorithm(alg),
+      handleOf(key),
+      bytesOf(signature, "signature"),
+      bytesOf(data),
+    ])) as boolean;
   }
   async generateKey(alg: unknown, extractable: unknown, keyUsages: unknown): Promise<unknown> {
     const r = (await run("generateKey", [algorithm(alg), Boolean(extractable), usages(keyUsages)])) as {
@@ -154,9 +161,17 @@ export class SubtleCrypto {
     if (r.h !== undefined) return toKey(r);
     return { publicKey: toKey(r.publicKey), privateKey: toKey(r.privateKey) };
   }
-  async importKey(format: unknown, data: unknown, alg: unknown, extractable: unknown, keyUsages: unknown): Promise<CryptoKey> {
+  async importKey(
+    format: unknown,
+    data: unknown,
+    alg: unknown,
+    extractable: unknown,
+    keyUsages: unknown,
+  ): Promise<CryptoKey> {
     const f = String(format);
-    return toKey(await run("importKey", [f, keyData(f, data), algorithm(alg), Boolean(extractable), usages(keyUsages)]));
+    return toKey(
+      await run("importKey", [f, keyData(f, data), algorithm(alg), Boolean(extractable), usages(keyUsages)]),
+    );
   }
   async exportKey(format: unknown, key: unknown): Promise<unknown> {
     const f = String(format);
@@ -167,13 +182,27 @@ export class SubtleCrypto {
     const len = length === undefined || length === null ? null : Number(length);
     return buffer(await run("deriveBits", [algorithm(alg), handleOf(key), len]));
   }
-  async deriveKey(alg: unknown, key: unknown, derived: unknown, extractable: unknown, keyUsages: unknown): Promise<CryptoKey> {
+  async deriveKey(
+    alg: unknown,
+    key: unknown,
+    derived: unknown,
+    extractable: unknown,
+    keyUsages: unknown,
+  ): Promise<CryptoKey> {
     return toKey(
-      await run("deriveKey", [algorithm(alg), handleOf(key), algorithm(derived), Boolean(extractable), usages(keyUsages)]),
+      await run("deriveKey", [
+        algorithm(alg),
+        handleOf(key),
+        algorithm(derived),
+        Boolean(extractable),
+        usages(keyUsages),
+      ]),
     );
   }
   async wrapKey(format: unknown, key: unknown, wrappingKey: unknown, alg: unknown): Promise<ArrayBuffer> {
-    return buffer(await run("wrapKey", [String(format), handleOf(key), handleOf(wrappingKey), algorithm(alg)]));
+    return buffer(
+      await run("wrapKey", [String(format), handleOf(key), handleOf(wrappingKey), algorithm(alg)]),
+    );
   }
   async unwrapKey(
     format: unknown,
@@ -197,7 +226,10 @@ export class SubtleCrypto {
     );
   }
 }
-Object.defineProperty(SubtleCrypto.prototype, Symbol.toStringTag, { value: "SubtleCrypto", configurable: true });
+Object.defineProperty(SubtleCrypto.prototype, Symbol.toStringTag, {
+  value: "SubtleCrypto",
+  configurable: true,
+});
 
 /** The one `crypto.subtle` of the isolate. */
 export const subtle = new SubtleCrypto(SECRET);
