@@ -52,6 +52,14 @@ export interface FunctionConfig {
   cpuMs?: number;
   /** Outbound network policy (isolate executor). @default the server's policy */
   network?: NetworkPolicy;
+  /**
+   * Compatibility flags (isolate executor). `"nodejs"`: the Node.js subset Workers'
+   * `nodejs_compat` offers (node:buffer, events, util, assert, path, string_decoder,
+   * async_hooks, process and the `process`/`Buffer` globals) is bundled into the function.
+   * Put it in nimbus.json (the CLI bundles before it can read an inline config).
+   * @default []
+   */
+  compatibility?: "nodejs"[];
 }
 
 /** The defaults applied to fields not given. */
@@ -79,6 +87,7 @@ const KNOWN = [
   "env",
   "auth",
   "executor",
+  "compatibility",
   "cpuMs",
   "reservedConcurrency",
   "network",
@@ -167,6 +176,15 @@ export function validateConfig(raw: unknown): FunctionConfig {
       throw bad("executor", `must be "process" or "isolate", got ${JSON.stringify(r.executor)}.`);
     }
     c.executor = r.executor;
+  }
+  if (r.compatibility !== undefined) {
+    if (!Array.isArray(r.compatibility) || r.compatibility.some((f) => f !== "nodejs")) {
+      throw bad(
+        "compatibility",
+        `must be a list of compatibility flags; the only flag is "nodejs", got ${JSON.stringify(r.compatibility)}.`,
+      );
+    }
+    if (r.compatibility.length > 0) c.compatibility = ["nodejs"];
   }
   if (r.cpuMs !== undefined) c.cpuMs = int("cpuMs", r.cpuMs, 1, 900_000);
   if (r.network !== undefined) c.network = validateNetwork(r.network);

@@ -131,6 +131,21 @@ interface Blank {
   moduleShim: Ivm;
 }
 
+/** Built-ins that `compatibility: ["nodejs"]` bundles in (src/build/node-compat.ts). */
+const NODE_COMPAT = new Set([
+  "buffer",
+  "events",
+  "util",
+  "util/types",
+  "assert",
+  "assert/strict",
+  "path",
+  "path/posix",
+  "string_decoder",
+  "async_hooks",
+  "process",
+]);
+
 const MODULE_SHIM = `const msg = (id) => "require('" + id + "') is not available in the isolate executor: bundle the dependency as an ES module, or set executor: \\"process\\" in the function's config.";
 export function createRequire() { return function require(id) { throw new Error(msg(id)); }; }
 export default { createRequire };`;
@@ -534,8 +549,11 @@ async function handleLoad(frame: Frame): Promise<void> {
       // Bundles carry `createRequire(import.meta.url)` for CommonJS dependencies; inside an
       // isolate there is nothing to require, and saying so beats failing the whole load.
       if (specifier === "node:module" || specifier === "module") return blank.moduleShim;
+      const compat = NODE_COMPAT.has(specifier.replace(/^node:/, ""))
+        ? ` It is part of the Node compatibility subset: add "compatibility": ["nodejs"] to the function's nimbus.json config and deploy again.`
+        : "";
       throw new Error(
-        `The function imports '${specifier}', a Node.js built-in (or an unbundled package) that the isolate executor does not provide. Set executor: "process" in its config to use the full Node.js API, or remove the import.`,
+        `The function imports '${specifier}', a Node.js built-in (or an unbundled package) that the isolate executor does not provide. Set executor: "process" in its config to use the full Node.js API, or remove the import.${compat}`,
       );
     };
     await mod.instantiate(ctx, builtinShim);

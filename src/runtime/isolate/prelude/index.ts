@@ -30,6 +30,7 @@ import { atob, btoa, DOMExceptionLike, TextDecoder, TextEncoder, utf8Encode } fr
 import { AbortController, AbortSignal, Event, EventTarget, setTimerHooks } from "./events.ts";
 import { Blob, File, Headers, makeResponse, Request, Response, toU8 } from "./fetch-api.ts";
 import { format } from "./inspect.ts";
+import { installNodeHook, nodeModulesUsed } from "./node-hook.ts";
 import { CryptoKey, type SubtleCall, SubtleCrypto, setSubtleBridge, subtle } from "./subtle.ts";
 import { URL, URLSearchParams } from "./url.ts";
 
@@ -415,7 +416,8 @@ function setModule(ns: Record<string, unknown>): string {
   try {
     const info = inspectModule(ns);
     shape = info.shape;
-    return JSON.stringify({ ok: true, ...info });
+    const node = nodeModulesUsed();
+    return JSON.stringify({ ok: true, ...info, ...(node.length > 0 ? { node } : {}) });
   } catch (err) {
     return JSON.stringify({
       ok: false,
@@ -622,6 +624,7 @@ function init(b: Bridge): {
 } {
   bridge = b;
   setSubtleBridge(b.subtle, b.release);
+  installNodeHook(() => env);
   // Shared memory would give a function a high-resolution timer (Spectre); Workers drops it
   // too. Removed here, not in the snapshot: V8 re-adds these while it boots a context.
   delete g.SharedArrayBuffer;
