@@ -119,6 +119,13 @@ export const ERROR_CATALOGUE = {
     class: "user",
     message: "The function exceeded its CPU-time limit ('cpuMs').",
   },
+  /** Raised inside the function (a QuotaExceededError from crypto.subtle), not answered by the platform. */
+  NIMBUS_CRYPTO_KEY_LIMIT: {
+    status: 500,
+    class: "user",
+    message:
+      "The function holds the most CryptoKeys one isolate may (10,000); import keys once at module level instead of per request.",
+  },
   NIMBUS_UNAVAILABLE: {
     status: 503,
     class: "system",

@@ -164,7 +164,8 @@ export async function deployIsolateSource(
   const { writeFileSync } = await import("node:fs");
   const file = join(dir, `${name}.ts`);
   writeFileSync(file, source);
-  const b = await bundle(file, { executor: "isolate" });
+  const compatibility = config.compatibility as string[] | undefined;
+  const b = await bundle(file, { executor: "isolate", compatibility });
   const r = await fetch(`${s.url}/api/v1/functions/${name}/versions`, {
     method: "POST",
     headers: { authorization: `Bearer ${s.adminKey}`, "content-type": "application/json" },

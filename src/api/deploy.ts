@@ -136,6 +136,13 @@ export class Deployer {
     }
     config = validateConfig({ ...(inline as Record<string, unknown> | undefined), ...manifest }, this.limits);
     this.checkConfig(config);
+    if (loaded.node?.length && config.executor === "isolate" && !config.compatibility?.includes("nodejs")) {
+      // The bundle carries the Node subset although the function did not opt in.
+      throw new NimbusError(
+        "NIMBUS_DEPLOY_CHECK_FAILED",
+        `The function imports '${loaded.node[0]}', a Node.js built-in that the isolate executor provides only to functions that opt in: add "compatibility": ["nodejs"] to its config in nimbus.json, or set executor: "process" to use the full Node.js API.`,
+      );
+    }
     if (config.executor !== preliminary.executor) {
       // The inline config chose another executor: check the bundle there too.
       const other = this.executors[config.executor];

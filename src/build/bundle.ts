@@ -8,6 +8,7 @@ import { dirname, join, relative, resolve } from "node:path";
 import { build, type Message } from "esbuild";
 import { NimbusError } from "../errors.ts";
 import type { ExecutorKind } from "../executors/types.ts";
+import { ASYNC_HOOKS_FILE, NODE_GLOBALS, nodeCompatPlugin } from "./node-compat.ts";
 
 /** One function to deploy. */
 export interface FunctionSource {
@@ -111,6 +112,13 @@ export interface BundleOptions {
    * @default "process"
    */
   executor?: ExecutorKind;
+  /**
+   * Compatibility flags of the function (its `compatibility` config). With `"nodejs"`, an
+   * isolate bundle gets the Node compatibility subset (src/build/node-compat.ts): the
+   * supported built-ins and the `process`/`Buffer` globals are bundled in.
+   * @default []
+   */
+  compatibility?: readonly string[];
 }
 
 /** Bundles one entry file. Throws NIMBUS_BUILD_FAILED with file:line of each error. */
@@ -118,36 +126,54 @@ export async function bundle(entry: string, options: BundleOptions = {}): Promis
   const t0 = performance.now();
   const root = dirname(entry);
   const forIsolate = options.executor === "isolate";
+  const nodeCompat = forIsolate && (options.compatibility ?? []).includes("nodejs");
   try {
-    const result = await build({
-      entryPoints: [entry],
-      bundle: true,
-      format: "esm",
-      sourcemap: "external",
-      sourcesContent: false,
-      write: false,
-      outfile: join(root, "index.mjs"),
-      absWorkingDir: root,
-      logLevel: "silent",
-      ...(forIsolate
-        ? {
-            platform: "browser" as const,
-            conditions: ["workerd", "worker"],
-            target: "es2022",
-            external: ["node:*", ...builtinModules],
-          }
-        : {
-            platform: "node" as const,
-            target: "node24",
-            // CommonJS dependencies that call require() on Node built-ins need a real require.
-            banner: {
-              js: 'import { createRequire as __nimbusCreateRequire } from "node:module"; const require = __nimbusCreateRequire(import.meta.url);',
-            },
-          }),
-    });
+    const run = (lowerAsync: boolean) =>
+      build({
+        entryPoints: [entry],
+        bundle: true,
+        format: "esm",
+        sourcemap: "external",
+        sourcesContent: false,
+        write: false,
+        outfile: join(root, "index.mjs"),
+        absWorkingDir: root,
+        logLevel: "silent",
+        metafile: nodeCompat,
+        ...(forIsolate
+          ? {
+              platform: "browser" as const,
+              conditions: ["workerd", "worker"],
+              target: "es2022",
+              external: ["node:*", ...builtinModules],
+              ...(nodeCompat
+                ? {
+                    plugins: [nodeCompatPlugin()],
+                    inject: [...NODE_GLOBALS],
+                    define: { global: "globalThis" },
+                    // AsyncLocalStorage follows the context through .then(), which a native
+                    // await skips: lower async functions into generator steps chained by .then.
+                    supported: lowerAsync
+                      ? { "async-await": false, "async-generator": false, "for-await": false }
+                      : {},
+                  }
+                : {}),
+            }
+          : {
+              platform: "node" as const,
+              target: "node24",
+              // CommonJS dependencies that call require() on Node built-ins need a real require.
+              banner: {
+                js: 'import { createRequire as __nimbusCreateRequire } from "node:module"; const require = __nimbusCreateRequire(import.meta.url);',
+              },
+            }),
+      });
+    let result = await run(false);
+    const inputs = Object.keys(result.metafile?.inputs ?? {});
+    if (inputs.some((k) => resolve(root, k) === ASYNC_HOOKS_FILE)) result = await run(true);
     let code = "";
     let sourceMap = "";
-    for (const f of result.outputFiles) {
+    for (const f of result.outputFiles ?? []) {
       if (f.path.endsWith(".map")) sourceMap = f.text;
       else code = f.text;
     }

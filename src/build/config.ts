@@ -64,6 +64,14 @@ export interface FunctionConfig {
   cpuMs?: number;
   /** Outbound network policy (both executors; narrows the server's). @default the server's policy */
   network?: NetworkPolicy;
+  /**
+   * Compatibility flags (isolate executor). `"nodejs"`: the Node.js subset Workers'
+   * `nodejs_compat` offers (node:buffer, events, util, assert, path, string_decoder,
+   * async_hooks, process and the `process`/`Buffer` globals) is bundled into the function.
+   * Put it in nimbus.json (the CLI bundles before it can read an inline config).
+   * @default []
+   */
+  compatibility?: "nodejs"[];
 }
 
 /**
@@ -100,6 +108,7 @@ const KNOWN = [
   "auth",
   "executor",
   "cpu",
+  "compatibility",
   "cpuMs",
   "reservedConcurrency",
   "network",
@@ -335,6 +344,15 @@ function validateShape(raw: unknown): FunctionConfig {
     c.cpu = Math.round(r.cpu * 100) / 100;
   }
   if (r.concurrency === undefined && c.executor === "isolate") c.concurrency = ISOLATE_DEFAULT_CONCURRENCY;
+  if (r.compatibility !== undefined) {
+    if (!Array.isArray(r.compatibility) || r.compatibility.some((f) => f !== "nodejs")) {
+      throw bad(
+        "compatibility",
+        `must be a list of compatibility flags; the only flag is "nodejs", got ${JSON.stringify(r.compatibility)}.`,
+      );
+    }
+    if (r.compatibility.length > 0) c.compatibility = ["nodejs"];
+  }
   if (r.cpuMs !== undefined) c.cpuMs = int("cpuMs", r.cpuMs, 1, 900_000);
   if (r.network !== undefined) c.network = validateNetwork(r.network);
   if (r.reservedConcurrency !== undefined) {

@@ -325,6 +325,7 @@ program
         // --executor; an inline-only `executor` gets the default build, which works too).
         const b = await bundle(src.entry, {
           executor: config.executor === "isolate" ? "isolate" : undefined,
+          compatibility: Array.isArray(config.compatibility) ? (config.compatibility as string[]) : undefined,
         });
         progress(
           `${ms(b.ms)} (${(b.code.length / 1024).toFixed(1)} KiB)\n${name}: uploading and activating … `,

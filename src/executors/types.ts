@@ -32,6 +32,8 @@ export interface LoadResult {
   ok: boolean;
   shape?: HandlerShape;
   config?: unknown;
+  /** Node built-ins the bundle's compatibility modules provided (isolate executor). */
+  node?: string[];
   loadMs: number;
   error?: { message: string; stack?: string };
 }

@@ -77,6 +77,8 @@ export interface LoadedMeta {
   shape?: HandlerShape;
   /** The module's `export const config`, if any (JSON-cloned). */
   config?: unknown;
+  /** Node built-ins the bundle's compatibility modules provided (isolate executor). */
+  node?: string[];
   loadMs: number;
   error?: { message: string; stack?: string };
 }

@@ -8,7 +8,7 @@
  * Usage: node --no-node-snapshot host.ts <isolated-vm native addon> [<undici entry>]
  * Imports nothing from the platform.
  */
-import { createHash, createHmac, randomFillSync } from "node:crypto";
+import { randomFillSync } from "node:crypto";
 import { createRequire } from "node:module";
 import { isIP, connect as netConnect, Socket } from "node:net";
 import { connect as tlsConnect } from "node:tls";
@@ -25,6 +25,7 @@ import {
   type LogMeta,
   T,
 } from "../protocol.ts";
+import { KeyTable, subtleCall } from "./crypto-bridge.ts";
 import { type GoneMeta, type InitMeta, type IsolateLoadMeta, TI } from "./frames.ts";
 import { fetchLimitMessage, MAX_FETCHES, MAX_TIMERS, timerLimitMessage } from "./limits.ts";
 import { SourceMap } from "./sourcemap.ts";
@@ -101,6 +102,8 @@ interface Slot {
    * invocation arrives.
    */
   held: ((fired: boolean) => void)[];
+  /** The isolate's Web Crypto keys (host objects, indexed by the handles it holds). */
+  keys?: KeyTable;
 }
 
 /** A fetch in flight for an isolate (its body may still be streaming in). */
@@ -220,13 +223,28 @@ function onCredit(frame: Frame): void {
 interface Blank {
   iso: Ivm;
   ctx: Ivm;
-  holder: { slot?: Slot };
+  holder: { slot?: Slot; keys?: KeyTable };
   invoke: Ivm;
   setModule: Ivm;
   configure: Ivm;
   /** `node:module` stand-in (bundles import createRequire from it). */
   moduleShim: Ivm;
 }
+
+/** Built-ins that `compatibility: ["nodejs"]` bundles in (src/build/node-compat.ts). */
+const NODE_COMPAT = new Set([
+  "buffer",
+  "events",
+  "util",
+  "util/types",
+  "assert",
+  "assert/strict",
+  "path",
+  "path/posix",
+  "string_decoder",
+  "async_hooks",
+  "process",
+]);
 
 const MODULE_SHIM = `const msg = (id) => "require('" + id + "') is not available in the isolate executor: bundle the dependency as an ES module, or set executor: \\"process\\" in the function's config.";
 export function createRequire() { return function require(id) { throw new Error(msg(id)); }; }
@@ -235,7 +253,7 @@ export default { createRequire };`;
 async function newIsolate(memoryMB: number): Promise<Blank> {
   const iso = new ivm.Isolate({ memoryLimit: Math.max(8, memoryMB), snapshot });
   const ctx = await iso.createContext();
-  const holder: { slot?: Slot } = {};
+  const holder: { slot?: Slot; keys?: KeyTable } = {};
   // Everything an isolate sends comes batched: [[kind, id, meta], …] plus the byte payloads.
   const emit = new ivm.Callback(
     (list: [number, number, unknown][], bytes: (Uint8Array | undefined)[]) => {
@@ -252,14 +270,11 @@ async function newIsolate(memoryMB: number): Promise<Blank> {
     randomFillSync(new Uint8Array(Math.min(65536, Math.max(0, n | 0)))),
   );
   // Host functions whose answer is a promise go in as References (a Callback cannot return one).
-  const digest = new ivm.Reference((alg: string, data: Uint8Array) =>
-    handled((async () => new Uint8Array(createHash(hashAlg(alg)).update(bytesArg(data)).digest()))()),
-  );
-  const hmac = new ivm.Reference((alg: string, key: Uint8Array, data: Uint8Array) =>
-    handled(
-      (async () => new Uint8Array(createHmac(hashAlg(alg), bytesArg(key)).update(bytesArg(data)).digest()))(),
-    ),
-  );
+  // Web Crypto: the isolate's keys live in its own table here, cleared when it is disposed.
+  const keys = new KeyTable();
+  holder.keys = keys;
+  const subtle = new ivm.Reference((op: unknown, args: unknown) => handled(subtleCall(keys, op, args)));
+  const release = new ivm.Callback((h: unknown) => keys.release(h), { ignored: true });
   const timer = new ivm.Reference(
     (id: number, ms: number, owner: number) =>
       new Promise<boolean>((res, rej) => {
@@ -314,7 +329,7 @@ async function newIsolate(memoryMB: number): Promise<Blank> {
   );
   const api = await ctx.evalClosure(
     "return __nimbus_init($0, $1, $2, $3, $4, $5, $6, $7, $8, $9)",
-    [emit, random, digest, hmac, timer, untimer, fetch, fetchAbort, readBody, credit],
+    [emit, random, subtle, release, timer, untimer, fetch, fetchAbort, readBody, credit],
     { result: { reference: true } },
   );
   // URL parsing and legacy text decoding: one synchronous call into the host's own code.
@@ -392,6 +407,7 @@ function dispose(slot: Slot): void {
     invocations.delete(id);
   }
   slot.running.clear();
+  slot.keys?.clear();
   try {
     if (!slot.iso.isDisposed) slot.iso.dispose();
   } catch {
@@ -647,16 +663,6 @@ async function fetchRead(slot: Slot, fid: number): Promise<Uint8Array | null> {
   }
 }
 
-const HASH_ALGS = new Set(["sha1", "sha256", "sha384", "sha512"]);
-function hashAlg(alg: unknown): string {
-  if (typeof alg !== "string" || !HASH_ALGS.has(alg)) throw new Error(`unsupported hash ${String(alg)}`);
-  return alg;
-}
-function bytesArg(b: unknown): Uint8Array {
-  if (!(b instanceof Uint8Array)) throw new TypeError("expected bytes");
-  return b;
-}
-
 /**
  * isolated-vm subscribes to a promise a Reference returned only after this turn, so a promise
  * that is already rejected would count as unhandled (and end the process); mark it handled.
@@ -701,6 +707,7 @@ async function handleLoad(frame: Frame): Promise<void> {
     lastCpu: iso.cpuTime,
     unbilledCpu: 0,
     held: [],
+    keys: blank.holder.keys,
   };
   slots.set(slot.id, slot);
   blank.holder.slot = slot;
@@ -721,8 +728,11 @@ async function handleLoad(frame: Frame): Promise<void> {
       // Bundles carry `createRequire(import.meta.url)` for CommonJS dependencies; inside an
       // isolate there is nothing to require, and saying so beats failing the whole load.
       if (specifier === "node:module" || specifier === "module") return blank.moduleShim;
+      const compat = NODE_COMPAT.has(specifier.replace(/^node:/, ""))
+        ? ` It is part of the Node compatibility subset: add "compatibility": ["nodejs"] to the function's nimbus.json config and deploy again.`
+        : "";
       throw new Error(
-        `The function imports '${specifier}', a Node.js built-in (or an unbundled package) that the isolate executor does not provide. Set executor: "process" in its config to use the full Node.js API, or remove the import.`,
+        `The function imports '${specifier}', a Node.js built-in (or an unbundled package) that the isolate executor does not provide. Set executor: "process" in its config to use the full Node.js API, or remove the import.${compat}`,
       );
     };
     await mod.instantiate(ctx, builtinShim);

@@ -33,6 +33,8 @@ import { atob, btoa, DOMExceptionLike, TextDecoder, TextEncoder, utf8Encode } fr
 import { AbortController, AbortSignal, CustomEvent, Event, EventTarget, setTimerHooks } from "./events.ts";
 import { Blob, File, FormData, Headers, makeResponse, Request, Response, toU8 } from "./fetch-api.ts";
 import { format } from "./inspect.ts";
+import { installNodeHook, nodeModulesUsed } from "./node-hook.ts";
+import { CryptoKey, type SubtleCall, SubtleCrypto, setSubtleBridge, subtle } from "./subtle.ts";
 import { TextDecoderStream, TextEncoderStream } from "./text-streams.ts";
 import { URL, URLSearchParams } from "./url.ts";
 import { standInWebHost } from "./web-bridge.ts";
@@ -56,8 +58,8 @@ interface HostFetchResult {
 interface Bridge {
   emit: Emit;
   random: (n: number) => Uint8Array;
-  digest: (alg: string, data: Uint8Array) => Promise<Uint8Array>;
-  hmac: (hash: string, key: Uint8Array, data: Uint8Array) => Promise<Uint8Array>;
+  subtle: SubtleCall;
+  release: (handle: number) => void;
   timer: (id: number, ms: number, owner: number) => Promise<boolean>;
   untimer: (id: number) => void;
   fetch: (
@@ -260,140 +262,6 @@ function randomUUID(): string {
   return h;
 }
 
-const HASHES: Record<string, string> = {
-  "SHA-1": "sha1",
-  "SHA-256": "sha256",
-  "SHA-384": "sha384",
-  "SHA-512": "sha512",
-};
-function hashName(alg: unknown): string {
-  const name = typeof alg === "string" ? alg : (alg as { name?: string } | undefined)?.name;
-  const key = String(name ?? "").toUpperCase();
-  const h = HASHES[key];
-  if (!h)
-    throw new DOMExceptionLike(
-      `Unrecognized or unsupported hash algorithm: ${String(name)}`,
-      "NotSupportedError",
-    );
-  return key;
-}
-function bytesOf(data: unknown): Uint8Array {
-  if (data instanceof ArrayBuffer) return new Uint8Array(data.slice(0));
-  if (ArrayBuffer.isView(data))
-    return new Uint8Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength));
-  throw new TypeError("The data must be an ArrayBuffer or an ArrayBufferView.");
-}
-
-const KEY_BYTES = new WeakMap<object, Uint8Array>();
-class CryptoKey {
-  readonly type: string;
-  readonly extractable: boolean;
-  readonly algorithm: { name: string; hash: { name: string }; length: number };
-  readonly usages: string[];
-  constructor(
-    secret: symbol,
-    type: string,
-    extractable: boolean,
-    algorithm: CryptoKey["algorithm"],
-    usages: string[],
-  ) {
-    if (secret !== KEY_SECRET) throw new TypeError("Illegal constructor: use crypto.subtle.importKey.");
-    this.type = type;
-    this.extractable = extractable;
-    this.algorithm = algorithm;
-    this.usages = usages;
-  }
-}
-const KEY_SECRET = Symbol("key");
-
-function notSupported(what: string): Promise<never> {
-  return Promise.reject(
-    new DOMExceptionLike(
-      `crypto.subtle.${what} is not supported in the isolate runtime (supported: digest, HMAC importKey/sign/verify/exportKey).`,
-      "NotSupportedError",
-    ),
-  );
-}
-
-function hmacKey(key: unknown, usage: string): { hash: string; bytes: Uint8Array } {
-  const bytes = key instanceof CryptoKey ? KEY_BYTES.get(key) : undefined;
-  if (!bytes || (key as CryptoKey).algorithm.name !== "HMAC")
-    throw new DOMExceptionLike("The key is not an HMAC CryptoKey.", "InvalidAccessError");
-  if (!(key as CryptoKey).usages.includes(usage))
-    throw new DOMExceptionLike(`The key does not allow '${usage}'.`, "InvalidAccessError");
-  return { hash: (key as CryptoKey).algorithm.hash.name, bytes };
-}
-
-const subtle = {
-  async digest(alg: unknown, data: unknown): Promise<ArrayBuffer> {
-    const h = hashName(alg);
-    const out = await bridge!.digest(HASHES[h]!, bytesOf(data));
-    return out.buffer.slice(out.byteOffset, out.byteOffset + out.byteLength) as ArrayBuffer;
-  },
-  async importKey(
-    format: string,
-    keyData: unknown,
-    alg: unknown,
-    extractable: boolean,
-    usages: string[],
-  ): Promise<CryptoKey> {
-    const a = (typeof alg === "string" ? { name: alg } : alg) as {
-      name?: string;
-      hash?: unknown;
-      length?: number;
-    };
-    if (String(a.name).toUpperCase() !== "HMAC") return notSupported(`importKey(${String(a.name)})`);
-    let bytes: Uint8Array;
-    if (format === "raw") bytes = bytesOf(keyData);
-    else if (format === "jwk") {
-      const k = (keyData as { k?: string }).k;
-      if (typeof k !== "string") throw new DOMExceptionLike("The JWK has no 'k'.", "DataError");
-      bytes = Uint8Array.from(atob(k.replace(/-/g, "+").replace(/_/g, "/")), (c) => c.charCodeAt(0));
-    } else return notSupported(`importKey(format ${format})`);
-    const hash = hashName(a.hash);
-    const key = new CryptoKey(
-      KEY_SECRET,
-      "secret",
-      Boolean(extractable),
-      { name: "HMAC", hash: { name: hash }, length: a.length ?? bytes.length * 8 },
-      [...usages],
-    );
-    KEY_BYTES.set(key, bytes);
-    return key;
-  },
-  async exportKey(format: string, key: unknown): Promise<ArrayBuffer> {
-    if (!(key instanceof CryptoKey) || !key.extractable)
-      throw new DOMExceptionLike("The key is not extractable.", "InvalidAccessError");
-    if (format !== "raw") return notSupported(`exportKey(format ${format})`);
-    return KEY_BYTES.get(key)!.slice().buffer;
-  },
-  async sign(alg: unknown, key: unknown, data: unknown): Promise<ArrayBuffer> {
-    const name = typeof alg === "string" ? alg : (alg as { name?: string }).name;
-    if (String(name).toUpperCase() !== "HMAC") return notSupported(`sign(${String(name)})`);
-    const k = hmacKey(key, "sign");
-    const out = await bridge!.hmac(HASHES[k.hash]!, k.bytes, bytesOf(data));
-    return out.slice().buffer;
-  },
-  async verify(alg: unknown, key: unknown, signature: unknown, data: unknown): Promise<boolean> {
-    const name = typeof alg === "string" ? alg : (alg as { name?: string }).name;
-    if (String(name).toUpperCase() !== "HMAC") return notSupported(`verify(${String(name)})`);
-    const k = hmacKey(key, "verify");
-    const mac = await bridge!.hmac(HASHES[k.hash]!, k.bytes, bytesOf(data));
-    const sig = bytesOf(signature);
-    if (sig.length !== mac.length) return false;
-    let diff = 0;
-    for (let i = 0; i < mac.length; i++) diff |= mac[i]! ^ sig[i]!;
-    return diff === 0;
-  },
-  encrypt: () => notSupported("encrypt"),
-  decrypt: () => notSupported("decrypt"),
-  generateKey: () => notSupported("generateKey"),
-  deriveKey: () => notSupported("deriveKey"),
-  deriveBits: () => notSupported("deriveBits"),
-  wrapKey: () => notSupported("wrapKey"),
-  unwrapKey: () => notSupported("unwrapKey"),
-};
-
 // ---- fetch (performed by the host under the network policy and the deadline) ----
 let nextFetch = 1;
 async function fetchImpl(input: unknown, init?: Record<string, unknown>): Promise<Response> {
@@ -514,6 +382,7 @@ const globals: Record<string, unknown> = {
   ByteLengthQueuingStrategy,
   CountQueuingStrategy,
   CryptoKey,
+  SubtleCrypto,
   queueMicrotask: queueMicrotaskImpl,
   setTimeout: setTimeoutImpl,
   clearTimeout: clearTimer,
@@ -545,7 +414,8 @@ function setModule(ns: Record<string, unknown>): string {
   try {
     const info = inspectModule(ns);
     shape = info.shape;
-    return JSON.stringify({ ok: true, ...info });
+    const node = nodeModulesUsed();
+    return JSON.stringify({ ok: true, ...info, ...(node.length > 0 ? { node } : {}) });
   } catch (err) {
     return JSON.stringify({
       ok: false,
@@ -790,6 +660,8 @@ function init(b: Bridge): {
   configure: typeof configure;
 } {
   bridge = b;
+  setSubtleBridge(b.subtle, b.release);
+  installNodeHook(() => env);
   // Shared memory would give a function a high-resolution timer (Spectre); Workers drops it
   // too. Removed here, not in the snapshot: V8 re-adds these while it boots a context.
   delete g.SharedArrayBuffer;
@@ -815,8 +687,8 @@ function warmUp(): void {
   bridge = {
     emit: queueOut,
     random: (n: number) => new Uint8Array(n),
-    digest: async () => new Uint8Array(32),
-    hmac: async () => new Uint8Array(32),
+    subtle: async () => ({ ok: true, value: new Uint8Array(32) }),
+    release: noop,
     timer: async () => true,
     untimer: noop,
     fetch: async () => {
@@ -914,11 +786,11 @@ Object.defineProperty(g, "__nimbus_init", {
   value(...fns: unknown[]) {
     delete g.__nimbus_init;
     delete g.__nimbus_warm;
-    const [emit, random, digest, hmac, timer, untimer, fetch, fetchAbort, fetchRead, credit] = fns as [
+    const [emit, random, subtleRef, release, timer, untimer, fetch, fetchAbort, fetchRead, credit] = fns as [
       Emit,
       Bridge["random"],
       HostRef,
-      HostRef,
+      Bridge["release"],
       HostRef,
       Bridge["untimer"],
       HostRef,
@@ -930,8 +802,8 @@ Object.defineProperty(g, "__nimbus_init", {
     return init({
       emit: queueOut,
       random,
-      digest: viaRef(digest),
-      hmac: viaRef(hmac),
+      subtle: viaRef(subtleRef),
+      release,
       timer: viaRef(timer),
       untimer,
       fetch: viaRef(fetch),
