@@ -10,8 +10,13 @@ import swagger from "@fastify/swagger";
 import Fastify, { type FastifyError } from "fastify";
 import { Auth } from "./api/auth.ts";
 import { Deployer } from "./api/deploy.ts";
+import { registerEventRoutes } from "./api/events.ts";
 import { registerRoutes } from "./api/routes.ts";
 import { NimbusError } from "./errors.ts";
+import { AsyncInvocations } from "./events/async.ts";
+import { Destinations } from "./events/destinations.ts";
+import { Dispatcher } from "./events/dispatcher.ts";
+import { acceptAsyncHttp, isAsyncCall } from "./events/http.ts";
 import { type EgressPolicy, IsolateExecutor } from "./executors/isolate/executor.ts";
 import { ProcessExecutor } from "./executors/process/executor.ts";
 import { detectProtections, type Protections, sweepStaleCgroups } from "./executors/process/sandbox.ts";
@@ -21,6 +26,7 @@ import { Invoker } from "./invoker/invoker.ts";
 import { loadPricePlan } from "./invoker/pricing.ts";
 import { Recorder } from "./invoker/recorder.ts";
 import { Registry } from "./invoker/registry.ts";
+import { SqliteQueue } from "./queue/sqlite/queue.ts";
 import type { LogMeta } from "./runtime/protocol.ts";
 import { Scheduler } from "./scheduler/pool.ts";
 import { SqliteStore } from "./store/sqlite/store.ts";
@@ -58,6 +64,22 @@ export interface ServeOptions {
   autoscaleIntervalMs?: number;
   /** Where platform messages go. @default stderr */
   log?: (msg: string) => void;
+  /** Async events, queues and triggers. */
+  events?: EventOptions;
+}
+
+/** Settings of event delivery (async invocations). */
+export interface EventOptions {
+  /** Share of each function's (and the machine's) concurrency async work may take. @default 0.5 */
+  asyncShare?: number;
+  /** Added to every delivery lease beyond queue wait + timeout, ms. @default 5000 */
+  leaseGraceMs?: number;
+  /** Delay before the first retry (before jitter), ms. @default 1000 */
+  retryBaseMs?: number;
+  /** Largest async payload, bytes. @default 262144 */
+  maxPayloadBytes?: number;
+  /** How long an Idempotency-Key is remembered, ms. @default 86400000 */
+  dedupWindowMs?: number;
 }
 
 /** A running server. */
@@ -127,6 +149,36 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
   const auth = new Auth(store);
   const adminKey = await auth.ensureAdminKey(dataDir);
   const gateway = new Gateway(invoker, auth);
+  // Async events: a durable queue (its own fsync'd database file), a dispatcher that
+  // delivers them through the invoker, and destinations for their outcomes.
+  const ev = opts.events ?? {};
+  const queue = new SqliteQueue(join(dataDir, "queue.db"), { dedupWindowMs: ev.dedupWindowMs });
+  let dispatcher: Dispatcher | undefined;
+  const asyncInvocations = new AsyncInvocations(queue, {
+    maxPayloadBytes: ev.maxPayloadBytes,
+    onEnqueued: (q) => dispatcher?.kick(q),
+  });
+  const destinations = new Destinations({
+    async: () => asyncInvocations,
+    resolve: (tenant, fn) => invoker.resolve(tenant, fn),
+    log,
+    egress: opts.isolateEgress,
+  });
+  dispatcher = new Dispatcher({
+    queue,
+    invoker,
+    destinations,
+    log,
+    machineConcurrency: scheduler.maxConcurrency,
+    asyncShare: ev.asyncShare,
+    queueWaitMs: opts.queueWaitMs,
+    leaseGraceMs: ev.leaseGraceMs,
+    retryBaseMs: ev.retryBaseMs,
+  });
+  gateway.asyncCalls = {
+    is: isAsyncCall,
+    accept: (req, v, res) => acceptAsyncHttp(asyncInvocations, req, v, res),
+  };
   const deployer = new Deployer({
     store,
     registry,
@@ -217,6 +269,12 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
       memoryBudgetMB: scheduler.memoryBudgetMB,
     }),
   });
+  registerEventRoutes(app, {
+    auth,
+    invoker,
+    async: asyncInvocations,
+    kick: (q) => dispatcher.kick(q),
+  });
   await app.ready();
   const server = app.server;
   await app.listen({ port: opts.port ?? 7070, host: opts.host ?? "127.0.0.1" });
@@ -229,6 +287,8 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
     const v = registry.getVersion(f.tenant, f.name, f.latest);
     if (v && v.config.minInstances > 0) invoker.poolFor(v).ensureMin();
   }
+  // Events accepted before a restart (or a crash) are delivered from here on.
+  dispatcher.start();
 
   let closing: Promise<void> | undefined;
   return {
@@ -241,6 +301,8 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
       closing ??= (async () => {
         server.close();
         server.closeIdleConnections();
+        // Async attempts finish first (they need the invoker); events not started stay queued.
+        await dispatcher.close(deadlineMs);
         await Promise.race([invoker.drain(), new Promise((r) => setTimeout(r, deadlineMs))]);
         // In-flight invocations are done (or out of time): no connection is waited for any longer.
         server.closeAllConnections();
@@ -249,6 +311,8 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
         await isolateExecutor.close();
         await Promise.race([app.close().catch(() => {}), new Promise((r) => setTimeout(r, 2000))]);
         await recorder.close();
+        await destinations.close();
+        await queue.close();
         await store.close();
       })();
       return closing;

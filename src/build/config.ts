@@ -2,6 +2,7 @@
  * Function configuration: the inline `export const config` and `nimbus.json` entries,
  * validated into one normalised shape. Every error names the field and what is allowed.
  */
+import { EVENT_CONFIG_KEYS, type EventConfig, validateEventConfig } from "../events/config.ts";
 import { NimbusError } from "../errors.ts";
 import type { ExecutorKind } from "../executors/types.ts";
 
@@ -21,7 +22,7 @@ export interface NetworkPolicy {
 }
 
 /** A function's normalised configuration (stored in every version). */
-export interface FunctionConfig {
+export interface FunctionConfig extends EventConfig {
   /** Memory in MB (also sets the V8 heap limit and the cgroup limit). @default 128 */
   memory: number;
   /** Wall-clock timeout per invocation, ms. @default 30000 */
@@ -82,6 +83,7 @@ const KNOWN = [
   "cpuMs",
   "reservedConcurrency",
   "network",
+  ...EVENT_CONFIG_KEYS,
 ] as const;
 
 function bad(field: string, message: string): NimbusError {
@@ -168,6 +170,7 @@ export function validateConfig(raw: unknown): FunctionConfig {
     }
     c.executor = r.executor;
   }
+  Object.assign(c, validateEventConfig(r));
   if (r.cpuMs !== undefined) c.cpuMs = int("cpuMs", r.cpuMs, 1, 900_000);
   if (r.network !== undefined) c.network = validateNetwork(r.network);
   if (c.network && c.executor !== "isolate") {

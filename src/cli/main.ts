@@ -8,6 +8,7 @@ import { Command, Option } from "commander";
 import { bundle, resolveSources } from "../build/bundle.ts";
 import { NimbusError } from "../errors.ts";
 import { Client, fromBody } from "./client.ts";
+import { invokeAsync, registerEventCommands } from "./events.ts";
 
 process.removeAllListeners("warning");
 
@@ -97,6 +98,13 @@ program
     "clients must send request headers within this (slow-loris cut-off)",
     "10000",
   )
+  .option("--async-share <fraction>", "share of each function's concurrency async events may use", "0.5")
+  .option(
+    "--retry-base <ms>",
+    "delay before the first retry of a failed async event (doubles per retry)",
+    "1000",
+  )
+  .option("--lease-grace <ms>", "added to an async attempt's lease beyond queue wait + timeout", "5000")
   .action(
     action(
       async (o: {
@@ -110,6 +118,9 @@ program
         memoryReserve: string;
         queueWait: string;
         headersTimeout: string;
+        asyncShare: string;
+        retryBase: string;
+        leaseGrace: string;
       }) => {
         const num = (flag: string, v: string | undefined, min: number): number | undefined => {
           if (v === undefined) return undefined;
@@ -120,6 +131,12 @@ program
               `--${flag} must be a whole number >= ${min}, got '${v}'.`,
             );
           }
+          return n;
+        };
+        const fraction = (flag: string, v: string): number => {
+          const n = Number(v);
+          if (!(n > 0 && n <= 1))
+            throw new NimbusError("NIMBUS_BAD_REQUEST", `--${flag} must be a number in (0, 1], got '${v}'.`);
           return n;
         };
         const port = Number(o.port);
@@ -141,6 +158,11 @@ program
           memoryReserveMB: num("memory-reserve", o.memoryReserve, 0),
           queueWaitMs: num("queue-wait", o.queueWait, 0),
           headersTimeoutMs: num("headers-timeout", o.headersTimeout, 100),
+          events: {
+            asyncShare: fraction("async-share", o.asyncShare),
+            retryBaseMs: num("retry-base", o.retryBase, 1),
+            leaseGraceMs: num("lease-grace", o.leaseGrace, 0),
+          },
         });
         const p = s.protections;
         const lines = [
@@ -236,6 +258,11 @@ program
   .option("--version <n>", "invoke this version instead of latest")
   .option("-H, --header <header...>", "extra request header 'name: value'")
   .option("--json", "print status, headers and body as JSON")
+  .option(
+    "--async",
+    "invoke asynchronously: the body is the event; prints the invocation id once it is stored",
+  )
+  .option("--idempotency-key <key>", "with --async: a repeat with the same key within 24 h is not run again")
   .action(
     action(
       async (
@@ -247,6 +274,8 @@ program
           version?: string;
           header?: string[];
           json?: boolean;
+          async?: boolean;
+          idempotencyKey?: string;
         },
       ) => {
         const client = new Client();
@@ -257,6 +286,15 @@ program
           const chunks: Buffer[] = [];
           for await (const c of process.stdin) chunks.push(c as Buffer);
           if (chunks.length) body = Buffer.concat(chunks);
+        }
+        if (o.async) {
+          const r = await invokeAsync(name, body, o);
+          out(Boolean(o.json), r, () =>
+            r.duplicate
+              ? `${r.invocationId} (already accepted with this idempotency key; not run again)`
+              : `${r.invocationId} (queued; see 'nimbus invocation ${r.invocationId}')`,
+          );
+          return;
         }
         const headers: Record<string, string> = {};
         if (body && body.length > 0) {
@@ -503,5 +541,7 @@ program
       );
     }),
   );
+
+registerEventCommands(program, { out, table, action });
 
 await program.parseAsync(process.argv);

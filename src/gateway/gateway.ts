@@ -6,7 +6,8 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Auth } from "../api/auth.ts";
 import { FUNCTION_NAME } from "../build/config.ts";
 import { NimbusError } from "../errors.ts";
-import type { Invoker, Responder } from "../invoker/invoker.ts";
+import type { InvokeRequest, Invoker, Responder } from "../invoker/invoker.ts";
+import type { VersionRecord } from "../store/types.ts";
 
 /** Largest synchronous request body, bytes (as Lambda's 6 MB). */
 export const MAX_BODY = 6 * 1024 * 1024;
@@ -194,6 +195,11 @@ export class Gateway {
   private readonly invoker: Invoker;
   private readonly auth: Auth;
   private readonly tenant: string;
+  /** Takes async calls (`x-nimbus-invocation-type: event`), when events are on. */
+  asyncCalls?: {
+    is: (headers: [string, string][]) => boolean;
+    accept: (req: InvokeRequest, v: VersionRecord, res: ServerResponse) => Promise<void>;
+  };
 
   constructor(invoker: Invoker, auth: Auth, tenant = "default") {
     this.invoker = invoker;
@@ -243,21 +249,19 @@ export class Gateway {
       if (k === "authorization" && v.config.auth === "key") continue;
       headers.push([k, raw[i + 1]!]);
     }
-    await this.invoker.invoke(
-      {
-        tenant: this.tenant,
-        name: target.name,
-        version: target.version,
-        method: req.method ?? "GET",
-        path: target.path,
-        host: req.headers.host ?? "localhost",
-        headers,
-        body,
-        sourceIp: req.socket.remoteAddress ?? "",
-        trigger: "http",
-      },
-      v,
-      new HttpResponder(res, req.method === "HEAD"),
-    );
+    const call: InvokeRequest = {
+      tenant: this.tenant,
+      name: target.name,
+      version: target.version,
+      method: req.method ?? "GET",
+      path: target.path,
+      host: req.headers.host ?? "localhost",
+      headers,
+      body,
+      sourceIp: req.socket.remoteAddress ?? "",
+      trigger: "http",
+    };
+    if (this.asyncCalls?.is(headers)) return this.asyncCalls.accept(call, v, res);
+    await this.invoker.invoke(call, v, new HttpResponder(res, req.method === "HEAD"));
   }
 }

@@ -117,8 +117,11 @@ export interface QueueOptions {
 
 /** The seam. Queue names are opaque strings (`fn/<tenant>/<name>`, `q/<tenant>/<name>`). */
 export interface Queue {
-  /** Stores messages durably; resolves only once they would survive a crash. */
-  enqueue(queue: string, items: EnqueueInput[]): Promise<EnqueueResult[]>;
+  /**
+   * Stores messages durably; resolves only once they would survive a crash. `maxDepth`
+   * overrides the queue-wide bound for this call (a function's own limit).
+   */
+  enqueue(queue: string, items: EnqueueInput[], opts?: { maxDepth?: number }): Promise<EnqueueResult[]>;
   /** Leases up to `max` deliverable messages for `leaseMs`, oldest first. */
   lease(queue: string, max: number, leaseMs: number): Promise<LeasedMessage[]>;
   /** Extends a lease held with `token`; false when the lease is gone. */

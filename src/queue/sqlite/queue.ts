@@ -181,7 +181,8 @@ export class SqliteQueue implements Queue {
     this.depth.set(queue, this.depthOf(queue) + delta);
   }
 
-  enqueue(queue: string, items: EnqueueInput[]): Promise<EnqueueResult[]> {
+  enqueue(queue: string, items: EnqueueInput[], opts: { maxDepth?: number } = {}): Promise<EnqueueResult[]> {
+    const maxDepth = opts.maxDepth ?? this.maxDepth;
     return this.write(() => {
       const now = this.clock();
       const out: EnqueueResult[] = [];
@@ -200,7 +201,7 @@ export class SqliteQueue implements Queue {
             this.q("UPDATE messages SET dedup_key = NULL WHERE id = ?").run(prior.id);
           }
         }
-        if (this.depthOf(queue) + added >= this.maxDepth) throw new QueueFullError(queue, this.maxDepth);
+        if (this.depthOf(queue) + added >= maxDepth) throw new QueueFullError(queue, maxDepth);
         const id = item.id ?? randomUUID();
         const body = item.body;
         this.q(
