@@ -6,7 +6,7 @@
  * server's egress policy so a tenant cannot aim it at the host's private network).
  */
 import { randomUUID } from "node:crypto";
-import type { LookupFunction } from "node:net";
+import { isIP, type LookupFunction } from "node:net";
 import { Agent, fetch } from "undici";
 import type { EgressPolicy } from "../runtime/isolate/frames.ts";
 import { Egress } from "../runtime/isolate/egress.ts";
@@ -56,6 +56,7 @@ export class Destinations {
   private readonly resolve: (tenant: string, fn: string) => VersionRecord;
   private readonly log: (msg: string) => void;
   private readonly agent: Agent;
+  private readonly egress: Egress;
   private inflight = 0;
 
   /**
@@ -71,6 +72,7 @@ export class Destinations {
     this.resolve = o.resolve;
     this.log = o.log;
     const egress = new Egress(o.egress ?? { default: "allow", allowPrivate: false });
+    this.egress = egress;
     this.agent = new Agent({
       connect: { lookup: egress.lookup as unknown as LookupFunction, timeout: 5000 },
       headersTimeout: 10_000,
@@ -119,6 +121,13 @@ export class Destinations {
         Buffer.from(JSON.stringify(event)),
       );
       return;
+    }
+    // An address literal never goes through the resolver: check it here (names are checked
+    // at connect time, every address they resolve to).
+    const host = new URL(target).hostname.replace(/^\[|\]$/g, "");
+    if (isIP(host)) {
+      const why = this.egress.check(host, host);
+      if (why) throw new Error(`webhook refused: ${why}`);
     }
     // Webhooks: bounded in flight, three tries with a short backoff.
     if (this.inflight >= 100) throw new Error("too many webhook reports in flight; this one is dropped");

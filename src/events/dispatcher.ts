@@ -40,6 +40,15 @@ export interface DispatcherOptions {
   clock?: () => number;
 }
 
+/** Refusals that happen before the function runs: they do not use up a retry. */
+const NOT_RUN = new Set([
+  "NIMBUS_THROTTLED",
+  "NIMBUS_RESERVED_CONCURRENCY_EXCEEDED",
+  "NIMBUS_MACHINE_CONCURRENCY_EXCEEDED",
+  "NIMBUS_MACHINE_MEMORY_EXHAUSTED",
+  "NIMBUS_UNAVAILABLE",
+]);
+
 interface QueueState {
   inflight: number;
   pumping: boolean;
@@ -215,6 +224,23 @@ export class Dispatcher {
       return;
     }
     const why = out.error ? `${out.error.code}: ${out.error.message}` : `status ${out.status}`;
+    if (out.error && NOT_RUN.has(out.error.code)) {
+      // The platform refused before the function ran (throttled, shutting down): not the
+      // function's failure, so it costs no attempt; it waits and tries again until maxEventAge.
+      const d = decideRetry({
+        attempts: 1,
+        retries: 1,
+        enqueuedAt: m.enqueuedAt,
+        maxEventAgeMs: maxAge,
+        now: this.clock(),
+        random: Math.random(),
+        baseMs: this.o.retryBaseMs,
+      });
+      if (d.action === "retry") await q.nack(m.id, m.token, d.delayMs, why, { uncount: true });
+      else if (await q.deadLetter(m.id, m.token, why, "expired"))
+        this.o.destinations?.report(meta, m, "expired", why, out, v);
+      return;
+    }
     const d = decideRetry({
       attempts: m.attempts,
       retries: v.config.retries ?? EVENT_DEFAULTS.retries,

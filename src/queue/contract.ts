@@ -107,6 +107,19 @@ export function runQueueContract(name: string, make: QueueFactory): void {
       await q.close();
     });
 
+    test("nack with uncount gives the attempt back (a throttled delivery never ran)", async () => {
+      const { q } = await open();
+      await q.enqueue("q", [{ body: b("x"), id: "m" }]);
+      const [m] = await q.lease("q", 1, 1000);
+      assert.equal(await q.nack("m", m!.token, 0, "throttled", { uncount: true }), true);
+      const info = await q.get("m");
+      assert.equal(info?.attempts, 0);
+      assert.equal(info?.state, "ready");
+      const [again] = await q.lease("q", 1, 1000);
+      assert.equal(again?.attempts, 1);
+      await q.close();
+    });
+
     test("enqueue with a delay", async () => {
       const { q, clock } = await open();
       await q.enqueue("q", [{ body: b("x"), delayMs: 100 }]);

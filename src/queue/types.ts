@@ -128,8 +128,18 @@ export interface Queue {
   extend(id: string, token: string, leaseMs: number): Promise<boolean>;
   /** Marks a leased message done, keeping `result`; false when the lease is gone. */
   ack(id: string, token: string, result?: string): Promise<boolean>;
-  /** Returns a leased message to the queue after `delayMs`, noting `error`. */
-  nack(id: string, token: string, delayMs: number, error: string): Promise<boolean>;
+  /**
+   * Returns a leased message to the queue after `delayMs`, noting `error`. With
+   * `uncount`, this lease does not count as an attempt (the consumer never got to run it:
+   * throttled, shutting down).
+   */
+  nack(
+    id: string,
+    token: string,
+    delayMs: number,
+    error: string,
+    opts?: { uncount?: boolean },
+  ): Promise<boolean>;
   /** Moves a leased message to the dead-letter queue. */
   deadLetter(id: string, token: string, error: string, reason: "failed" | "expired"): Promise<boolean>;
   get(id: string): Promise<MessageInfo | undefined>;

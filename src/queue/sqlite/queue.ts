@@ -288,13 +288,20 @@ export class SqliteQueue implements Queue {
     );
   }
 
-  nack(id: string, token: string, delayMs: number, error: string): Promise<boolean> {
+  nack(
+    id: string,
+    token: string,
+    delayMs: number,
+    error: string,
+    opts: { uncount?: boolean } = {},
+  ): Promise<boolean> {
+    const back = opts.uncount ? 1 : 0;
     return this.write(() =>
       this.finish(
         id,
         token,
-        "UPDATE messages SET state = 'ready', lease_token = NULL, available_at = ?, error = ? WHERE id = ?",
-        [this.clock() + Math.max(0, delayMs), error],
+        "UPDATE messages SET state = 'ready', lease_token = NULL, available_at = ?, error = ?, attempts = max(0, attempts - ?) WHERE id = ?",
+        [this.clock() + Math.max(0, delayMs), error, back],
       ),
     );
   }
