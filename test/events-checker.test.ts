@@ -63,7 +63,7 @@ test("checker: SIGKILLed server and crashing instances lose no acknowledged even
         const i = next++;
         if (i >= TOTAL) return;
         const fail = i % 10 === 3;
-        const crash = i % 20 === 7;
+        const crash = i % 200 === 7;
         for (let tries = 0; ; tries++) {
           if (restarting) await restarting;
           const key = `e${i}.${tries}`;
@@ -93,10 +93,13 @@ test("checker: SIGKILLed server and crashing instances lose no acknowledged even
         }
       }
     };
+    const sendStart = Date.now();
     await Promise.all(Array.from({ length: WORKERS }, worker));
     if (restarting) await restarting;
     assert.equal(kills, 3, "the server was killed three times mid-run");
 
+    const sendMs = Date.now() - sendStart;
+    const settleStart = Date.now();
     // Every acknowledged event must reach a terminal state.
     const terminal = new Set(["succeeded", "dead-lettered", "expired"]);
     let states = new Map<string, any>();
@@ -130,7 +133,15 @@ test("checker: SIGKILLed server and crashing instances lose no acknowledged even
       if (n > 1) duplicates += n - 1;
     }
     const ids = new Set([...acked.values()].map((a) => a.id));
+    const byState: Record<string, number> = {};
+    for (const a of acked.values()) {
+      const st = states.get(a.id)?.state ?? "missing";
+      byState[st] = (byState[st] ?? 0) + 1;
+    }
     const report = {
+      byState,
+      sendMs,
+      settleMs: Date.now() - settleStart,
       acknowledged: acked.size,
       indeterminate: indeterminate.size,
       kills,
