@@ -13,8 +13,8 @@ import { cleanup, sleep, startTestServer, type TestServer } from "./helpers.ts";
 
 const TOTAL = Number(process.env.CHECKER_EVENTS ?? 2000);
 const KILL_AT = [0.25, 0.5, 0.75].map((f) => Math.floor(TOTAL * f));
-const WORKERS = 16;
-const ARGS = ["--retry-base", "20", "--queue-wait", "2000", "--lease-grace", "500"];
+const WORKERS = 32;
+const ARGS = ["--retry-base", "20", "--queue-wait", "2000", "--lease-grace", "500", "--async-share", "1"];
 
 test("checker: SIGKILLed server and crashing instances lose no acknowledged event", {
   timeout: 170_000,
