@@ -224,6 +224,37 @@ describe("async invocations", () => {
     for (const id of ids) assert.equal((await settled(id)).state, "succeeded");
   });
 
+  test("CloudEvents over HTTP: binary and structured modes reach the function unchanged, sync and async", async () => {
+    const binary = {
+      "ce-specversion": "1.0",
+      "ce-id": "evt-1",
+      "ce-source": "/sensors/7",
+      "ce-type": "com.example.reading",
+      "content-type": "application/json",
+    };
+    const sync = (await (
+      await fetch(`${s.url}/fn/echo`, { method: "POST", headers: binary, body: '{"t":21}' })
+    ).json()) as any;
+    assert.equal(sync.headers["ce-type"], "com.example.reading");
+    assert.equal(sync.headers["ce-id"], "evt-1");
+    assert.equal(sync.body, '{"t":21}');
+    const structured = JSON.stringify({
+      specversion: "1.0",
+      id: "evt-2",
+      source: "/s",
+      type: "t",
+      data: { t: 22 },
+    });
+    const a = await asyncUrl("echo", structured, { "content-type": "application/cloudevents+json" });
+    const b = await asyncUrl("echo", '{"t":23}', binary);
+    const da = JSON.parse((await settled(a.id!)).result.body);
+    const db = JSON.parse((await settled(b.id!)).result.body);
+    assert.equal(da.headers["content-type"], "application/cloudevents+json");
+    assert.deepEqual(JSON.parse(da.body), JSON.parse(structured));
+    assert.equal(db.headers["ce-source"], "/sensors/7");
+    assert.equal(db.body, '{"t":23}');
+  });
+
   test("unknown invocation id → 404 NIMBUS_INVOCATION_NOT_FOUND", async () => {
     const r = await s.api("GET", "/api/v1/invocations/nope");
     assert.equal(r.status, 404);
