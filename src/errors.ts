@@ -83,6 +83,24 @@ export const ERROR_CATALOGUE = {
     message:
       "No memory is left on this machine for another instance (every instance is busy); retry after the indicated delay.",
   },
+  NIMBUS_QUEUE_FULL: {
+    status: 429,
+    class: "user",
+    message:
+      "The function's async event queue is full (its 'maxQueuedEvents' limit); retry after the indicated delay, or let the queue drain (see 'nimbus invocations <name>').",
+  },
+  NIMBUS_INVOCATION_NOT_FOUND: {
+    status: 404,
+    class: "user",
+    message:
+      "No async invocation with this id (succeeded ones are kept for 24 hours). List recent ones with 'nimbus invocations <name>'.",
+  },
+  NIMBUS_QUEUE_UNAVAILABLE: {
+    status: 503,
+    class: "system",
+    message:
+      "The event could not be stored durably (the queue's disk failed); nothing was accepted. Retry shortly.",
+  },
   NIMBUS_FUNCTION_ERROR: {
     status: 500,
     class: "user",

@@ -10,9 +10,14 @@ import swagger from "@fastify/swagger";
 import Fastify, { type FastifyError } from "fastify";
 import { Auth } from "./api/auth.ts";
 import { Deployer } from "./api/deploy.ts";
+import { registerEventRoutes } from "./api/events.ts";
 import { registerRoutes } from "./api/routes.ts";
 import { DEFAULT_LIMITS, type ServerLimits } from "./build/config.ts";
 import { NimbusError } from "./errors.ts";
+import { AsyncInvocations } from "./events/async.ts";
+import { Destinations } from "./events/destinations.ts";
+import { Dispatcher } from "./events/dispatcher.ts";
+import { acceptAsyncHttp, isAsyncCall } from "./events/http.ts";
 import { checkFunctionNetwork, checkGrants, serverCeiling } from "./executors/egress/ceiling.ts";
 import { type EgressPolicy, IsolateExecutor } from "./executors/isolate/executor.ts";
 import { ProcessExecutor } from "./executors/process/executor.ts";
@@ -33,6 +38,7 @@ import { LogQuota, type LogQuotaOptions } from "./invoker/log-quota.ts";
 import { loadPricePlan } from "./invoker/pricing.ts";
 import { Recorder } from "./invoker/recorder.ts";
 import { Registry } from "./invoker/registry.ts";
+import { SqliteQueue } from "./queue/sqlite/queue.ts";
 import type { LogMeta } from "./runtime/protocol.ts";
 import { Scheduler } from "./scheduler/pool.ts";
 import { SqliteStore } from "./store/sqlite/store.ts";
@@ -113,6 +119,22 @@ export interface ServeOptions {
   freeze?: boolean;
   /** Where platform messages go. @default stderr */
   log?: (msg: string) => void;
+  /** Async events, queues and triggers. */
+  events?: EventOptions;
+}
+
+/** Settings of event delivery (async invocations). */
+export interface EventOptions {
+  /** Share of each function's (and the machine's) concurrency async work may take. @default 0.5 */
+  asyncShare?: number;
+  /** Added to every delivery lease beyond queue wait + timeout, ms. @default 5000 */
+  leaseGraceMs?: number;
+  /** Delay before the first retry (before jitter), ms. @default 1000 */
+  retryBaseMs?: number;
+  /** Largest async payload, bytes. @default 262144 */
+  maxPayloadBytes?: number;
+  /** How long an Idempotency-Key is remembered, ms. @default 86400000 */
+  dedupWindowMs?: number;
 }
 
 /** A running server. */
@@ -232,6 +254,36 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
     maxBufferedBodyBytes: opts.maxBufferedBodyBytes,
   });
   const gateway = new Gateway(invoker, auth, "default", admission);
+  // Async events: a durable queue (its own fsync'd database file), a dispatcher that
+  // delivers them through the invoker, and destinations for their outcomes.
+  const ev = opts.events ?? {};
+  const queue = new SqliteQueue(join(dataDir, "queue.db"), { dedupWindowMs: ev.dedupWindowMs });
+  let dispatcher: Dispatcher | undefined;
+  const asyncInvocations = new AsyncInvocations(queue, {
+    maxPayloadBytes: ev.maxPayloadBytes,
+    onEnqueued: (q) => dispatcher?.kick(q),
+  });
+  const destinations = new Destinations({
+    async: () => asyncInvocations,
+    resolve: (tenant, fn) => invoker.resolve(tenant, fn),
+    log,
+    egress: ceiling,
+  });
+  dispatcher = new Dispatcher({
+    queue,
+    invoker,
+    destinations,
+    log,
+    machineConcurrency: scheduler.maxConcurrency,
+    asyncShare: ev.asyncShare,
+    queueWaitMs: opts.queueWaitMs,
+    leaseGraceMs: ev.leaseGraceMs,
+    retryBaseMs: ev.retryBaseMs,
+  });
+  gateway.asyncCalls = {
+    is: isAsyncCall,
+    accept: (req, v, res) => acceptAsyncHttp(asyncInvocations, req, v, res),
+  };
   const deployer = new Deployer({
     store,
     registry,
@@ -326,6 +378,12 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
       memoryBudgetMB: scheduler.memoryBudgetMB,
     }),
   });
+  registerEventRoutes(app, {
+    auth,
+    invoker,
+    async: asyncInvocations,
+    kick: (q) => dispatcher.kick(q),
+  });
   await app.ready();
   const server = app.server;
   admission.attach(server);
@@ -339,6 +397,8 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
     const v = registry.getVersion(f.tenant, f.name, f.latest);
     if (v && v.config.minInstances > 0) invoker.poolFor(v).ensureMin();
   }
+  // Events accepted before a restart (or a crash) are delivered from here on.
+  dispatcher.start();
 
   // Log retention: lines past the retention period, and the oldest past a function's size
   // cap, are deleted now and every 10 minutes (on the record writer's thread).
@@ -377,6 +437,8 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
         clearInterval(pruner);
         server.close();
         server.closeIdleConnections();
+        // Async attempts finish first (they need the invoker); events not started stay queued.
+        await dispatcher.close(deadlineMs);
         await Promise.race([invoker.drain(), new Promise((r) => setTimeout(r, deadlineMs))]);
         // In-flight invocations are done (or out of time): no connection is waited for any longer.
         server.closeAllConnections();
@@ -385,6 +447,8 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
         await isolateExecutor.close();
         await Promise.race([app.close().catch(() => {}), new Promise((r) => setTimeout(r, 2000))]);
         await recorder.close();
+        await destinations.close();
+        await queue.close();
         await store.close();
         rmSync(runDir, { recursive: true, force: true });
       })();

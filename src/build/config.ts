@@ -4,6 +4,7 @@
  */
 import { availableParallelism } from "node:os";
 import { NimbusError } from "../errors.ts";
+import { EVENT_CONFIG_KEYS, type EventConfig, validateEventConfig } from "../events/config.ts";
 import type { ExecutorKind } from "../executors/types.ts";
 
 /**
@@ -22,7 +23,7 @@ export interface NetworkPolicy {
 }
 
 /** A function's normalised configuration (stored in every version). */
-export interface FunctionConfig {
+export interface FunctionConfig extends EventConfig {
   /** Memory in MB (also sets the V8 heap limit and the cgroup limit). @default 128 */
   memory: number;
   /** Wall-clock timeout per invocation, ms. @default 30000 */
@@ -112,6 +113,7 @@ const KNOWN = [
   "cpuMs",
   "reservedConcurrency",
   "network",
+  ...EVENT_CONFIG_KEYS,
 ] as const;
 
 function bad(field: string, message: string): NimbusError {
@@ -353,6 +355,7 @@ function validateShape(raw: unknown): FunctionConfig {
     }
     if (r.compatibility.length > 0) c.compatibility = ["nodejs"];
   }
+  Object.assign(c, validateEventConfig(r));
   if (r.cpuMs !== undefined) c.cpuMs = int("cpuMs", r.cpuMs, 1, 900_000);
   if (r.network !== undefined) c.network = validateNetwork(r.network);
   if (r.reservedConcurrency !== undefined) {

@@ -9,6 +9,7 @@ import { bundle, resolveSources } from "../build/bundle.ts";
 import { parseDuration, type ServerLimits } from "../build/config.ts";
 import { NimbusError } from "../errors.ts";
 import { Client, fromBody } from "./client.ts";
+import { invokeAsync, registerEventCommands } from "./events.ts";
 
 process.removeAllListeners("warning");
 
@@ -156,6 +157,13 @@ program
     "--no-freeze",
     "do not freeze idle instances (debugging only: idle instances then run unmetered; also NIMBUS_FREEZE=off)",
   )
+  .option("--async-share <fraction>", "share of each function's concurrency async events may use", "0.5")
+  .option(
+    "--retry-base <ms>",
+    "delay before the first retry of a failed async event (doubles per retry)",
+    "1000",
+  )
+  .option("--lease-grace <ms>", "added to an async attempt's lease beyond queue wait + timeout", "5000")
   .action(
     action(
       async (o: {
@@ -184,6 +192,9 @@ program
         maxTimeout: string;
         maxCpu?: string;
         freeze: boolean;
+        asyncShare: string;
+        retryBase: string;
+        leaseGrace: string;
       }) => {
         const num = (flag: string, v: string | undefined, min: number): number | undefined => {
           if (v === undefined) return undefined;
@@ -194,6 +205,12 @@ program
               `--${flag} must be a whole number >= ${min}, got '${v}'.`,
             );
           }
+          return n;
+        };
+        const fraction = (flag: string, v: string): number => {
+          const n = Number(v);
+          if (!(n > 0 && n <= 1))
+            throw new NimbusError("NIMBUS_BAD_REQUEST", `--${flag} must be a number in (0, 1], got '${v}'.`);
           return n;
         };
         const port = Number(o.port);
@@ -256,6 +273,11 @@ program
           },
           limits,
           freeze: o.freeze && process.env.NIMBUS_FREEZE !== "off",
+          events: {
+            asyncShare: fraction("async-share", o.asyncShare),
+            retryBaseMs: num("retry-base", o.retryBase, 1),
+            leaseGraceMs: num("lease-grace", o.leaseGrace, 0),
+          },
         });
         const p = s.protections;
         const lines = [
@@ -358,6 +380,11 @@ program
   .option("--version <n>", "invoke this version instead of latest")
   .option("-H, --header <header...>", "extra request header 'name: value'")
   .option("--json", "print status, headers and body as JSON")
+  .option(
+    "--async",
+    "invoke asynchronously: the body is the event; prints the invocation id once it is stored",
+  )
+  .option("--idempotency-key <key>", "with --async: a repeat with the same key within 24 h is not run again")
   .action(
     action(
       async (
@@ -369,6 +396,8 @@ program
           version?: string;
           header?: string[];
           json?: boolean;
+          async?: boolean;
+          idempotencyKey?: string;
         },
       ) => {
         const client = new Client();
@@ -379,6 +408,15 @@ program
           const chunks: Buffer[] = [];
           for await (const c of process.stdin) chunks.push(c as Buffer);
           if (chunks.length) body = Buffer.concat(chunks);
+        }
+        if (o.async) {
+          const r = await invokeAsync(name, body, o);
+          out(Boolean(o.json), r, () =>
+            r.duplicate
+              ? `${r.invocationId} (already accepted with this idempotency key; not run again)`
+              : `${r.invocationId} (queued; see 'nimbus invocation ${r.invocationId}')`,
+          );
+          return;
         }
         const headers: Record<string, string> = {};
         if (body && body.length > 0) {
@@ -627,5 +665,7 @@ program
       );
     }),
   );
+
+registerEventCommands(program, { out, table, action });
 
 await program.parseAsync(process.argv);

@@ -6,7 +6,8 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Auth } from "../api/auth.ts";
 import { FUNCTION_NAME } from "../build/config.ts";
 import { NimbusError } from "../errors.ts";
-import type { Invoker, Responder } from "../invoker/invoker.ts";
+import type { InvokeRequest, Invoker, Responder } from "../invoker/invoker.ts";
+import type { VersionRecord } from "../store/types.ts";
 import { Admission } from "./admission.ts";
 import { DrainWriter } from "./drain.ts";
 
@@ -285,6 +286,11 @@ export class Gateway {
   private readonly auth: Auth;
   private readonly tenant: string;
   private readonly admission: Admission;
+  /** Takes async calls (`x-nimbus-invocation-type: event`), when events are on. */
+  asyncCalls?: {
+    is: (headers: [string, string][]) => boolean;
+    accept: (req: InvokeRequest, v: VersionRecord, res: ServerResponse) => Promise<void>;
+  };
 
   constructor(invoker: Invoker, auth: Auth, tenant = "default", admission = new Admission()) {
     this.invoker = invoker;
@@ -342,25 +348,23 @@ export class Gateway {
       if (k === "authorization" && v.config.auth === "key") continue;
       headers.push([k, raw[i + 1]!]);
     }
+    const call: InvokeRequest = {
+      tenant: this.tenant,
+      name: target.name,
+      version: target.version,
+      method: req.method ?? "GET",
+      path: target.path,
+      host: req.headers.host ?? "localhost",
+      headers,
+      body,
+      sourceIp: req.socket.remoteAddress ?? "",
+      trigger: "http",
+    };
     try {
-      await this.invoker.invoke(
-        {
-          tenant: this.tenant,
-          name: target.name,
-          version: target.version,
-          method: req.method ?? "GET",
-          path: target.path,
-          host: req.headers.host ?? "localhost",
-          headers,
-          body,
-          sourceIp: req.socket.remoteAddress ?? "",
-          trigger: "http",
-        },
-        v,
-        new HttpResponder(res, req.method === "HEAD"),
-      );
+      if (this.asyncCalls?.is(headers)) await this.asyncCalls.accept(call, v, res);
+      else await this.invoker.invoke(call, v, new HttpResponder(res, req.method === "HEAD"));
     } finally {
-      // The body went to the instance (or the request failed): its bytes are no longer held here.
+      // The body went to the instance or the queue (or the request failed): no longer held here.
       this.admission.release(body.length);
     }
   }

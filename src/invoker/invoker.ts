@@ -29,6 +29,8 @@ export interface InvokeRequest {
   body: Buffer;
   sourceIp: string;
   trigger: string;
+  /** For a delivery of a queued event: its id, attempt number and enqueue time (ms since the epoch). */
+  event?: { id: string; attempt: number; enqueuedAt: number; kind?: "event" };
 }
 
 /** Where the response goes (an HTTP response, or a buffer for `nimbus invoke`). */
@@ -235,6 +237,10 @@ export class Invoker {
         status,
         errorCode,
         firstByteMs,
+        eventId: req.event?.id ?? null,
+        attempt: req.event?.attempt ?? null,
+        queueWaitMs: req.event ? Math.max(0, start - req.event.enqueuedAt) : null,
+        e2eMs: req.event ? Math.max(0, start + durationMs - req.event.enqueuedAt) : null,
       });
       release();
       this.active--;
@@ -273,6 +279,7 @@ export class Invoker {
         sourceIp: req.sourceIp,
         trigger: req.trigger,
       };
+      if (req.event?.kind) meta.kind = req.event.kind;
       const sink: ResponseSink = {
         head: (s, headers) => {
           if (recorded) return;

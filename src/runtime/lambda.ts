@@ -206,3 +206,17 @@ export function fromLambdaResult(result: unknown): AdaptedResponse {
   const text = typeof result === "string" ? result : JSON.stringify(result);
   return { status: 200, headers: [["content-type", "application/json"]], body: enc.encode(text) };
 }
+
+/**
+ * The `event` a Lambda handler receives for a JSON event payload (an async invoke through
+ * the API, a schedule, a queue batch): the parsed JSON, or the text when it is not JSON.
+ */
+export function fromEventPayload(body: Uint8Array): unknown {
+  const text = new TextDecoder().decode(body);
+  if (text === "") return {};
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}

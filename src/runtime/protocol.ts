@@ -95,6 +95,11 @@ export interface InvokeMeta {
   deadline: number;
   sourceIp: string;
   trigger: string;
+  /**
+   * What the payload is: absent for an HTTP request; `event` for a JSON event payload
+   * (a Lambda handler receives it as its `event`, a fetch handler as a POST body).
+   */
+  kind?: "event";
 }
 
 /** Response status and headers. */

@@ -10,7 +10,7 @@ import { AsyncLocalStorage } from "node:async_hooks";
 import { Socket } from "node:net";
 import { pathToFileURL } from "node:url";
 import { format } from "node:util";
-import { fromLambdaResult, toLambdaEvent } from "./lambda.ts";
+import { fromEventPayload, fromLambdaResult, toLambdaEvent } from "./lambda.ts";
 import { inspectModule } from "./module.ts";
 import { routeThroughEgressProxy } from "./net-patch.ts";
 import {
@@ -206,16 +206,19 @@ async function handleInvoke(frame: Frame): Promise<void> {
   await current.run(id, async () => {
     try {
       if (handlerShape === "lambda") {
-        const event = toLambdaEvent({
-          invocationId: meta.invocationId,
-          method: meta.method,
-          url: meta.url,
-          headers: meta.headers,
-          body: frame.payload,
-          sourceIp: meta.sourceIp,
-          functionName: load!.functionName,
-          time: Date.now(),
-        });
+        const event =
+          meta.kind === "event"
+            ? fromEventPayload(frame.payload)
+            : toLambdaEvent({
+                invocationId: meta.invocationId,
+                method: meta.method,
+                url: meta.url,
+                headers: meta.headers,
+                body: frame.payload,
+                sourceIp: meta.sourceIp,
+                functionName: load!.functionName,
+                time: Date.now(),
+              });
         const context = {
           awsRequestId: meta.invocationId,
           functionName: load!.functionName,

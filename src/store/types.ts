@@ -50,6 +50,14 @@ export interface InvocationRecord {
   errorCode: string | null;
   /** Time to the first response byte, ms. */
   firstByteMs: number | null;
+  /** The async event (invocation id given at enqueue) this attempt served; null for sync calls. */
+  eventId?: string | null;
+  /** Which delivery attempt of the event this was (1 = first). */
+  attempt?: number | null;
+  /** Time the event waited between enqueue and this attempt, ms. */
+  queueWaitMs?: number | null;
+  /** Enqueue to the end of this attempt, ms. */
+  e2eMs?: number | null;
 }
 
 /** One captured log line. */

@@ -116,6 +116,10 @@ function toInvocation(r: Row): InvocationRecord {
     status: Number(r.status),
     errorCode: r.error_code ?? null,
     firstByteMs: r.first_byte_ms === null ? null : Number(r.first_byte_ms),
+    eventId: r.event_id ?? null,
+    attempt: r.attempt == null ? null : Number(r.attempt),
+    queueWaitMs: r.queue_wait_ms == null ? null : Number(r.queue_wait_ms),
+    e2eMs: r.e2e_ms == null ? null : Number(r.e2e_ms),
   };
 }
 
@@ -143,6 +147,12 @@ export class SqliteStore implements Store {
     this.db = new DatabaseSync(file);
     this.db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;");
     this.db.exec(SCHEMA);
+    // Columns of async attempts (added after the first schema; ALTER fails once they exist).
+    for (const col of ["event_id TEXT", "attempt INTEGER", "queue_wait_ms REAL", "e2e_ms REAL"]) {
+      try {
+        this.db.exec(`ALTER TABLE invocations ADD COLUMN ${col}`);
+      } catch {}
+    }
   }
 
   private q(sql: string): StatementSync {
@@ -312,8 +322,8 @@ export class SqliteStore implements Store {
     try {
       // Many rows per statement: the per-call overhead, not SQLite, dominates single-row inserts.
       this.insertRows(
-        "INSERT OR REPLACE INTO invocations (id, tenant, fn, version, trigger, start, duration_ms, billed_ms, memory_mb, gb_seconds, cpu_ms, cold_start, status, error_code, first_byte_ms) VALUES",
-        15,
+        "INSERT OR REPLACE INTO invocations (id, tenant, fn, version, trigger, start, duration_ms, billed_ms, memory_mb, gb_seconds, cpu_ms, cold_start, status, error_code, first_byte_ms, event_id, attempt, queue_wait_ms, e2e_ms) VALUES",
+        19,
         invocations,
         (r, out) => {
           out.push(
@@ -332,6 +342,10 @@ export class SqliteStore implements Store {
             r.status,
             r.errorCode,
             r.firstByteMs,
+            r.eventId ?? null,
+            r.attempt ?? null,
+            r.queueWaitMs ?? null,
+            r.e2eMs ?? null,
           );
         },
       );

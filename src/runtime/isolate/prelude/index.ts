@@ -22,7 +22,7 @@ import {
   WritableStreamDefaultController,
   WritableStreamDefaultWriter,
 } from "web-streams-polyfill";
-import { fromLambdaResult, toLambdaEvent } from "../../lambda.ts";
+import { fromEventPayload, fromLambdaResult, toLambdaEvent } from "../../lambda.ts";
 import { inspectModule } from "../../module.ts";
 import type { InvokeMeta } from "../../protocol.ts";
 import { FLOW_WINDOW, MAX_CHUNK } from "../../window.ts";
@@ -486,16 +486,19 @@ async function invoke(id: number, meta: InvokeMeta, body: Uint8Array): Promise<v
   const background: Promise<unknown>[] = [];
   try {
     if (shape === "lambda") {
-      const event = toLambdaEvent({
-        invocationId: meta.invocationId,
-        method: meta.method,
-        url: meta.url,
-        headers: meta.headers,
-        body,
-        sourceIp: meta.sourceIp,
-        functionName: info.functionName,
-        time: Date.now(),
-      });
+      const event =
+        meta.kind === "event"
+          ? fromEventPayload(body)
+          : toLambdaEvent({
+              invocationId: meta.invocationId,
+              method: meta.method,
+              url: meta.url,
+              headers: meta.headers,
+              body,
+              sourceIp: meta.sourceIp,
+              functionName: info.functionName,
+              time: Date.now(),
+            });
       const context = {
         awsRequestId: meta.invocationId,
         functionName: info.functionName,

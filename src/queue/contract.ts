@@ -1,0 +1,220 @@
+/**
+ * The contract every Queue implementation passes (hono `common.case.test.ts` style): each
+ * implementation's test file calls `runQueueContract` with a factory. Time is a stepped
+ * clock passed in, so lease expiry and delays are tested without sleeping.
+ */
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { type Queue, QueueFullError, type QueueOptions } from "./types.ts";
+
+/** A clock tests move by hand. */
+export interface StepClock {
+  now: number;
+  (): number;
+}
+
+function stepClock(start = 1_800_000_000_000): StepClock {
+  const c = (() => c.now) as StepClock;
+  c.now = start;
+  return c;
+}
+
+/** Makes a fresh, empty queue for one test. */
+export type QueueFactory = (opts: QueueOptions & { clock: () => number }) => Queue | Promise<Queue>;
+
+const b = (s: string) => Buffer.from(s);
+
+/** Runs the contract suite against `make`. */
+export function runQueueContract(name: string, make: QueueFactory): void {
+  describe(`Queue contract: ${name}`, () => {
+    const open = async (opts: QueueOptions = {}) => {
+      const clock = stepClock();
+      const q = await make({ ...opts, clock });
+      return { q, clock };
+    };
+
+    test("enqueue then lease returns the body and meta, oldest first, once", async () => {
+      const { q } = await open();
+      const [a] = await q.enqueue("q1", [{ body: b("one"), meta: '{"k":1}' }]);
+      await q.enqueue("q1", [{ body: b("two") }]);
+      await q.enqueue("other", [{ body: b("elsewhere") }]);
+      const got = await q.lease("q1", 10, 1000);
+      assert.deepEqual(
+        got.map((m) => m.body.toString()),
+        ["one", "two"],
+      );
+      assert.equal(got[0]!.id, a!.id);
+      assert.equal(got[0]!.meta, '{"k":1}');
+      assert.equal(got[0]!.attempts, 1);
+      assert.deepEqual(await q.lease("q1", 10, 1000), [], "a leased message is not handed out twice");
+      await q.close();
+    });
+
+    test("ack ends the message and keeps its result; a stale token does nothing", async () => {
+      const { q } = await open();
+      await q.enqueue("q", [{ body: b("x"), id: "m1" }]);
+      const [m] = await q.lease("q", 1, 1000);
+      assert.equal(await q.ack("m1", "wrong-token"), false);
+      assert.equal(await q.ack("m1", m!.token, "ok!"), true);
+      assert.equal(await q.ack("m1", m!.token), false, "second ack refused");
+      const info = await q.get("m1");
+      assert.equal(info?.state, "succeeded");
+      assert.equal(info?.result, "ok!");
+      assert.equal(info?.attempts, 1);
+      assert.deepEqual(await q.stats("q"), { ready: 0, delayed: 0, leased: 0, dead: 0, succeeded: 1 });
+      await q.close();
+    });
+
+    test("an expired lease returns the message; the old holder's ack is refused after re-lease", async () => {
+      const { q, clock } = await open();
+      await q.enqueue("q", [{ body: b("x"), id: "m" }]);
+      const [first] = await q.lease("q", 1, 1000);
+      clock.now += 999;
+      assert.deepEqual(await q.lease("q", 1, 1000), []);
+      clock.now += 2;
+      const [second] = await q.lease("q", 1, 1000);
+      assert.equal(second?.id, "m");
+      assert.equal(second?.attempts, 2);
+      assert.equal(await q.ack("m", first!.token), false);
+      assert.equal(await q.ack("m", second!.token), true);
+      await q.close();
+    });
+
+    test("extend keeps a lease alive past its first deadline", async () => {
+      const { q, clock } = await open();
+      await q.enqueue("q", [{ body: b("x"), id: "m" }]);
+      const [m] = await q.lease("q", 1, 1000);
+      clock.now += 900;
+      assert.equal(await q.extend("m", m!.token, 1000), true);
+      clock.now += 900;
+      assert.deepEqual(await q.lease("q", 1, 1000), []);
+      assert.equal(await q.extend("m", "nope", 1000), false);
+      await q.close();
+    });
+
+    test("nack with a delay hides the message until the delay passes, keeping the error", async () => {
+      const { q, clock } = await open();
+      await q.enqueue("q", [{ body: b("x"), id: "m" }]);
+      const [m] = await q.lease("q", 1, 1000);
+      assert.equal(await q.nack("m", m!.token, 5000, "boom"), true);
+      assert.equal((await q.stats("q")).delayed, 1);
+      clock.now += 4999;
+      assert.deepEqual(await q.lease("q", 1, 1000), []);
+      clock.now += 1;
+      const [again] = await q.lease("q", 1, 1000);
+      assert.equal(again?.attempts, 2);
+      assert.equal((await q.get("m"))?.error, "boom");
+      await q.close();
+    });
+
+    test("nack with uncount gives the attempt back (a throttled delivery never ran)", async () => {
+      const { q } = await open();
+      await q.enqueue("q", [{ body: b("x"), id: "m" }]);
+      const [m] = await q.lease("q", 1, 1000);
+      assert.equal(await q.nack("m", m!.token, 0, "throttled", { uncount: true }), true);
+      const info = await q.get("m");
+      assert.equal(info?.attempts, 0);
+      assert.equal(info?.state, "ready");
+      const [again] = await q.lease("q", 1, 1000);
+      assert.equal(again?.attempts, 1);
+      await q.close();
+    });
+
+    test("enqueue with a delay", async () => {
+      const { q, clock } = await open();
+      await q.enqueue("q", [{ body: b("x"), delayMs: 100 }]);
+      assert.deepEqual(await q.lease("q", 1, 1000), []);
+      clock.now += 100;
+      assert.equal((await q.lease("q", 1, 1000)).length, 1);
+      await q.close();
+    });
+
+    test("dead-letter, list, redrive (attempts reset) and purge", async () => {
+      const { q } = await open();
+      await q.enqueue("q", [
+        { body: b("a"), id: "a" },
+        { body: b("b"), id: "b" },
+        { body: b("c"), id: "c" },
+      ]);
+      const ms = await q.lease("q", 3, 1000);
+      for (const m of ms) assert.equal(await q.deadLetter(m.id, m.token, "gave up", "failed"), true);
+      const dead = await q.list("q", { state: "dead" });
+      assert.deepEqual(dead.map((m) => m.id).sort(), ["a", "b", "c"]);
+      assert.equal(dead[0]!.deadReason, "failed");
+      assert.equal((await q.body("a"))?.toString(), "a", "a dead message keeps its body");
+      assert.equal(await q.redrive("q", ["a"]), 1);
+      const [again] = await q.lease("q", 5, 1000);
+      assert.equal(again?.id, "a");
+      assert.equal(again?.attempts, 1);
+      assert.equal(await q.redrive("q"), 2);
+      assert.equal((await q.stats("q")).ready, 2);
+      const [x] = await q.lease("q", 1, 1000);
+      await q.deadLetter(x!.id, x!.token, "too old", "expired");
+      assert.equal((await q.get(x!.id))?.deadReason, "expired");
+      assert.equal(await q.purge("q", "dead"), 1);
+      assert.equal(await q.purge("q", "ready"), 1);
+      assert.deepEqual(await q.stats("q"), { ready: 0, delayed: 0, leased: 1, dead: 0, succeeded: 0 });
+      await q.close();
+    });
+
+    test("dedupKey within the window returns the first id and stores nothing; after it, a new message", async () => {
+      const { q, clock } = await open({ dedupWindowMs: 10_000 });
+      const [first] = await q.enqueue("q", [{ body: b("x"), dedupKey: "k" }]);
+      const [dup] = await q.enqueue("q", [{ body: b("y"), dedupKey: "k" }]);
+      assert.deepEqual(dup, { id: first!.id, duplicate: true });
+      const same = await q.enqueue("q", [
+        { body: b("z"), dedupKey: "k2" },
+        { body: b("z"), dedupKey: "k2" },
+      ]);
+      assert.equal(same[0]!.id, same[1]!.id, "duplicates inside one batch collapse too");
+      assert.equal((await q.stats("q")).ready, 2);
+      const [other] = await q.enqueue("other", [{ body: b("x"), dedupKey: "k" }]);
+      assert.equal(other!.duplicate, false, "keys are per queue");
+      clock.now += 10_001;
+      const [later] = await q.enqueue("q", [{ body: b("x"), dedupKey: "k" }]);
+      assert.equal(later!.duplicate, false);
+      assert.notEqual(later!.id, first!.id);
+      await q.close();
+    });
+
+    test("maxDepth refuses past the bound with QueueFullError, without storing part of it", async () => {
+      const { q } = await open({ maxDepth: 3 });
+      await q.enqueue("q", [{ body: b("1") }, { body: b("2") }]);
+      await assert.rejects(q.enqueue("q", [{ body: b("3") }, { body: b("4") }]), QueueFullError);
+      assert.equal((await q.stats("q")).ready, 2, "the refused batch stored nothing");
+      await q.enqueue("q", [{ body: b("3") }]);
+      await assert.rejects(q.enqueue("q", [{ body: b("4") }]), QueueFullError);
+      const [m] = await q.lease("q", 1, 1000);
+      await q.ack(m!.id, m!.token);
+      await q.enqueue("q", [{ body: b("4") }]);
+      await q.enqueue("elsewhere", [{ body: b("1") }]);
+      await q.close();
+    });
+
+    test("many enqueues in one turn all resolve, each stored", async () => {
+      const { q } = await open();
+      const ps = [];
+      for (let i = 0; i < 500; i++) ps.push(q.enqueue("q", [{ body: b(String(i)) }]));
+      const ids = (await Promise.all(ps)).map((r) => r[0]!.id);
+      assert.equal(new Set(ids).size, 500);
+      assert.equal((await q.stats("q")).ready, 500);
+      const got = await q.lease("q", 1000, 1000);
+      assert.equal(got.length, 500);
+      assert.deepEqual(
+        got.map((m) => m.body.toString()),
+        Array.from({ length: 500 }, (_, i) => String(i)),
+      );
+      await q.close();
+    });
+
+    test("queuesWithWork names queues with ready or leased messages only", async () => {
+      const { q } = await open();
+      await q.enqueue("a", [{ body: b("1") }]);
+      await q.enqueue("b", [{ body: b("1"), id: "bm" }]);
+      const [m] = await q.lease("b", 1, 1000);
+      await q.ack("bm", m!.token);
+      assert.deepEqual(await q.queuesWithWork(), ["a"]);
+      await q.close();
+    });
+  });
+}
