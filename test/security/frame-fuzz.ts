@@ -203,3 +203,57 @@ export function withId(f: FuzzFrame, id: number): Buffer {
   for (const off of f.idAt) b.writeUInt32LE(id >>> 0, off);
   return b;
 }
+
+const frameOf = (type: number, meta: unknown, payload = Buffer.alloc(0)): FuzzFrame => ({
+  bytes: rawFrame(type, 0, meta === undefined ? "" : JSON.stringify(meta), payload),
+  idAt: [5],
+});
+const validLog = fc
+  .record({ level: fc.constantFrom("debug", "info", "warn", "error"), msg: fc.string({ maxLength: 40 }) })
+  .map((m) => frameOf(T.LOG, { ...m, t: 1_700_000_000_000 }));
+const validHead = fc
+  .record({
+    status: fc.integer({ min: 200, max: 599 }),
+    headers: fc.array(
+      fc.tuple(fc.stringMatching(/^[a-z][a-z0-9-]{0,15}$/), fc.stringMatching(/^[ -~]{0,30}$/)),
+      {
+        maxLength: 5,
+      },
+    ),
+  })
+  .map((m) => frameOf(T.RESP_HEAD, m));
+const validChunk = fc
+  .uint8Array({ minLength: 1, maxLength: 32 })
+  .map((a) => frameOf(T.RESP_CHUNK, undefined, Buffer.from(a)));
+const validEnd = fc.oneof(
+  fc.constant(frameOf(T.RESP_END, { cpuMs: 1, pending: false })),
+  fc
+    .record({
+      code: fc.constantFrom("NIMBUS_FUNCTION_ERROR", "NIMBUS_BAD_RESPONSE"),
+      message: fc.string({ maxLength: 30 }),
+    })
+    .map((m) => frameOf(T.INVOKE_ERROR, { ...m, cpuMs: 1 })),
+);
+
+/** A well-formed response for the current invocation (logs, head, chunks, end or error). */
+export const validStream: fc.Arbitrary<FuzzFrame[]> = fc
+  .tuple(
+    fc.array(validLog, { maxLength: 2 }),
+    validHead,
+    fc.array(fc.oneof(validChunk, validLog), { maxLength: 4 }),
+    validEnd,
+  )
+  .map(([logs, head, body, end]) => [...logs, head, ...body, end]);
+
+/**
+ * A batch an attacker writes: valid responses (which take the guard deep into an
+ * invocation's states) mixed with random and mutated frames.
+ */
+export function attackBatch(minGroups: number, maxGroups: number): fc.Arbitrary<FuzzFrame[]> {
+  return fc
+    .array(
+      fc.oneof({ weight: 1, arbitrary: validStream }, { weight: 3, arbitrary: fuzzFrame.map((f) => [f]) }),
+      { minLength: minGroups, maxLength: maxGroups },
+    )
+    .map((groups) => groups.flat());
+}
