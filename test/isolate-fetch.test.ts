@@ -203,7 +203,8 @@ describe("isolate fetch: a function's own network policy", () => {
           version: 1,
           codeDir,
           memoryMB: 128,
-          timeoutMs: 5000,
+          // Generous: the first fetch of a host loads undici, seconds on a loaded machine.
+          timeoutMs: 30_000,
           env: {},
         });
         inst.inflight++;
@@ -215,7 +216,7 @@ describe("isolate fetch: a function's own network policy", () => {
               method: "GET",
               url: "http://localhost/",
               headers: [],
-              deadline: Date.now() + 5000,
+              deadline: Date.now() + 30_000,
               sourceIp: "127.0.0.1",
               trigger: "http",
             },
