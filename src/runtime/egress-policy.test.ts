@@ -56,6 +56,10 @@ describe("egress address classifier (pure, no connection)", () => {
     assert.equal(c.check("x", "127.0.0.2"), undefined);
     assert.match(c.check("x", "127.0.0.3") ?? "", /loopback/);
     assert.match(c.check("x", "::ffff:127.0.0.1") ?? "", /loopback/);
+    // An operator's name grant admits what that name resolves to.
+    const named = serverCeiling(["db.internal"], []);
+    assert.equal(named.check("db.internal", "10.1.2.3"), undefined);
+    assert.match(named.check("other.internal", "10.1.2.3") ?? "", /private/);
   });
 
   it("a function's policy only narrows: every policy must allow", () => {

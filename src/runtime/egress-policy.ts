@@ -135,6 +135,12 @@ export function isAddressRule(rule: string): boolean {
 export interface EgressOptions {
   /** More addresses counted as non-public (the host's own addresses, for the server's ceiling). */
   hostAddresses?: string[];
+  /**
+   * Whether a host name in `allow` admits the non-public addresses it resolves to (the
+   * operator's grants: `--egress-allow db.internal`). Off for functions' own policies, so a
+   * public name whose DNS answer points inside (rebinding) stays refused. @default false
+   */
+  trustNames?: boolean;
 }
 
 /** A compiled policy. */
@@ -145,9 +151,11 @@ export class Egress {
   private readonly hostNets = new BlockList();
   private readonly allowNames: string[] = [];
   private readonly denyNames: string[] = [];
+  private readonly trustNames: boolean;
 
   constructor(policy: EgressPolicy, options: EgressOptions = {}) {
     this.policy = policy;
+    this.trustNames = options.trustNames ?? false;
     for (const [rules, nets, names] of [
       [policy.allow ?? [], this.allowNets, this.allowNames],
       [policy.deny ?? [], this.denyNets, this.denyNames],
@@ -182,16 +190,19 @@ export class Egress {
     if (Egress.nameMatches(this.denyNames, h) || this.denyNets.check(address, type)) {
       return `${host} (${address}) is denied by the network policy`;
     }
+    if (this.allowNets.check(address, type)) return undefined;
+    const named = Egress.nameMatches(this.allowNames, h);
+    if (!named && this.policy.default === "deny")
+      return `${host} is not in the network policy's allow list (default: deny)`;
+    if (named && this.trustNames) return undefined;
     // A host name rule never admits a non-public address on its own: a public name whose
     // DNS answer points inside (DNS rebinding) is refused unless the address itself is allowed.
-    const nonPublic = NON_PUBLIC.check(address, type) || this.hostNets.check(address, type);
-    if (this.allowNets.check(address, type)) return undefined;
-    if (nonPublic && !this.policy.allowPrivate) {
+    if (
+      !this.policy.allowPrivate &&
+      (NON_PUBLIC.check(address, type) || this.hostNets.check(address, type))
+    ) {
       return `${host} (${address}) is a private, loopback, link-local or host address, which the network policy refuses`;
     }
-    if (Egress.nameMatches(this.allowNames, h)) return undefined;
-    if (this.policy.default === "deny")
-      return `${host} is not in the network policy's allow list (default: deny)`;
     return undefined;
   }
 }

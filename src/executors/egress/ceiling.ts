@@ -20,7 +20,7 @@ export function hostAddresses(): string[] {
 export function serverCeiling(grants: readonly string[] = [], ownAddresses = hostAddresses()): Egress {
   return new Egress(
     { default: "allow", allowPrivate: false, allow: [...grants] },
-    { hostAddresses: ownAddresses },
+    { hostAddresses: ownAddresses, trustNames: true },
   );
 }
 
