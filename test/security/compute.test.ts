@@ -221,6 +221,26 @@ describe("no free compute", { skip }, () => {
     assert.match(next.body, /^ok /);
     await neighbourAnswers();
   });
+
+  it("attack: an isolate loops forever after responding → disposed while its neighbours run, which keep answering", async () => {
+    const src = readFileSync(join(FIXTURES, "compute.ts"), "utf8");
+    assert.equal((await deployIsolateSource(s, dir, "iloop", src, { timeout: "1s" })).status, 200);
+    assert.equal((await deployIsolateSource(s, dir, "ineighbour", src)).status, 200);
+    assert.equal((await get(s, "/fn/iloop/ok")).status, 200);
+    assert.equal((await get(s, "/fn/iloop/forever")).body, "early");
+    // The neighbour's requests thaw the shared host; the looping isolate is found and stopped.
+    let gone = false;
+    for (let i = 0; i < 120 && !gone; i++) {
+      const n = await get(s, "/fn/ineighbour/ok");
+      assert.equal(n.status, 200, "the neighbour keeps answering");
+      const info = (await s.api("GET", "/api/v1/functions/iloop")).body;
+      gone = info.instances.idle + info.instances.busy === 0;
+    }
+    assert.ok(gone, "the looping isolate was disposed");
+    const again = await fetch(`${s.url}/fn/iloop/ok`);
+    assert.equal(again.status, 200);
+    assert.equal(again.headers.get("x-nimbus-cold-start"), "1", "a fresh isolate");
+  });
 });
 
 describe("operator settings", { skip }, () => {

@@ -743,6 +743,11 @@ async function handleLoad(frame: Frame): Promise<void> {
     loaded.loadMs = performance.now() - t0;
     if (loaded.error?.stack && slot.map) loaded.error.stack = slot.map.rewrite(loaded.error.stack);
     if (!loaded.ok) dispose(slot);
+    else {
+      // Loading (the module's top level) is not billed to the first invocation.
+      settleCpu(slot);
+      slot.unbilledCpu = 0;
+    }
     writer.send(T.LOADED, frame.id, loaded);
     scheduleRefill();
   } catch (err) {
