@@ -430,7 +430,7 @@ export async function profileMain(argv: string[]): Promise<void> {
         "",
       );
     }
-    md.push("### gateway", "", ...table(g, n, 15), "");
+    md.push("### gateway (its main thread and its SQLite writer thread)", "", ...table(g, n, 15), "");
     md.push(
       `### ${sc.instanceDir === "isolate" ? "isolate host (main thread)" : "process runtimes (shim), all instances"}`,
       "",
