@@ -108,17 +108,20 @@ describe("isolate runtime: URL", () => {
           for (const p of paths)
             for (const t of tails) {
               const input = `${scheme}://${h}${port}${p}${t}`;
+              // Every third URL against a plain base, every third against an invalid one.
+              const n = Number(hosts.indexOf(h)) + p.length + t.length;
+              const base = n % 3 === 0 ? "https://base.example/d/" : n % 3 === 1 ? "not a base" : undefined;
               const before = hostCalls;
-              const node = URL.parse(input);
+              const node = URL.parse(input, base);
               let mine: IURL | null = null;
               try {
-                mine = new IURL(input);
+                mine = new IURL(input, base);
               } catch {}
               if (hostCalls === before) fast++;
-              assert.equal(mine === null, node === null, input);
+              assert.equal(mine === null, node === null, `${input} against ${base}`);
               if (mine && node) for (const k of keys) assert.equal(mine[k], node[k], `${input} ${k}`);
             }
-    assert.ok(fast > 1000, `${fast} URLs took the fast path`);
+    assert.ok(fast > 500, `${fast} URLs took the fast path`);
   });
 
   for (const [input, base] of URLS) {
