@@ -92,6 +92,8 @@ describe("popular packages on both executors", () => {
       log: () => {},
       queueWaitMs: 120_000,
       isolateEgress: { default: "deny", allow: ["127.0.0.1"] },
+      // The operator grants the test's loopback upstream (the server's ceiling).
+      egressAllow: ["127.0.0.1/32"],
     });
   });
   after(async () => {
