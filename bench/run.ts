@@ -39,7 +39,7 @@ type Suite = (typeof SUITES)[number];
 /** A whole run may not take longer than this (every loop inside is bounded too). */
 const RUN_DEADLINE_MS = 20 * 60_000;
 
-const USAGE = `usage: npm run bench -- [${SUITES.join("|")}|scale|density|profile|idle|startup|apis] [--duration s] [--warmup s] [--rounds n] [--samples n] [--fresh-samples n] [--connections 10,1] [--isolate auto|on|off] [--no-pin] [--no-sandbox] [--no-save] [--quick]`;
+const USAGE = `usage: npm run bench -- [${SUITES.join("|")}|scale|density|profile|idle|startup|apis|events] [--duration s] [--warmup s] [--rounds n] [--samples n] [--fresh-samples n] [--connections 10,1] [--isolate auto|on|off] [--no-pin] [--no-sandbox] [--no-save] [--quick]`;
 
 function positiveInt(name: string, v: string | undefined, dflt: number): number {
   if (v === undefined) return dflt;
@@ -122,6 +122,12 @@ async function main(): Promise<void> {
   if (process.argv[2] === "apis") {
     const { apisMain } = await import("./apis.ts");
     await apisMain(process.argv.slice(3));
+    return;
+  }
+  // `npm run bench -- events`: async events (issue 9).
+  if (process.argv[2] === "events") {
+    const { eventsMain } = await import("./events.ts");
+    await eventsMain(process.argv.slice(3));
     return;
   }
   // `npm run bench -- density`: 1,000 warm isolate functions (issue 3); also run after core.

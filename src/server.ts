@@ -18,6 +18,7 @@ import { AsyncInvocations } from "./events/async.ts";
 import { Destinations } from "./events/destinations.ts";
 import { Dispatcher } from "./events/dispatcher.ts";
 import { acceptAsyncHttp, isAsyncCall } from "./events/http.ts";
+import { Schedules } from "./events/schedules.ts";
 import { checkFunctionNetwork, checkGrants, serverCeiling } from "./executors/egress/ceiling.ts";
 import { type EgressPolicy, IsolateExecutor } from "./executors/isolate/executor.ts";
 import { ProcessExecutor } from "./executors/process/executor.ts";
@@ -399,6 +400,8 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
   }
   // Events accepted before a restart (or a crash) are delivered from here on.
   dispatcher.start();
+  const schedules = new Schedules({ invoker, registry, async: asyncInvocations, dataDir, log });
+  schedules.sync();
 
   // Log retention: lines past the retention period, and the oldest past a function's size
   // cap, are deleted now and every 10 minutes (on the record writer's thread).
@@ -438,6 +441,7 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
         server.close();
         server.closeIdleConnections();
         // Async attempts finish first (they need the invoker); events not started stay queued.
+        schedules.close();
         await dispatcher.close(deadlineMs);
         await Promise.race([invoker.drain(), new Promise((r) => setTimeout(r, deadlineMs))]);
         // In-flight invocations are done (or out of time): no connection is waited for any longer.

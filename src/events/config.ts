@@ -2,6 +2,7 @@
  * The event-delivery part of a function's config: retries, maximum event age, async queue
  * bound and destinations. Validated here; `validateConfig` merges it in.
  */
+import { Cron } from "croner";
 import { NimbusError } from "../errors.ts";
 
 /** Where a finished async invocation is reported: `fn:<name>` or an http(s) URL. */
@@ -17,13 +18,27 @@ export interface EventConfig {
   maxQueuedEvents?: number;
   /** Reports of finished async invocations, as CloudEvents 1.0. */
   destinations?: { onSuccess?: Destination; onFailure?: Destination };
+  /** Cron schedules (5 fields, or 6 with seconds first), e.g. `"*\/5 * * * *"`. */
+  schedule?: string[];
+  /** IANA time zone of the schedules. @default the server's */
+  timezone?: string;
+  /** A tick missed while the server was down: `skip` it, or `run-once` at start. @default "skip" */
+  missedTicks?: "skip" | "run-once";
 }
 
 /** Defaults of the event settings. */
 export const EVENT_DEFAULTS = { retries: 2, maxEventAgeMs: 21_600_000, maxQueuedEvents: 10_000 } as const;
 
 /** Config field names this file owns. */
-export const EVENT_CONFIG_KEYS = ["retries", "maxEventAge", "maxQueuedEvents", "destinations"] as const;
+export const EVENT_CONFIG_KEYS = [
+  "retries",
+  "maxEventAge",
+  "maxQueuedEvents",
+  "destinations",
+  "schedule",
+  "timezone",
+  "missedTicks",
+] as const;
 
 function bad(field: string, message: string): NimbusError {
   return new NimbusError("NIMBUS_BAD_CONFIG", `config.${field}: ${message}`, { details: { field } });
@@ -86,6 +101,46 @@ export function validateEventConfig(r: Record<string, unknown>): EventConfig {
       c.destinations.onSuccess = destination("destinations.onSuccess", o.onSuccess);
     if (o.onFailure !== undefined)
       c.destinations.onFailure = destination("destinations.onFailure", o.onFailure);
+  }
+  if (r.timezone !== undefined) {
+    if (typeof r.timezone !== "string" || r.timezone.length > 64)
+      throw bad("timezone", 'must be an IANA time zone such as "Europe/Paris".');
+    try {
+      new Intl.DateTimeFormat("en", { timeZone: r.timezone });
+    } catch {
+      throw bad(
+        "timezone",
+        `unknown time zone ${JSON.stringify(r.timezone)}; use an IANA name such as "Europe/Paris".`,
+      );
+    }
+    c.timezone = r.timezone;
+  }
+  if (r.schedule !== undefined) {
+    const list = typeof r.schedule === "string" ? [r.schedule] : r.schedule;
+    if (!Array.isArray(list) || list.length === 0 || list.length > 10)
+      throw bad("schedule", 'must be a cron expression or a list of up to 10, e.g. "*/5 * * * *".');
+    c.schedule = list.map((expr, i) => {
+      const field = Array.isArray(r.schedule) ? `schedule[${i}]` : "schedule";
+      if (typeof expr !== "string" || expr.length > 100)
+        throw bad(field, "must be a cron expression string.");
+      const fields = expr.trim().split(/\s+/).length;
+      if (fields !== 5 && fields !== 6)
+        throw bad(
+          field,
+          `must have 5 fields (minute first) or 6 (seconds first), got ${fields}: ${JSON.stringify(expr)}.`,
+        );
+      try {
+        new Cron(expr, { paused: true, timezone: c.timezone }).stop();
+      } catch (err) {
+        throw bad(field, `${(err as Error).message} (${JSON.stringify(expr)}).`);
+      }
+      return expr.trim();
+    });
+  }
+  if (r.missedTicks !== undefined) {
+    if (r.missedTicks !== "skip" && r.missedTicks !== "run-once")
+      throw bad("missedTicks", `must be "skip" or "run-once", got ${JSON.stringify(r.missedTicks)}.`);
+    c.missedTicks = r.missedTicks;
   }
   return c;
 }

@@ -205,7 +205,7 @@ export class Dispatcher {
           id: m.id,
           attempt: m.attempts,
           enqueuedAt: m.enqueuedAt,
-          kind: meta.kind === "event" ? "event" : undefined,
+          kind: meta.kind === "http" ? undefined : meta.kind,
         },
       },
       v,

@@ -97,9 +97,11 @@ export interface InvokeMeta {
   trigger: string;
   /**
    * What the payload is: absent for an HTTP request; `event` for a JSON event payload
-   * (a Lambda handler receives it as its `event`, a fetch handler as a POST body).
+   * (a Lambda handler receives it as its `event`, a fetch handler as a POST body);
+   * `scheduled` for a cron tick (Workers' `scheduled(controller, env, ctx)` when the module
+   * has one; the payload is the EventBridge scheduled event, `x-nimbus-cron` names the cron).
    */
-  kind?: "event";
+  kind?: "event" | "scheduled";
 }
 
 /** Response status and headers. */

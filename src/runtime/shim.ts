@@ -207,7 +207,7 @@ async function handleInvoke(frame: Frame): Promise<void> {
     try {
       if (handlerShape === "lambda") {
         const event =
-          meta.kind === "event"
+          meta.kind === "event" || meta.kind === "scheduled"
             ? fromEventPayload(frame.payload)
             : toLambdaEvent({
                 invocationId: meta.invocationId,
@@ -269,6 +269,20 @@ async function handleInvoke(frame: Frame): Promise<void> {
           },
           passThroughOnException() {},
         };
+        if (
+          meta.kind === "scheduled" &&
+          handlerShape === "fetch-object" &&
+          typeof mod.default.scheduled === "function"
+        ) {
+          // Workers' cron entry point: scheduled(controller, env, ctx); it answers nothing.
+          const tick = fromEventPayload(frame.payload) as { time?: string };
+          const cron = meta.headers.find(([k]) => k === "x-nimbus-cron")?.[1] ?? "";
+          const controller = { scheduledTime: Date.parse(tick.time ?? "") || Date.now(), cron, noRetry() {} };
+          await mod.default.scheduled(controller, envObject, ctx);
+          writer.send(T.RESP_HEAD, id, { status: 204, headers: [] });
+          writer.send(T.RESP_END, id, { cpuMs: cpuMsSince(cpuStart), pending: background.length > 0 });
+          return;
+        }
         const response =
           handlerShape === "fetch-object"
             ? await mod.default.fetch(request, envObject, ctx)

@@ -487,7 +487,7 @@ async function invoke(id: number, meta: InvokeMeta, body: Uint8Array): Promise<v
   try {
     if (shape === "lambda") {
       const event =
-        meta.kind === "event"
+        meta.kind === "event" || meta.kind === "scheduled"
           ? fromEventPayload(body)
           : toLambdaEvent({
               invocationId: meta.invocationId,
