@@ -21,7 +21,7 @@
  */
 
 import { TI } from "../runtime/isolate/frames.ts";
-import { type Frame, MAX_CHUNK, MAX_LOG_LINE, T } from "../runtime/protocol.ts";
+import { cutLogLine, type Frame, MAX_CHUNK, MAX_LOG_LINE, T } from "../runtime/protocol.ts";
 
 /** Thrown by a rule's `check` (or the decoder) when a frame breaks the protocol. */
 export class FrameViolation extends Error {
@@ -77,13 +77,9 @@ function finite(v: unknown, what: string): number {
   return v;
 }
 
-function cut(s: string, max: number): string {
-  return s.length > max ? `${s.slice(0, max)}… [cut: ${s.length} characters]` : s;
-}
-
 function text(v: unknown, what: string, max: number): string {
   if (typeof v !== "string") violation(`${what} must be a string`);
-  return cut(v, max);
+  return cutLogLine(v, max);
 }
 
 function optionalText(v: unknown, what: string, max: number): string | undefined {

@@ -3,6 +3,7 @@
  * Lines past a quota are dropped and counted; the count is written as one marker line.
  * Pure decision logic: the clock is passed in.
  */
+import { cutLogLine } from "../runtime/protocol.ts";
 
 /** Quotas on log lines. */
 export interface LogQuotaOptions {
@@ -62,9 +63,7 @@ export class LogQuota {
 
   /** Cuts a line to the per-line cap, saying so at its end. */
   cut(msg: string): string {
-    const max = this.o.maxLineChars;
-    if (msg.length <= max) return msg;
-    return `${msg.slice(0, max)}… [cut: ${msg.length} characters]`;
+    return cutLogLine(msg, this.o.maxLineChars);
   }
 
   private bucket(fn: string, now: number): Bucket {

@@ -6,7 +6,7 @@
  * and a batch the store refuses anyway is written again row by row, the rows it still
  * refuses counted ({@link Recorder.rejected}) and reported.
  */
-import { MAX_LOG_LINE } from "../runtime/protocol.ts";
+import { cutLogLine } from "../runtime/protocol.ts";
 import type { InvocationRecord, LogRecord, Store } from "../store/types.ts";
 
 const LEVELS = new Set(["debug", "info", "warn", "error"]);
@@ -28,7 +28,7 @@ export function cleanLog(line: LogRecord): LogRecord {
   } catch {
     msg = Object.prototype.toString.call(line.msg);
   }
-  if (msg.length > MAX_LOG_LINE) msg = `${msg.slice(0, MAX_LOG_LINE)}… [cut: ${msg.length} characters]`;
+  msg = cutLogLine(msg);
   return {
     tenant: str(line.tenant),
     fn: str(line.fn),

@@ -147,6 +147,18 @@ const HEADER = 13;
 export const MAX_FRAME = 16 * 1024 * 1024;
 /** Log lines are cut at this many characters (as CloudWatch caps an event at 256 KB). */
 export const MAX_LOG_LINE = 256 * 1024;
+
+const CUT_MARK = /… \[cut: \d{1,15} characters\]$/;
+
+/**
+ * Cuts a log line to `max` characters, saying so at its end. A line already cut (by the
+ * instance, or an earlier stage) is not cut again, so its marker keeps the original length.
+ */
+export function cutLogLine(msg: string, max = MAX_LOG_LINE): string {
+  if (msg.length <= max) return msg;
+  if (msg.length <= max + 40 && CUT_MARK.test(msg)) return msg;
+  return `${msg.slice(0, max)}… [cut: ${msg.length} characters]`;
+}
 const EMPTY = Buffer.alloc(0);
 
 /** Encodes one frame. */
@@ -246,9 +258,7 @@ export class FrameWriter {
     }
     if (type === T.LOG) {
       const line = meta as LogMeta;
-      if (line.msg.length > MAX_LOG_LINE) {
-        meta = { ...line, msg: `${line.msg.slice(0, MAX_LOG_LINE)}… [cut: ${line.msg.length} characters]` };
-      }
+      if (line.msg.length > MAX_LOG_LINE) meta = { ...line, msg: cutLogLine(line.msg) };
     }
     const frame = encodeFrame(type, id, meta, payload);
     this.queue.push(frame);
