@@ -24,7 +24,14 @@ import {
 } from "../protocol.ts";
 import { Egress } from "./egress.ts";
 import { type GoneMeta, type InitMeta, type IsolateLoadMeta, TI } from "./frames.ts";
-import { fetchLimitMessage, MAX_FETCHES, MAX_TIMERS, timerLimitMessage } from "./limits.ts";
+import {
+  fetchBodyLimitMessage,
+  fetchLimitMessage,
+  MAX_FETCH_BODY_BYTES,
+  MAX_FETCHES,
+  MAX_TIMERS,
+  timerLimitMessage,
+} from "./limits.ts";
 import { SourceMap } from "./sourcemap.ts";
 
 type Ivm = any;
@@ -72,6 +79,8 @@ interface Slot {
   /** Live timers; `owner` is the invocation that set one (0: none), whose end clears it. */
   timers: Map<number, { h: NodeJS.Timeout; res: (fired: boolean) => void; owner: number }>;
   fetches: Map<number, FetchState>;
+  /** Request body bytes of the fetches in flight, together. */
+  fetchBodyBytes: number;
   /** Set once the host disposed the isolate on purpose. */
   gone: boolean;
   /** The bundle's source map, for stack traces. */
@@ -87,6 +96,8 @@ interface Slot {
 interface FetchState {
   /** The invocation that started it (its end aborts it). */
   owner: number;
+  /** Bytes of its request body held for the upload. */
+  bodyBytes: number;
   controller: AbortController;
   /** Aborts the fetch at the invocation's deadline. */
   timer: NodeJS.Timeout;
@@ -98,6 +109,7 @@ function endFetch(slot: Slot, fid: number, abort = false): void {
   if (!f) return;
   clearTimeout(f.timer);
   slot.fetches.delete(fid);
+  slot.fetchBodyBytes -= f.bodyBytes;
   if (abort) f.controller.abort(new Error("The fetch was aborted."));
 }
 
@@ -466,6 +478,10 @@ async function hostFetch(
   body: Uint8Array | undefined,
 ): Promise<unknown> {
   if (slot.fetches.size >= MAX_FETCHES) throw new RangeError(fetchLimitMessage());
+  const bodyBytes = body?.byteLength ?? 0;
+  if (slot.fetchBodyBytes + bodyBytes > MAX_FETCH_BODY_BYTES) {
+    throw new RangeError(fetchBodyLimitMessage(bodyBytes));
+  }
   const policy = slot.egress;
   const agent = agentFor(policy);
   const controller = new AbortController();
@@ -480,8 +496,9 @@ async function hostFetch(
       ),
     Math.max(0, deadline - Date.now()),
   );
-  const state: FetchState = { owner: owner?.slot === slot ? invocation : 0, controller, timer };
+  const state: FetchState = { owner: owner?.slot === slot ? invocation : 0, bodyBytes, controller, timer };
   slot.fetches.set(fid, state);
+  slot.fetchBodyBytes += bodyBytes;
   try {
     let url = req.url;
     let method = req.method;
@@ -612,6 +629,7 @@ async function handleLoad(frame: Frame): Promise<void> {
     meta,
     timers: new Map(),
     fetches: new Map(),
+    fetchBodyBytes: 0,
     gone: false,
     egress: policy,
     running: new Set(),
