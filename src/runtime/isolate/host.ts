@@ -27,7 +27,14 @@ import {
 } from "../protocol.ts";
 import { KeyTable, subtleCall } from "./crypto-bridge.ts";
 import { type GoneMeta, type InitMeta, type IsolateLoadMeta, TI } from "./frames.ts";
-import { fetchLimitMessage, MAX_FETCHES, MAX_TIMERS, timerLimitMessage } from "./limits.ts";
+import {
+  fetchBodyLimitMessage,
+  fetchLimitMessage,
+  MAX_FETCH_BODY_BYTES,
+  MAX_FETCHES,
+  MAX_TIMERS,
+  timerLimitMessage,
+} from "./limits.ts";
 import { SourceMap } from "./sourcemap.ts";
 import { webOp } from "./web-host.ts";
 
@@ -82,6 +89,8 @@ interface Slot {
   /** Live timers; `owner` is the invocation that set one (0: none), whose end clears it. */
   timers: Map<number, { h: NodeJS.Timeout; res: (fired: boolean) => void; owner: number }>;
   fetches: Map<number, FetchState>;
+  /** Request body bytes of the fetches in flight, together. */
+  fetchBodyBytes: number;
   /** Set once the host disposed the isolate on purpose. */
   gone: boolean;
   /** The bundle's source map, for stack traces. */
@@ -110,6 +119,8 @@ interface Slot {
 interface FetchState {
   /** The invocation that started it (its end aborts it). */
   owner: number;
+  /** Bytes of its request body held for the upload. */
+  bodyBytes: number;
   controller: AbortController;
   /** Aborts the fetch at the invocation's deadline. */
   timer: NodeJS.Timeout;
@@ -121,6 +132,7 @@ function endFetch(slot: Slot, fid: number, abort = false): void {
   if (!f) return;
   clearTimeout(f.timer);
   slot.fetches.delete(fid);
+  slot.fetchBodyBytes -= f.bodyBytes;
   if (abort) f.controller.abort(new Error("The fetch was aborted."));
 }
 
@@ -565,6 +577,10 @@ async function hostFetch(
   body: Uint8Array | undefined,
 ): Promise<unknown> {
   if (slot.fetches.size >= MAX_FETCHES) throw new RangeError(fetchLimitMessage());
+  const bodyBytes = body?.byteLength ?? 0;
+  if (slot.fetchBodyBytes + bodyBytes > MAX_FETCH_BODY_BYTES) {
+    throw new RangeError(fetchBodyLimitMessage(bodyBytes));
+  }
   const policy = slot.egress;
   const agent = agentFor(policy);
   const controller = new AbortController();
@@ -579,8 +595,9 @@ async function hostFetch(
       ),
     Math.max(0, deadline - Date.now()),
   );
-  const state: FetchState = { owner: owner?.slot === slot ? invocation : 0, controller, timer };
+  const state: FetchState = { owner: owner?.slot === slot ? invocation : 0, bodyBytes, controller, timer };
   slot.fetches.set(fid, state);
+  slot.fetchBodyBytes += bodyBytes;
   try {
     let url = req.url;
     let method = req.method;
@@ -701,6 +718,7 @@ async function handleLoad(frame: Frame): Promise<void> {
     meta,
     timers: new Map(),
     fetches: new Map(),
+    fetchBodyBytes: 0,
     gone: false,
     egress: policy,
     running: new Set(),

@@ -23,3 +23,14 @@ export function timerLimitMessage(): string {
 export function fetchLimitMessage(): string {
   return `fetch: this isolate already has ${MAX_FETCHES} requests in flight, the limit (NIMBUS_FETCH_LIMIT). Await some before starting more.`;
 }
+
+/**
+ * Request body bytes one isolate's fetches in flight may hold in the host together (a body
+ * is copied out of the isolate for the upload).
+ */
+export const MAX_FETCH_BODY_BYTES = 32 * 1024 * 1024;
+
+/** The message of the RangeError thrown when the fetch body cap is hit. */
+export function fetchBodyLimitMessage(size: number): string {
+  return `fetch: a request body of ${size} bytes would take this isolate's uploads in flight past ${MAX_FETCH_BODY_BYTES} bytes, the limit (NIMBUS_FETCH_LIMIT). Await other uploads first, or send less.`;
+}

@@ -26,7 +26,7 @@ import { fromEventPayload, fromLambdaResult, toLambdaEvent } from "../../lambda.
 import { inspectModule } from "../../module.ts";
 import type { InvokeMeta } from "../../protocol.ts";
 import { FLOW_WINDOW, MAX_CHUNK } from "../../window.ts";
-import { fetchLimitMessage, MAX_TIMERS, timerLimitMessage } from "../limits.ts";
+import { MAX_TIMERS, timerLimitMessage } from "../limits.ts";
 import { structuredClone } from "./clone.ts";
 import { CompressionStream, DecompressionStream } from "./compression.ts";
 import { atob, btoa, DOMExceptionLike, TextDecoder, TextEncoder, utf8Encode } from "./encoding.ts";
@@ -331,7 +331,7 @@ async function fetchImpl(input: unknown, init?: Record<string, unknown>): Promis
     return makeResponse(r.status, r.statusText, r.headers, body, r.url, r.redirected);
   } catch (err) {
     if (err instanceof Error && err.message.includes("NIMBUS_FETCH_LIMIT")) {
-      throw new RangeError(fetchLimitMessage());
+      throw new RangeError(err.message);
     }
     if (err instanceof Error && !(err instanceof DOMExceptionLike) && err.name !== "AbortError") {
       throw new TypeError(`fetch failed: ${err.message}`);
