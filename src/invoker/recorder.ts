@@ -58,8 +58,16 @@ export function cleanInvocation(r: InvocationRecord): InvocationRecord {
     coldStart: Boolean(r.coldStart),
     status: num(r.status),
     errorCode: r.errorCode === null || r.errorCode === undefined ? null : str(r.errorCode),
-    firstByteMs: r.firstByteMs === null || r.firstByteMs === undefined ? null : num(r.firstByteMs),
+    firstByteMs: optNum(r.firstByteMs),
+    eventId: r.eventId === null || r.eventId === undefined ? null : str(r.eventId),
+    attempt: optNum(r.attempt),
+    queueWaitMs: optNum(r.queueWaitMs),
+    e2eMs: optNum(r.e2eMs),
   };
+}
+
+function optNum(v: unknown): number | null {
+  return v === null || v === undefined ? null : num(v);
 }
 
 /** A subscriber to one function's new log lines. */
