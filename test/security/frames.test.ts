@@ -437,10 +437,10 @@ class Injector {
 
 /**
  * The pid of the isolate host process of a server, and the fd of its end of the channel:
- * the node process (inside the sandbox) below the host's sandbox wrapper, which names the
- * host's directory under the data directory.
+ * the node process running `host.mjs` (inside the sandbox) that descends from the server
+ * process (through its sandbox wrappers).
  */
-function findHost(dataDir: string): { pid: number; fd: number } | undefined {
+function findHost(serverPid: number): { pid: number; fd: number } | undefined {
   const cmdline = (pid: string) => {
     try {
       return readFileSync(`/proc/${pid}/cmdline`, "utf8");
@@ -456,7 +456,7 @@ function findHost(dataDir: string): { pid: number; fd: number } | undefined {
       parent.set(p, stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]!);
     } catch {}
   }
-  const roots = new Set(pids.filter((p) => cmdline(p).includes(join(dataDir, "isolate-hosts"))));
+  const roots = new Set([String(serverPid)]);
   const started = (p: string) => {
     try {
       const stat = readFileSync(`/proc/${p}/stat`, "utf8");
@@ -527,7 +527,7 @@ describe("an isolate host whose channel carries forged frames", {
    */
   async function healthy(): Promise<void> {
     await assertServing(s, "/fn/iso-neighbour");
-    const found = findHost(s.dataDir);
+    const found = findHost(s.proc.pid!);
     assert.ok(found, "the isolate host was found");
     if (found.pid !== host?.pid) host = { ...found, lastId: 1 };
     else host.lastId++;
