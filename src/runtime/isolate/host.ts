@@ -451,6 +451,9 @@ function onIsolateError(slot: Slot, err: unknown, id?: number): void {
 // ---- CPU limit and disposal watch: a light tick while anything runs ----
 let watch: NodeJS.Timeout | undefined;
 function ensureWatch(): void {
+  // Also here, not only on the tick: invocations shorter than a tick never see one, and an
+  // isolate looping after its response must still be found while its neighbours are served.
+  checkIdleSlots();
   if (watch) return;
   watch = setInterval(() => {
     if (invocations.size === 0) {
