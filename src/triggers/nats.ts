@@ -198,7 +198,8 @@ export class NatsAdapter implements TriggerAdapter {
       for await (const jm of messages) {
         this.st.received++;
         if (this.tooBig(jm.subject, jm.data)) {
-          jm.term("over the trigger's size limit");
+          // No reason text: servers before 2.10.4 do not understand "+TERM <reason>".
+          jm.term();
           continue;
         }
         const m: Incoming = {
