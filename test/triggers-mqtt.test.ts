@@ -9,7 +9,15 @@ import { randomBytes } from "node:crypto";
 import { connect as netConnect, createServer, type Server, type Socket } from "node:net";
 import { after, before, describe, test } from "node:test";
 import mqtt from "mqtt";
-import { cleanup, sleep, startTestServer, type TestServer } from "./helpers.ts";
+import { readFileSync } from "node:fs";
+import {
+  cleanup,
+  deployIsolateSource,
+  FIXTURES,
+  sleep,
+  startTestServer,
+  type TestServer,
+} from "./helpers.ts";
 
 const BROKER = "mqtt://127.0.0.1:1883";
 
@@ -117,6 +125,26 @@ describe("MQTT triggers", { skip }, () => {
     assert.equal(mine.state, "connected");
     const human = await s.cli(["triggers", "ls"]);
     assert.match(human.stdout, /mq-workers .*mqtt .*connected/);
+  });
+
+  test("an isolate function gets queue(batch) and CloudEvent POSTs too", async () => {
+    for (const [name, file, topic] of [
+      ["mq-iso-q", "workers-queue.ts", `${prefix}/iq/+`],
+      ["mq-iso-f", "fetch-cloudevent.ts", `${prefix}/if/+`],
+    ] as const) {
+      const src = readFileSync(`${FIXTURES}/triggers/${file}`, "utf8");
+      const d = await deployIsolateSource(s, s.dataDir, name, src, {
+        triggers: [{ type: "mqtt", url: BROKER, topic, maxWait: 0.1 }],
+      });
+      assert.ok(d.status < 300, JSON.stringify(d.body));
+      await triggerOf(name, "connected");
+    }
+    await pub.publishAsync(`${prefix}/iq/d9`, "iso-q", { qos: 1 });
+    await pub.publishAsync(`${prefix}/if/d8`, "iso-f", { qos: 1 });
+    const [q] = await logLines("mq-iso-q", /^msg /, 1);
+    assert.match(q!, /device=d9 qos=1 body=iso-q/);
+    const [f] = await logLines("mq-iso-f", /^ce /, 1);
+    assert.match(f!, /specversion=1\.0 .*device=d8 .*body=iso-f$/);
   });
 
   test("a `#` filter gives a Lambda handler the Records shape", async () => {
