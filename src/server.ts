@@ -11,6 +11,7 @@ import Fastify, { type FastifyError } from "fastify";
 import { Auth } from "./api/auth.ts";
 import { Deployer } from "./api/deploy.ts";
 import { registerEventRoutes } from "./api/events.ts";
+import { registerTriggerRoutes } from "./api/triggers.ts";
 import { registerRoutes } from "./api/routes.ts";
 import { DEFAULT_LIMITS, type ServerLimits } from "./build/config.ts";
 import { NimbusError } from "./errors.ts";
@@ -19,6 +20,7 @@ import { Destinations } from "./events/destinations.ts";
 import { Dispatcher } from "./events/dispatcher.ts";
 import { acceptAsyncHttp, isAsyncCall } from "./events/http.ts";
 import { Schedules } from "./events/schedules.ts";
+import { Triggers } from "./triggers/manager.ts";
 import { checkFunctionNetwork, checkGrants, serverCeiling } from "./executors/egress/ceiling.ts";
 import { type EgressPolicy, IsolateExecutor } from "./executors/isolate/executor.ts";
 import { ProcessExecutor } from "./executors/process/executor.ts";
@@ -281,6 +283,8 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
     leaseGraceMs: ev.leaseGraceMs,
     retryBaseMs: ev.retryBaseMs,
   });
+  // MQTT/NATS triggers: each batch becomes a durable async event (kind "queue").
+  const triggers = new Triggers({ registry, async: asyncInvocations, log });
   gateway.asyncCalls = {
     is: isAsyncCall,
     accept: (req, v, res) => acceptAsyncHttp(asyncInvocations, req, v, res),
@@ -291,7 +295,10 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
     executors,
     dataDir,
     limits,
-    onActivated: (v) => invoker.poolFor(v).ensureMin(),
+    onActivated: (v) => {
+      invoker.poolFor(v).ensureMin();
+      setImmediate(() => triggers.sync());
+    },
     checkConfig: (c) => checkFunctionNetwork(c.network, grants),
   });
   const pricePlan = loadPricePlan(dataDir);
@@ -385,6 +392,7 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
     async: asyncInvocations,
     kick: (q) => dispatcher.kick(q),
   });
+  registerTriggerRoutes(app, { auth, triggers });
   await app.ready();
   const server = app.server;
   admission.attach(server);
@@ -402,6 +410,7 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
   dispatcher.start();
   const schedules = new Schedules({ invoker, registry, async: asyncInvocations, dataDir, log });
   schedules.sync();
+  triggers.sync();
 
   // Log retention: lines past the retention period, and the oldest past a function's size
   // cap, are deleted now and every 10 minutes (on the record writer's thread).
@@ -442,6 +451,7 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
         server.closeIdleConnections();
         // Async attempts finish first (they need the invoker); events not started stay queued.
         schedules.close();
+        await triggers.close();
         await dispatcher.close(deadlineMs);
         await Promise.race([invoker.drain(), new Promise((r) => setTimeout(r, deadlineMs))]);
         // In-flight invocations are done (or out of time): no connection is waited for any longer.

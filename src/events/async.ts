@@ -21,8 +21,8 @@ export interface EventMeta {
   fn: string;
   /** Pinned version (`/fn/name@3`); latest at delivery time otherwise. */
   version?: number;
-  /** `http`: the same request a synchronous call delivers; `event`: a JSON payload; `scheduled`: a cron tick. */
-  kind: "http" | "event" | "scheduled";
+  /** `http`: the same request a synchronous call delivers; `event`: a JSON payload; `scheduled`: a cron tick; `queue`: a trigger batch. */
+  kind: "http" | "event" | "scheduled" | "queue";
   method: string;
   path: string;
   host: string;

@@ -4,6 +4,7 @@
  */
 import { Cron } from "croner";
 import { NimbusError } from "../errors.ts";
+import { type TriggerConfig, validateTriggers } from "../triggers/config.ts";
 
 /** Where a finished async invocation is reported: `fn:<name>` or an http(s) URL. */
 export type Destination = string;
@@ -24,6 +25,8 @@ export interface EventConfig {
   timezone?: string;
   /** A tick missed while the server was down: `skip` it, or `run-once` at start. @default "skip" */
   missedTicks?: "skip" | "run-once";
+  /** MQTT and NATS triggers (`../triggers/config.ts`). */
+  triggers?: TriggerConfig[];
 }
 
 /** Defaults of the event settings. */
@@ -38,6 +41,7 @@ export const EVENT_CONFIG_KEYS = [
   "schedule",
   "timezone",
   "missedTicks",
+  "triggers",
 ] as const;
 
 function bad(field: string, message: string): NimbusError {
@@ -142,5 +146,6 @@ export function validateEventConfig(r: Record<string, unknown>): EventConfig {
       throw bad("missedTicks", `must be "skip" or "run-once", got ${JSON.stringify(r.missedTicks)}.`);
     c.missedTicks = r.missedTicks;
   }
+  if (r.triggers !== undefined) c.triggers = validateTriggers(r.triggers);
   return c;
 }

@@ -30,7 +30,7 @@ export interface InvokeRequest {
   sourceIp: string;
   trigger: string;
   /** For a delivery of a queued event: its id, attempt number and enqueue time (ms since the epoch). */
-  event?: { id: string; attempt: number; enqueuedAt: number; kind?: "event" | "scheduled" };
+  event?: { id: string; attempt: number; enqueuedAt: number; kind?: "event" | "scheduled" | "queue" };
 }
 
 /** Where the response goes (an HTTP response, or a buffer for `nimbus invoke`). */

@@ -99,9 +99,11 @@ export interface InvokeMeta {
    * What the payload is: absent for an HTTP request; `event` for a JSON event payload
    * (a Lambda handler receives it as its `event`, a fetch handler as a POST body);
    * `scheduled` for a cron tick (Workers' `scheduled(controller, env, ctx)` when the module
-   * has one; the payload is the EventBridge scheduled event, `x-nimbus-cron` names the cron).
+   * has one; the payload is the EventBridge scheduled event, `x-nimbus-cron` names the cron);
+   * `queue` for a trigger batch (MQTT, NATS): `queue(batch)`, Lambda `Records`, or one
+   * binary-mode CloudEvent POST per message (`./batch.ts`).
    */
-  kind?: "event" | "scheduled";
+  kind?: "event" | "scheduled" | "queue";
 }
 
 /** Response status and headers. */

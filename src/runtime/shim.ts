@@ -10,6 +10,7 @@ import { AsyncLocalStorage } from "node:async_hooks";
 import { Socket } from "node:net";
 import { pathToFileURL } from "node:url";
 import { format } from "node:util";
+import { batchFailure, parseBatch, toCloudEventRequests, toMessageBatch, toRecordsEvent } from "./batch.ts";
 import { fromEventPayload, fromLambdaResult, toLambdaEvent } from "./lambda.ts";
 import { inspectModule } from "./module.ts";
 import { routeThroughEgressProxy } from "./net-patch.ts";
@@ -209,16 +210,18 @@ async function handleInvoke(frame: Frame): Promise<void> {
         const event =
           meta.kind === "event" || meta.kind === "scheduled"
             ? fromEventPayload(frame.payload)
-            : toLambdaEvent({
-                invocationId: meta.invocationId,
-                method: meta.method,
-                url: meta.url,
-                headers: meta.headers,
-                body: frame.payload,
-                sourceIp: meta.sourceIp,
-                functionName: load!.functionName,
-                time: Date.now(),
-              });
+            : meta.kind === "queue"
+              ? toRecordsEvent(parseBatch(frame.payload))
+              : toLambdaEvent({
+                  invocationId: meta.invocationId,
+                  method: meta.method,
+                  url: meta.url,
+                  headers: meta.headers,
+                  body: frame.payload,
+                  sourceIp: meta.sourceIp,
+                  functionName: load!.functionName,
+                  time: Date.now(),
+                });
         const context = {
           awsRequestId: meta.invocationId,
           functionName: load!.functionName,
@@ -279,6 +282,32 @@ async function handleInvoke(frame: Frame): Promise<void> {
           const cron = meta.headers.find(([k]) => k === "x-nimbus-cron")?.[1] ?? "";
           const controller = { scheduledTime: Date.parse(tick.time ?? "") || Date.now(), cron, noRetry() {} };
           await mod.default.scheduled(controller, envObject, ctx);
+          writer.send(T.RESP_HEAD, id, { status: 204, headers: [] });
+          writer.send(T.RESP_END, id, { cpuMs: cpuMsSince(cpuStart), pending: background.length > 0 });
+          return;
+        }
+        if (meta.kind === "queue") {
+          // A trigger batch: queue(batch) when the module has one, else one binary-mode
+          // CloudEvent POST per message; a failure (or a retry() asked) fails the batch.
+          const w = parseBatch(frame.payload);
+          if (handlerShape === "fetch-object" && typeof mod.default.queue === "function") {
+            const { batch, outcome } = toMessageBatch(w);
+            await mod.default.queue(batch, envObject, ctx);
+            const { retried } = outcome();
+            if (retried.length > 0) throw batchFailure(retried, w.messages.length);
+          } else {
+            const make = (u: string, i: object) => new Request(u, i as RequestInit);
+            for (const r of toCloudEventRequests(w, meta.url, make)) {
+              const res =
+                handlerShape === "fetch-object"
+                  ? await mod.default.fetch(r, envObject, ctx)
+                  : await mod.default(r, envObject, ctx);
+              if (!(res instanceof Response))
+                throw new TypeError("The fetch handler must return a Response.");
+              if (res.status >= 500)
+                throw new Error(`fetch answered ${res.status} to message ${r.headers.get("ce-id")}.`);
+            }
+          }
           writer.send(T.RESP_HEAD, id, { status: 204, headers: [] });
           writer.send(T.RESP_END, id, { cpuMs: cpuMsSince(cpuStart), pending: background.length > 0 });
           return;

@@ -22,6 +22,13 @@ import {
   WritableStreamDefaultController,
   WritableStreamDefaultWriter,
 } from "web-streams-polyfill";
+import {
+  batchFailure,
+  parseBatch,
+  toCloudEventRequests,
+  toMessageBatch,
+  toRecordsEvent,
+} from "../../batch.ts";
 import { fromEventPayload, fromLambdaResult, toLambdaEvent } from "../../lambda.ts";
 import { inspectModule } from "../../module.ts";
 import type { InvokeMeta } from "../../protocol.ts";
@@ -489,16 +496,18 @@ async function invoke(id: number, meta: InvokeMeta, body: Uint8Array): Promise<v
       const event =
         meta.kind === "event" || meta.kind === "scheduled"
           ? fromEventPayload(body)
-          : toLambdaEvent({
-              invocationId: meta.invocationId,
-              method: meta.method,
-              url: meta.url,
-              headers: meta.headers,
-              body,
-              sourceIp: meta.sourceIp,
-              functionName: info.functionName,
-              time: Date.now(),
-            });
+          : meta.kind === "queue"
+            ? toRecordsEvent(parseBatch(body))
+            : toLambdaEvent({
+                invocationId: meta.invocationId,
+                method: meta.method,
+                url: meta.url,
+                headers: meta.headers,
+                body,
+                sourceIp: meta.sourceIp,
+                functionName: info.functionName,
+                time: Date.now(),
+              });
       const context = {
         awsRequestId: meta.invocationId,
         functionName: info.functionName,
@@ -562,9 +571,30 @@ async function invoke(id: number, meta: InvokeMeta, body: Uint8Array): Promise<v
         passThroughOnException() {},
       };
       const def = mod!.default as { fetch: (...a: unknown[]) => unknown } & ((...a: unknown[]) => unknown);
-      response = await runAs(id, () =>
-        shape === "fetch-object" ? def.fetch(request, env, ctx) : def(request, env, ctx),
-      );
+      if (meta.kind === "queue") {
+        // A trigger batch (see ../../batch.ts): queue(batch), else a CloudEvent POST per message.
+        const w = parseBatch(body);
+        const q = (mod!.default as { queue?: (...a: unknown[]) => unknown }).queue;
+        if (shape === "fetch-object" && typeof q === "function") {
+          const { batch, outcome } = toMessageBatch(w);
+          await runAs(id, () => q.call(def, batch, env, ctx));
+          const { retried } = outcome();
+          if (retried.length > 0) throw batchFailure(retried, w.messages.length);
+        } else {
+          const make = (u: string, i: object) => new Request(u, i as never);
+          for (const r of toCloudEventRequests(w, meta.url, make)) {
+            const res = await runAs(id, () =>
+              shape === "fetch-object" ? def.fetch(r, env, ctx) : def(r, env, ctx),
+            );
+            if (!(res instanceof Response)) throw new TypeError("The fetch handler must return a Response.");
+            if (res.status >= 500) throw new Error(`fetch answered ${res.status} to a message.`);
+          }
+        }
+        response = new Response(null, { status: 204 });
+      } else
+        response = await runAs(id, () =>
+          shape === "fetch-object" ? def.fetch(request, env, ctx) : def(request, env, ctx),
+        );
     } catch (err) {
       fail(id, "NIMBUS_FUNCTION_ERROR", err);
       return;
