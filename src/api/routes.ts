@@ -75,13 +75,30 @@ const versionSchema = {
 };
 const errors = { 400: errorSchema, 401: errorSchema, 403: errorSchema, 404: errorSchema };
 
+/**
+ * A version's config as the API shows it: broker passwords in triggers are replaced by
+ * `"***"` (they stay in the store, for the trigger to connect with).
+ */
+export function redactConfig(config: VersionRecord["config"]): VersionRecord["config"] {
+  const triggers = (config as { triggers?: unknown }).triggers;
+  if (!Array.isArray(triggers) || !triggers.some((t) => t && typeof t === "object" && "password" in t)) {
+    return config;
+  }
+  return {
+    ...config,
+    triggers: triggers.map((t) =>
+      t && typeof t === "object" && "password" in t ? { ...t, password: "***" } : t,
+    ),
+  } as VersionRecord["config"];
+}
+
 function versionView(v: VersionRecord, latest: number) {
   return {
     name: v.name,
     version: v.version,
     hash: v.hash,
     executor: v.executor,
-    config: v.config,
+    config: redactConfig(v.config),
     sizeBytes: v.sizeBytes,
     createdAt: v.createdAt,
     latest: v.version === latest,
