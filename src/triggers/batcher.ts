@@ -4,7 +4,8 @@
  * its batch is stored. A failed store is retried with backoff (the messages stay
  * unacknowledged meanwhile); past `maxBuffered` waiting messages, `push` refuses.
  */
-import type { BatchSink, Incoming } from "./types.ts";
+import { MAX_BATCH_BYTES } from "./config.ts";
+import type { BatchSink, Incoming, TriggerStatus } from "./types.ts";
 
 /** Batcher settings. */
 export interface BatcherOptions {
@@ -119,4 +120,29 @@ export class Batcher {
     for (const m of this.buf.splice(0)) m.settle(false);
     await Promise.allSettled([...this.running]);
   }
+}
+
+/**
+ * The batcher of one trigger: its batch size, wait and concurrency from the trigger's config,
+ * batches cut to fit one durable event, stored counts kept in the trigger's status.
+ */
+export function triggerBatcher(
+  t: { batchSize: number; maxWaitMs: number; concurrency: number },
+  maxBuffered: number,
+  sink: BatchSink,
+  status: TriggerStatus,
+  error: (why: string) => void,
+): Batcher {
+  return new Batcher({
+    batchSize: t.batchSize,
+    maxBatchBytes: MAX_BATCH_BYTES,
+    maxWaitMs: t.maxWaitMs,
+    concurrency: t.concurrency,
+    maxBuffered,
+    sink,
+    onError: (err) => error(`storing a batch failed (retrying): ${String(err)}`),
+    onStored: (n) => {
+      status.stored += n;
+    },
+  });
 }

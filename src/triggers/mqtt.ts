@@ -16,11 +16,17 @@ import { createHash } from "node:crypto";
 import { connect as netConnect } from "node:net";
 import { connect as tlsConnect } from "node:tls";
 import { type IClientOptions, type IPublishPacket, MqttClient } from "mqtt";
-import { Batcher } from "./batcher.ts";
+import { type Batcher, triggerBatcher } from "./batcher.ts";
 import type { MqttTrigger } from "./config.ts";
-import { MAX_BATCH_BYTES, triggerLabel } from "./config.ts";
+import { triggerLabel } from "./config.ts";
 import { guardStream } from "./mqtt-guard.ts";
-import type { BatchSink, Incoming, TriggerAdapter, TriggerStatus } from "./types.ts";
+import {
+  type BatchSink,
+  type Incoming,
+  initialStatus,
+  type TriggerAdapter,
+  type TriggerStatus,
+} from "./types.ts";
 
 /** Longest topic accepted from the broker. */
 export const MAX_TOPIC_CHARS = 1024;
@@ -68,32 +74,10 @@ export class MqttAdapter implements TriggerAdapter {
     this.log = o.log;
     const label = triggerLabel(o.trigger);
     this.clientId = `nimbus-${o.fn}-${createHash("sha256").update(`${o.tenant}/${o.fn}#${o.index} ${label}`).digest("hex").slice(0, 12)}`;
-    this.st = {
-      function: o.fn,
-      index: o.index,
-      type: "mqtt",
-      target: label,
-      state: "connecting",
-      lastError: null,
-      lastErrorAt: null,
-      connectedAt: null,
-      retries: 0,
-      received: 0,
-      stored: 0,
-      dropped: 0,
-    };
-    this.batcher = new Batcher({
-      batchSize: o.trigger.batchSize,
-      maxBatchBytes: MAX_BATCH_BYTES,
-      maxWaitMs: o.trigger.maxWaitMs,
-      concurrency: o.trigger.concurrency,
-      maxBuffered: this.receiveMaximum(),
-      sink: o.sink,
-      onError: (err) => this.error(`storing a batch failed (retrying): ${String(err)}`),
-      onStored: (n) => {
-        this.st.stored += n;
-      },
-    });
+    this.st = initialStatus(o.fn, o.index, "mqtt", label);
+    this.batcher = triggerBatcher(o.trigger, this.receiveMaximum(), o.sink, this.st, (why) =>
+      this.error(why),
+    );
   }
 
   /** QoS 1 messages the broker may leave unacknowledged with us (MQTT 5 Receive Maximum). */

@@ -12,11 +12,17 @@
  */
 import { AckPolicy, type ConsumerMessages, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection, type Subscription } from "@nats-io/transport-node";
-import { Batcher } from "./batcher.ts";
+import { type Batcher, triggerBatcher } from "./batcher.ts";
 import type { NatsTrigger } from "./config.ts";
-import { MAX_BATCH_BYTES, triggerLabel } from "./config.ts";
+import { triggerLabel } from "./config.ts";
 import { MAX_TOPIC_CHARS, reconnectDelay } from "./mqtt.ts";
-import type { BatchSink, Incoming, TriggerAdapter, TriggerStatus } from "./types.ts";
+import {
+  type BatchSink,
+  type Incoming,
+  initialStatus,
+  type TriggerAdapter,
+  type TriggerStatus,
+} from "./types.ts";
 
 /** A NATS trigger of one function. */
 export class NatsAdapter implements TriggerAdapter {
@@ -42,32 +48,8 @@ export class NatsAdapter implements TriggerAdapter {
     this.t = o.trigger;
     this.fn = o.fn;
     this.log = o.log;
-    this.st = {
-      function: o.fn,
-      index: o.index,
-      type: "nats",
-      target: triggerLabel(o.trigger),
-      state: "connecting",
-      lastError: null,
-      lastErrorAt: null,
-      connectedAt: null,
-      retries: 0,
-      received: 0,
-      stored: 0,
-      dropped: 0,
-    };
-    this.batcher = new Batcher({
-      batchSize: o.trigger.batchSize,
-      maxBatchBytes: MAX_BATCH_BYTES,
-      maxWaitMs: o.trigger.maxWaitMs,
-      concurrency: o.trigger.concurrency,
-      maxBuffered: this.pending(),
-      sink: o.sink,
-      onError: (err) => this.error(`storing a batch failed (retrying): ${String(err)}`),
-      onStored: (n) => {
-        this.st.stored += n;
-      },
-    });
+    this.st = initialStatus(o.fn, o.index, "nats", triggerLabel(o.trigger));
+    this.batcher = triggerBatcher(o.trigger, this.pending(), o.sink, this.st, (why) => this.error(why));
   }
 
   /** Messages held unacknowledged at most. */

@@ -4,8 +4,8 @@ import { parseBatch, toCloudEventRequests, toMessageBatch, toRecordsEvent } from
 import { Batcher } from "./batcher.ts";
 import { isMqttFilter, isNatsSubject, validateTriggers } from "./config.ts";
 import { batchPayload } from "./manager.ts";
-import { PacketSizeGuard } from "./mqtt-guard.ts";
 import { deviceOf, reconnectDelay } from "./mqtt.ts";
+import { PacketSizeGuard } from "./mqtt-guard.ts";
 import type { Incoming } from "./types.ts";
 
 const msg = (i: number, settled: (ok: boolean) => void): Incoming => ({

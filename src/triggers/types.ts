@@ -49,3 +49,26 @@ export interface TriggerAdapter {
   status(): TriggerStatus;
   close(): Promise<void>;
 }
+
+/** A trigger's status before its first connection attempt. */
+export function initialStatus(
+  fn: string,
+  index: number,
+  type: TriggerStatus["type"],
+  target: string,
+): TriggerStatus {
+  return {
+    function: fn,
+    index,
+    type,
+    target,
+    state: "connecting",
+    lastError: null,
+    lastErrorAt: null,
+    connectedAt: null,
+    retries: 0,
+    received: 0,
+    stored: 0,
+    dropped: 0,
+  };
+}
