@@ -1,6 +1,7 @@
 /**
  * The Store seam: durable records of functions, versions, invocations, logs and keys.
- * `sqlite` (embedded default) implements it; a `postgres` one is planned for cluster mode.
+ * `sqlite` (embedded default) and `postgres` (cluster mode) implement it; both pass the
+ * contract suite in `./contract.ts`.
  * Every method is async so both can implement it.
  */
 import type { FunctionConfig } from "../build/config.ts";
@@ -115,7 +116,12 @@ export interface Store {
   listVersions(tenant: string, name: string): Promise<VersionRecord[]>;
   getVersion(tenant: string, name: string, version: number): Promise<VersionRecord | undefined>;
   findVersionByHash(tenant: string, name: string, hash: string): Promise<VersionRecord | undefined>;
-  /** Adds the next version (number assigned here) and points `latest` at it. */
+  /**
+   * Adds the next version (number assigned here, 1, 2, 3… per function, atomically across
+   * nodes) and points `latest` at it. When a version with the same `hash` exists (identical
+   * code, possibly deployed by another node at the same moment), returns that version instead
+   * and points `latest` at it.
+   */
   addVersion(v: Omit<VersionRecord, "version">): Promise<VersionRecord>;
   setLatest(tenant: string, name: string, version: number): Promise<void>;
   /** Writes invocation records and log lines in one transaction. */

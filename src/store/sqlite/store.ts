@@ -214,6 +214,20 @@ export class SqliteStore implements Store {
   async addVersion(v: Omit<VersionRecord, "version">): Promise<VersionRecord> {
     this.db.exec("BEGIN IMMEDIATE");
     try {
+      // Identical code gives the same version, also when another node deployed it meanwhile.
+      const same = this.q(
+        "SELECT * FROM versions WHERE tenant = ? AND name = ? AND hash = ? ORDER BY version DESC",
+      ).get(v.tenant, v.name, v.hash);
+      if (same) {
+        this.q("UPDATE functions SET latest = ?, updated_at = ? WHERE tenant = ? AND name = ?").run(
+          Number(same.version),
+          v.createdAt,
+          v.tenant,
+          v.name,
+        );
+        this.db.exec("COMMIT");
+        return toVersion(same);
+      }
       const row = this.q("SELECT MAX(version) AS v FROM versions WHERE tenant = ? AND name = ?").get(
         v.tenant,
         v.name,

@@ -1,0 +1,421 @@
+/**
+ * The cluster store on PostgreSQL (`pg`): every node opens one over the same database and
+ * schema. Version numbering and "identical code gives the same version" hold across nodes
+ * through a per-function advisory transaction lock.
+ */
+import pg from "pg";
+import type {
+  ApiKeyRecord,
+  FunctionRecord,
+  InvocationRecord,
+  LogQuery,
+  LogRecord,
+  Store,
+  UsageRow,
+  VersionRecord,
+} from "../types.ts";
+import { migrate, SCHEMA_NAME } from "./migrations.ts";
+
+/** How to reach the database. */
+export interface PostgresStoreOptions {
+  /** `postgres://user@host:port/db`. */
+  connectionString: string;
+  /** The schema holding Nimbus's tables (created and migrated at open). @default "nimbus" */
+  schema?: string;
+  /** Connections in the pool, at most. @default 10 */
+  maxConnections?: number;
+}
+
+type Row = Record<string, unknown>;
+const num = (v: unknown): number => Number(v);
+const numOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
+
+function toVersion(r: Row): VersionRecord {
+  return {
+    tenant: String(r.tenant),
+    name: String(r.name),
+    version: num(r.version),
+    hash: String(r.hash),
+    executor: r.executor as VersionRecord["executor"],
+    config: r.config as VersionRecord["config"],
+    codeDir: String(r.code_dir),
+    sizeBytes: num(r.size_bytes),
+    createdAt: num(r.created_at),
+  };
+}
+
+function toFunction(r: Row): FunctionRecord {
+  return {
+    tenant: String(r.tenant),
+    name: String(r.name),
+    latest: num(r.latest),
+    createdAt: num(r.created_at),
+    updatedAt: num(r.updated_at),
+  };
+}
+
+function toInvocation(r: Row): InvocationRecord {
+  return {
+    id: String(r.id),
+    tenant: String(r.tenant),
+    fn: String(r.fn),
+    version: num(r.version),
+    trigger: String(r.trigger),
+    start: num(r.start),
+    durationMs: num(r.duration_ms),
+    billedMs: num(r.billed_ms),
+    memoryMB: num(r.memory_mb),
+    gbSeconds: num(r.gb_seconds),
+    cpuMs: num(r.cpu_ms),
+    coldStart: Boolean(r.cold_start),
+    status: num(r.status),
+    errorCode: (r.error_code as string | null) ?? null,
+    firstByteMs: numOrNull(r.first_byte_ms),
+    eventId: (r.event_id as string | null) ?? null,
+    attempt: numOrNull(r.attempt),
+    queueWaitMs: numOrNull(r.queue_wait_ms),
+    e2eMs: numOrNull(r.e2e_ms),
+  };
+}
+
+/** Rows per INSERT statement (19 columns × 500 rows stays far below the 65,535 parameters). */
+const ROWS_PER_INSERT = 500;
+
+/** The PostgreSQL store. Open it with {@link PostgresStore.open}. */
+export class PostgresStore implements Store {
+  private readonly pool: pg.Pool;
+  private readonly schema: string;
+
+  private constructor(pool: pg.Pool, schema: string) {
+    this.pool = pool;
+    this.schema = schema;
+  }
+
+  /**
+   * Connects, brings the schema up to date (safe from many nodes at once) and returns the
+   * store.
+   * @example const store = await PostgresStore.open({ connectionString: "postgres://127.0.0.1/nimbus" });
+   */
+  static async open(opts: PostgresStoreOptions): Promise<PostgresStore> {
+    const schema = opts.schema ?? "nimbus";
+    if (!SCHEMA_NAME.test(schema)) throw new Error(`schema name '${schema}' must match ${SCHEMA_NAME}.`);
+    const pool = new pg.Pool({
+      connectionString: opts.connectionString,
+      max: opts.maxConnections ?? 10,
+      // Every connection sees Nimbus's tables unqualified.
+      options: `-c search_path=${schema}`,
+    });
+    // An idle connection that drops (database restart) must not crash the process.
+    pool.on("error", () => {});
+    try {
+      await migrate(pool, schema);
+    } catch (err) {
+      await pool.end();
+      throw new Error(
+        `Could not prepare the PostgreSQL store (${(err as Error).message}): check --store and that the database accepts connections.`,
+        { cause: err },
+      );
+    }
+    return new PostgresStore(pool, schema);
+  }
+
+  /** Runs `body` in one transaction on one connection. */
+  private async tx<T>(body: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+    const c = await this.pool.connect();
+    try {
+      await c.query("BEGIN");
+      const out = await body(c);
+      await c.query("COMMIT");
+      return out;
+    } catch (err) {
+      await c.query("ROLLBACK").catch(() => {});
+      throw err;
+    } finally {
+      c.release();
+    }
+  }
+
+  async listFunctions(tenant: string): Promise<FunctionRecord[]> {
+    const r = await this.pool.query("SELECT * FROM functions WHERE tenant = $1 ORDER BY name", [tenant]);
+    return r.rows.map(toFunction);
+  }
+
+  async getFunction(tenant: string, name: string): Promise<FunctionRecord | undefined> {
+    const r = await this.pool.query("SELECT * FROM functions WHERE tenant = $1 AND name = $2", [
+      tenant,
+      name,
+    ]);
+    return r.rows[0] ? toFunction(r.rows[0]) : undefined;
+  }
+
+  async deleteFunction(tenant: string, name: string): Promise<void> {
+    await this.tx(async (c) => {
+      await lockFunction(c, this.schema, tenant, name);
+      await c.query("DELETE FROM functions WHERE tenant = $1 AND name = $2", [tenant, name]);
+      await c.query("DELETE FROM versions WHERE tenant = $1 AND name = $2", [tenant, name]);
+      await c.query("DELETE FROM invocations WHERE tenant = $1 AND fn = $2", [tenant, name]);
+      await c.query("DELETE FROM logs WHERE tenant = $1 AND fn = $2", [tenant, name]);
+    });
+  }
+
+  async listVersions(tenant: string, name: string): Promise<VersionRecord[]> {
+    const r = await this.pool.query(
+      "SELECT * FROM versions WHERE tenant = $1 AND name = $2 ORDER BY version",
+      [tenant, name],
+    );
+    return r.rows.map(toVersion);
+  }
+
+  async getVersion(tenant: string, name: string, version: number): Promise<VersionRecord | undefined> {
+    const r = await this.pool.query(
+      "SELECT * FROM versions WHERE tenant = $1 AND name = $2 AND version = $3",
+      [tenant, name, version],
+    );
+    return r.rows[0] ? toVersion(r.rows[0]) : undefined;
+  }
+
+  async findVersionByHash(tenant: string, name: string, hash: string): Promise<VersionRecord | undefined> {
+    const r = await this.pool.query(
+      "SELECT * FROM versions WHERE tenant = $1 AND name = $2 AND hash = $3 ORDER BY version DESC LIMIT 1",
+      [tenant, name, hash],
+    );
+    return r.rows[0] ? toVersion(r.rows[0]) : undefined;
+  }
+
+  async addVersion(v: Omit<VersionRecord, "version">): Promise<VersionRecord> {
+    return this.tx(async (c) => {
+      // Deploys of one function serialize here, across every node: the number read below
+      // cannot be taken by another transaction before this one commits.
+      await lockFunction(c, this.schema, v.tenant, v.name);
+      const same = await c.query(
+        "SELECT * FROM versions WHERE tenant = $1 AND name = $2 AND hash = $3 ORDER BY version DESC LIMIT 1",
+        [v.tenant, v.name, v.hash],
+      );
+      let version: number;
+      let out: VersionRecord;
+      if (same.rows[0]) {
+        out = toVersion(same.rows[0]);
+        version = out.version;
+      } else {
+        const max = await c.query("SELECT MAX(version) AS v FROM versions WHERE tenant = $1 AND name = $2", [
+          v.tenant,
+          v.name,
+        ]);
+        version = num(max.rows[0]?.v ?? 0) + 1;
+        await c.query(
+          `INSERT INTO versions (tenant, name, version, hash, executor, config, code_dir, size_bytes, created_at)
+           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)`,
+          [
+            v.tenant,
+            v.name,
+            version,
+            v.hash,
+            v.executor,
+            JSON.stringify(v.config),
+            v.codeDir,
+            v.sizeBytes,
+            v.createdAt,
+          ],
+        );
+        out = { ...v, version };
+      }
+      await c.query(
+        `INSERT INTO functions (tenant, name, latest, created_at, updated_at) VALUES ($1,$2,$3,$4,$4)
+         ON CONFLICT (tenant, name) DO UPDATE SET latest = excluded.latest, updated_at = excluded.updated_at`,
+        [v.tenant, v.name, version, v.createdAt],
+      );
+      return out;
+    });
+  }
+
+  async setLatest(tenant: string, name: string, version: number): Promise<void> {
+    await this.pool.query(
+      "UPDATE functions SET latest = $1, updated_at = $2 WHERE tenant = $3 AND name = $4",
+      [version, Date.now(), tenant, name],
+    );
+  }
+
+  async writeBatch(invocations: InvocationRecord[], logs: LogRecord[]): Promise<void> {
+    if (invocations.length === 0 && logs.length === 0) return;
+    await this.tx(async (c) => {
+      for (let i = 0; i < invocations.length; i += ROWS_PER_INSERT) {
+        const rows = invocations.slice(i, i + ROWS_PER_INSERT);
+        const args: unknown[] = [];
+        for (const r of rows) {
+          args.push(
+            r.id,
+            r.tenant,
+            r.fn,
+            r.version,
+            r.trigger,
+            r.start,
+            r.durationMs,
+            r.billedMs,
+            r.memoryMB,
+            r.gbSeconds,
+            r.cpuMs,
+            r.coldStart,
+            r.status,
+            r.errorCode,
+            r.firstByteMs,
+            r.eventId ?? null,
+            r.attempt ?? null,
+            r.queueWaitMs ?? null,
+            r.e2eMs ?? null,
+          );
+        }
+        // A record written twice (a retried flush) replaces the first, as SQLite's INSERT OR REPLACE.
+        await c.query(
+          `INSERT INTO invocations (id, tenant, fn, version, trigger, start, duration_ms, billed_ms, memory_mb,
+             gb_seconds, cpu_ms, cold_start, status, error_code, first_byte_ms, event_id, attempt, queue_wait_ms, e2e_ms)
+           VALUES ${placeholders(rows.length, 19)}
+           ON CONFLICT (id) DO UPDATE SET tenant = excluded.tenant, fn = excluded.fn, version = excluded.version,
+             trigger = excluded.trigger, start = excluded.start, duration_ms = excluded.duration_ms,
+             billed_ms = excluded.billed_ms, memory_mb = excluded.memory_mb, gb_seconds = excluded.gb_seconds,
+             cpu_ms = excluded.cpu_ms, cold_start = excluded.cold_start, status = excluded.status,
+             error_code = excluded.error_code, first_byte_ms = excluded.first_byte_ms, event_id = excluded.event_id,
+             attempt = excluded.attempt, queue_wait_ms = excluded.queue_wait_ms, e2e_ms = excluded.e2e_ms`,
+          args,
+        );
+      }
+      for (let i = 0; i < logs.length; i += ROWS_PER_INSERT) {
+        const rows = logs.slice(i, i + ROWS_PER_INSERT);
+        const args: unknown[] = [];
+        for (const l of rows) args.push(l.tenant, l.fn, l.version, l.invocationId, l.t, l.level, l.msg);
+        await c.query(
+          `INSERT INTO logs (tenant, fn, version, invocation_id, t, level, msg) VALUES ${placeholders(rows.length, 7)}`,
+          args,
+        );
+      }
+    });
+  }
+
+  async listInvocations(tenant: string, fn: string, limit: number): Promise<InvocationRecord[]> {
+    const r = await this.pool.query(
+      "SELECT * FROM invocations WHERE tenant = $1 AND fn = $2 ORDER BY start DESC LIMIT $3",
+      [tenant, fn, limit],
+    );
+    return r.rows.map(toInvocation);
+  }
+
+  async listLogs(q: LogQuery): Promise<LogRecord[]> {
+    const args: unknown[] = [q.tenant, q.fn];
+    const where = ["tenant = $1", "fn = $2"];
+    if (q.afterSeq !== undefined) {
+      args.push(q.afterSeq);
+      where.push(`seq > $${args.length}`);
+    }
+    if (q.invocationId) {
+      args.push(q.invocationId);
+      where.push(`invocation_id = $${args.length}`);
+    }
+    if (q.since !== undefined) {
+      args.push(q.since);
+      where.push(`t >= $${args.length}`);
+    }
+    args.push(q.limit ?? 1000);
+    // The newest `limit` lines, returned oldest first.
+    const r = await this.pool.query(
+      `SELECT * FROM (SELECT * FROM logs WHERE ${where.join(" AND ")} ORDER BY seq DESC LIMIT $${args.length}) AS l
+       ORDER BY seq`,
+      args,
+    );
+    return r.rows.map((x: Row) => ({
+      seq: num(x.seq),
+      tenant: String(x.tenant),
+      fn: String(x.fn),
+      version: num(x.version),
+      invocationId: (x.invocation_id as string | null) ?? null,
+      t: num(x.t),
+      level: String(x.level),
+      msg: String(x.msg),
+    }));
+  }
+
+  /** Log retention (see {@link Store.pruneLogs}): batches of 10,000 lines, each its own statement. */
+  async pruneLogs(olderThan: number, maxCharsPerFunction: number): Promise<number> {
+    let deleted = 0;
+    for (;;) {
+      const r = await this.pool.query(
+        "DELETE FROM logs WHERE seq IN (SELECT seq FROM logs WHERE t < $1 ORDER BY seq LIMIT 10000)",
+        [olderThan],
+      );
+      deleted += r.rowCount ?? 0;
+      if ((r.rowCount ?? 0) < 10000) break;
+    }
+    // Per function: the newest line past the cap (counting from the newest) and all older go.
+    const r = await this.pool.query(
+      `WITH acc AS (
+         SELECT seq, tenant, fn, SUM(LENGTH(msg)) OVER (PARTITION BY tenant, fn ORDER BY seq DESC) AS acc FROM logs),
+       cut AS (SELECT tenant, fn, MAX(seq) AS seq FROM acc WHERE acc > $1 GROUP BY tenant, fn)
+       DELETE FROM logs l USING cut WHERE l.tenant = cut.tenant AND l.fn = cut.fn AND l.seq <= cut.seq`,
+      [maxCharsPerFunction],
+    );
+    return deleted + (r.rowCount ?? 0);
+  }
+
+  async usage(tenant: string, from: number, to: number): Promise<UsageRow[]> {
+    const r = await this.pool.query(
+      `SELECT fn, SUM(CASE WHEN billed_ms > 0 THEN 1 ELSE 0 END) AS requests,
+       SUM(CASE WHEN error_code IS NULL OR billed_ms = 0 THEN 0 ELSE 1 END) AS errors,
+       SUM(CASE WHEN billed_ms = 0 THEN 1 ELSE 0 END) AS refused,
+       SUM(gb_seconds) AS gb, SUM(cpu_ms) AS cpu, SUM(billed_ms) AS billed
+       FROM invocations WHERE tenant = $1 AND start >= $2 AND start < $3 GROUP BY fn ORDER BY fn`,
+      [tenant, from, to],
+    );
+    return r.rows.map((x: Row) => ({
+      fn: String(x.fn),
+      requests: num(x.requests),
+      errors: num(x.errors),
+      refused: num(x.refused),
+      gbSeconds: num(x.gb),
+      cpuMs: num(x.cpu),
+      billedMs: num(x.billed),
+    }));
+  }
+
+  async addApiKey(k: ApiKeyRecord): Promise<void> {
+    await this.pool.query(
+      "INSERT INTO api_keys (id, tenant, hash, scopes, created_at) VALUES ($1,$2,$3,$4,$5)",
+      [k.id, k.tenant, k.hash, k.scopes.join(","), k.createdAt],
+    );
+  }
+
+  async findApiKey(hash: string): Promise<ApiKeyRecord | undefined> {
+    const r = await this.pool.query("SELECT * FROM api_keys WHERE hash = $1", [hash]);
+    const x = r.rows[0] as Row | undefined;
+    if (!x) return undefined;
+    return {
+      id: String(x.id),
+      tenant: String(x.tenant),
+      hash: String(x.hash),
+      scopes: String(x.scopes).split(","),
+      createdAt: num(x.created_at),
+    };
+  }
+
+  async close(): Promise<void> {
+    await this.pool.end();
+  }
+}
+
+/**
+ * Serializes writers of one function's versions until the transaction ends, on every node.
+ * Advisory locks are database-wide, so the key names the schema too.
+ */
+async function lockFunction(c: pg.PoolClient, schema: string, tenant: string, name: string): Promise<void> {
+  await c.query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", [
+    `nimbus:fn:${schema}:${tenant}/${name}`,
+  ]);
+}
+
+/** `($1,$2),($3,$4)…` for `rows` rows of `cols` columns. */
+function placeholders(rows: number, cols: number): string {
+  const out: string[] = [];
+  for (let r = 0; r < rows; r++) {
+    const one: string[] = [];
+    for (let c = 0; c < cols; c++) one.push(`$${r * cols + c + 1}`);
+    out.push(`(${one.join(",")})`);
+  }
+  return out.join(",");
+}
