@@ -1,10 +1,12 @@
 /**
  * The contract every Queue implementation passes (hono `common.case.test.ts` style): each
  * implementation's test file calls `runQueueContract` with a factory. Time is a stepped
- * clock passed in, so lease expiry and delays are tested without sleeping.
+ * clock passed in, so lease expiry and delays are tested without sleeping; an
+ * implementation whose timers run in a server (JetStream's ack wait) runs the same cases on
+ * the real clock instead, checking each deadline `slackMs` before and after it.
  */
 import assert from "node:assert/strict";
-import { describe, test } from "node:test";
+import { describe, test as nodeTest } from "node:test";
 import { type Queue, QueueFullError, type QueueOptions } from "./types.ts";
 
 /** A clock tests move by hand. */
@@ -22,15 +24,53 @@ function stepClock(start = 1_800_000_000_000): StepClock {
 /** Makes a fresh, empty queue for one test. */
 export type QueueFactory = (opts: QueueOptions & { clock: () => number }) => Queue | Promise<Queue>;
 
+/** How an implementation runs the contract. */
+export interface QueueContractOptions {
+  /**
+   * The implementation's timers run on the real clock (a server's): the factory gets
+   * `Date.now`, and each deadline is checked `slackMs` before and after it by waiting.
+   */
+  realTime?: { slackMs: number };
+  /** Cases that cannot hold for this implementation: a title fragment → the reason. */
+  skip?: Record<string, string>;
+}
+
+/** Moves time to just before or after a deadline counted from `mark()`. */
+interface Timeline {
+  mark(): void;
+  before(ms: number): Promise<void>;
+  after(ms: number): Promise<void>;
+}
+
+function timeline(clock: StepClock | undefined, slackMs: number): Timeline {
+  let base = 0;
+  const now = () => (clock ? clock.now : Date.now());
+  const to = async (at: number) => {
+    if (clock) clock.now = at;
+    else if (at > Date.now()) await new Promise((r) => setTimeout(r, at - Date.now()));
+  };
+  return {
+    mark: () => {
+      base = now();
+    },
+    before: (ms) => to(base + ms - slackMs),
+    after: (ms) => to(base + ms + slackMs),
+  };
+}
+
 const b = (s: string) => Buffer.from(s);
 
 /** Runs the contract suite against `make`. */
-export function runQueueContract(name: string, make: QueueFactory): void {
+export function runQueueContract(name: string, make: QueueFactory, how: QueueContractOptions = {}): void {
   describe(`Queue contract: ${name}`, () => {
     const open = async (opts: QueueOptions = {}) => {
-      const clock = stepClock();
-      const q = await make({ ...opts, clock });
-      return { q, clock };
+      const clock = how.realTime ? undefined : stepClock();
+      const q = await make({ ...opts, clock: clock ?? Date.now });
+      return { q, t: timeline(clock, how.realTime?.slackMs ?? 1) };
+    };
+    const test = (title: string, body: () => Promise<void>) => {
+      const why = Object.entries(how.skip ?? {}).find(([fragment]) => title.includes(fragment))?.[1];
+      return nodeTest(title, why ? { skip: why } : {}, body);
     };
 
     test("enqueue then lease returns the body and meta, oldest first, once", async () => {
@@ -66,12 +106,13 @@ export function runQueueContract(name: string, make: QueueFactory): void {
     });
 
     test("an expired lease returns the message; the old holder's ack is refused after re-lease", async () => {
-      const { q, clock } = await open();
+      const { q, t } = await open();
       await q.enqueue("q", [{ body: b("x"), id: "m" }]);
+      t.mark();
       const [first] = await q.lease("q", 1, 1000);
-      clock.now += 999;
+      await t.before(1000);
       assert.deepEqual(await q.lease("q", 1, 1000), []);
-      clock.now += 2;
+      await t.after(1000);
       const [second] = await q.lease("q", 1, 1000);
       assert.equal(second?.id, "m");
       assert.equal(second?.attempts, 2);
@@ -81,26 +122,28 @@ export function runQueueContract(name: string, make: QueueFactory): void {
     });
 
     test("extend keeps a lease alive past its first deadline", async () => {
-      const { q, clock } = await open();
+      const { q, t } = await open();
       await q.enqueue("q", [{ body: b("x"), id: "m" }]);
+      t.mark();
       const [m] = await q.lease("q", 1, 1000);
-      clock.now += 900;
+      await t.before(1000);
       assert.equal(await q.extend("m", m!.token, 1000), true);
-      clock.now += 900;
+      await t.after(1000);
       assert.deepEqual(await q.lease("q", 1, 1000), []);
       assert.equal(await q.extend("m", "nope", 1000), false);
       await q.close();
     });
 
     test("nack with a delay hides the message until the delay passes, keeping the error", async () => {
-      const { q, clock } = await open();
+      const { q, t } = await open();
       await q.enqueue("q", [{ body: b("x"), id: "m" }]);
       const [m] = await q.lease("q", 1, 1000);
-      assert.equal(await q.nack("m", m!.token, 5000, "boom"), true);
+      t.mark();
+      assert.equal(await q.nack("m", m!.token, 2000, "boom"), true);
       assert.equal((await q.stats("q")).delayed, 1);
-      clock.now += 4999;
+      await t.before(2000);
       assert.deepEqual(await q.lease("q", 1, 1000), []);
-      clock.now += 1;
+      await t.after(2000);
       const [again] = await q.lease("q", 1, 1000);
       assert.equal(again?.attempts, 2);
       assert.equal((await q.get("m"))?.error, "boom");
@@ -121,10 +164,12 @@ export function runQueueContract(name: string, make: QueueFactory): void {
     });
 
     test("enqueue with a delay", async () => {
-      const { q, clock } = await open();
-      await q.enqueue("q", [{ body: b("x"), delayMs: 100 }]);
+      const { q, t } = await open();
+      t.mark();
+      await q.enqueue("q", [{ body: b("x"), delayMs: 1000 }]);
+      await t.before(1000);
       assert.deepEqual(await q.lease("q", 1, 1000), []);
-      clock.now += 100;
+      await t.after(1000);
       assert.equal((await q.lease("q", 1, 1000)).length, 1);
       await q.close();
     });
@@ -158,7 +203,8 @@ export function runQueueContract(name: string, make: QueueFactory): void {
     });
 
     test("dedupKey within the window returns the first id and stores nothing; after it, a new message", async () => {
-      const { q, clock } = await open({ dedupWindowMs: 10_000 });
+      const { q, t } = await open({ dedupWindowMs: 3000 });
+      t.mark();
       const [first] = await q.enqueue("q", [{ body: b("x"), dedupKey: "k" }]);
       const [dup] = await q.enqueue("q", [{ body: b("y"), dedupKey: "k" }]);
       assert.deepEqual(dup, { id: first!.id, duplicate: true });
@@ -170,7 +216,7 @@ export function runQueueContract(name: string, make: QueueFactory): void {
       assert.equal((await q.stats("q")).ready, 2);
       const [other] = await q.enqueue("other", [{ body: b("x"), dedupKey: "k" }]);
       assert.equal(other!.duplicate, false, "keys are per queue");
-      clock.now += 10_001;
+      await t.after(3000);
       const [later] = await q.enqueue("q", [{ body: b("x"), dedupKey: "k" }]);
       assert.equal(later!.duplicate, false);
       assert.notEqual(later!.id, first!.id);

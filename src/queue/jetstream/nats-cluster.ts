@@ -1,0 +1,147 @@
+/**
+ * Test helper (as nats.js's `test_helpers/launcher.ts`): starts a real `nats-server`
+ * cluster with JetStream on random loopback ports and temp store directories, waits until
+ * it elects a JetStream meta leader, and stops or SIGKILLs its servers.
+ */
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { connect } from "@nats-io/transport-node";
+
+/** The nats-server binary (Debian's package puts it here). */
+export const NATS_SERVER = process.env.NATS_SERVER ?? "/usr/sbin/nats-server";
+
+/** Why a cluster cannot be started here, or undefined when it can (a missing binary fails in CI). */
+export function natsServerUnavailable(): string | undefined {
+  if (existsSync(NATS_SERVER)) return undefined;
+  if (process.env.CI === "true")
+    throw new Error(`${NATS_SERVER} is required in CI (apt-get install nats-server)`);
+  return `no nats-server at ${NATS_SERVER} (set NATS_SERVER or install Debian's nats-server)`;
+}
+
+/** The version `nats-server --version` reports, e.g. `2.9.10`. */
+export function natsServerVersion(): string {
+  return /v?(\d+\.\d+\.\d+)/.exec(execFileSync(NATS_SERVER, ["--version"]).toString())?.[1] ?? "unknown";
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** One server of the cluster. */
+export interface ClusterServer {
+  name: string;
+  port: number;
+  url: string;
+  proc: ChildProcess | undefined;
+}
+
+/** A running cluster. */
+export interface NatsCluster {
+  servers: ClusterServer[];
+  /** Client URLs of every server. */
+  urls: string[];
+  /** SIGKILLs one server (no shutdown, no flush). */
+  kill(name: string): void;
+  /** Starts a killed server again with its store directory. */
+  restart(name: string): Promise<void>;
+  /** Stops everything and removes the store directories. */
+  stop(): Promise<void>;
+}
+
+/** Starts `n` clustered servers with JetStream and waits for the JetStream meta leader. */
+export async function startNatsCluster(n = 3): Promise<NatsCluster> {
+  const dir = mkdtempSync(join(tmpdir(), "nimbus-nats-"));
+  const clusterPorts = await Promise.all(Array.from({ length: n }, freePort));
+  const servers: ClusterServer[] = [];
+  for (let i = 0; i < n; i++) {
+    const port = await freePort();
+    servers.push({ name: `n${i + 1}`, port, url: `nats://127.0.0.1:${port}`, proc: undefined });
+  }
+  const configs = servers.map((s, i) => {
+    const file = join(dir, `${s.name}.conf`);
+    const routes = clusterPorts.map((p) => `nats-route://127.0.0.1:${p}`).join(", ");
+    writeFileSync(
+      file,
+      `server_name: ${s.name}
+listen: 127.0.0.1:${s.port}
+jetstream { store_dir: "${join(dir, s.name)}", max_memory_store: 64MB, max_file_store: 1GB }
+cluster { name: nimbus-test, listen: 127.0.0.1:${clusterPorts[i]}, routes: [${routes}] }
+`,
+    );
+    return file;
+  });
+  const launch = (i: number) => {
+    const s = servers[i]!;
+    s.proc = spawn(NATS_SERVER, ["-c", configs[i]!], { stdio: "ignore" });
+    s.proc.unref();
+  };
+  servers.forEach((_, i) => {
+    launch(i);
+  });
+  const stopAll = async () => {
+    for (const s of servers) {
+      if (s.proc && s.proc.exitCode === null && s.proc.signalCode === null) {
+        const gone = new Promise((r) => s.proc!.once("exit", r));
+        s.proc.kill("SIGTERM");
+        await Promise.race([gone, new Promise((r) => setTimeout(r, 5000))]);
+        if (s.proc.exitCode === null && s.proc.signalCode === null) s.proc.kill("SIGKILL");
+      }
+    }
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    await waitForMetaLeader(servers.map((s) => s.url));
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+  return {
+    servers,
+    urls: servers.map((s) => s.url),
+    kill(name) {
+      const s = servers.find((x) => x.name === name);
+      if (!s?.proc) throw new Error(`no running server ${name}`);
+      s.proc.kill("SIGKILL");
+    },
+    async restart(name) {
+      const i = servers.findIndex((x) => x.name === name);
+      if (i < 0) throw new Error(`no server ${name}`);
+      launch(i);
+      await waitForMetaLeader([servers[i]!.url]);
+    },
+    stop: stopAll,
+  };
+}
+
+/** Waits (up to 30 s) until a JetStream API call through `urls` succeeds: the meta leader is elected. */
+async function waitForMetaLeader(urls: string[]): Promise<void> {
+  const until = Date.now() + 30_000;
+  let last: unknown;
+  while (Date.now() < until) {
+    try {
+      const nc = await connect({ servers: urls, timeout: 1000, maxReconnectAttempts: 0 });
+      try {
+        const jsm = await jetstreamManager(nc, { timeout: 1000 });
+        await jsm.getAccountInfo();
+        return;
+      } finally {
+        await nc.close();
+      }
+    } catch (err) {
+      last = err;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+  throw new Error(`the NATS cluster did not elect a JetStream leader in 30 s: ${String(last)}`);
+}
