@@ -341,7 +341,7 @@ export class JetStreamQueue implements Queue {
   private async take(queue: string, m: Msg, leaseMs: number): Promise<LeasedMessage | undefined> {
     const d = parseAckSubject(m.reply ?? "");
     const id = m.headers?.get(ID_HEADER);
-    if (!d || !id) {
+    if (!d || !id || id.length > MAX_NAME_CHARS) {
       // Not written by this queue: drop it rather than hand out bytes nobody can trace.
       if (m.reply) m.respond("+TERM");
       return undefined;
@@ -350,8 +350,10 @@ export class JetStreamQueue implements Queue {
     for (let i = 0; i < CAS_TRIES; i++) {
       const now = this.clock();
       const e = await this.kv.get(key);
-      if (e?.operation !== "PUT") {
-        // Stored but its record is not written yet (or its writer died): write it from the headers.
+      const r = e?.operation === "PUT" ? parseRecord(e.value) : undefined;
+      if (!e || !r) {
+        // Stored but its record is not written yet (or its writer died, or it is garbage):
+        // write it from the headers.
         const rec = freshRecord(
           id,
           queue,
@@ -363,13 +365,13 @@ export class JetStreamQueue implements Queue {
           d.streamSeq,
         );
         try {
-          await this.kv.create(key, encodeRecord(rec));
+          if (e?.operation === "PUT") await this.kv.update(key, encodeRecord(rec), e.revision);
+          else await this.kv.create(key, encodeRecord(rec));
         } catch (err) {
           if (!isConflict(err)) throw err;
         }
         continue;
       }
-      const r = parseRecord(e.value);
       if (r.state === "succeeded" || r.state === "dead" || (r.seq !== null && r.seq !== d.streamSeq)) {
         // Finished (its ack or term did not reach the server), or a stale copy.
         m.respond(r.state === "succeeded" ? "+ACK" : "+TERM");
@@ -494,7 +496,7 @@ export class JetStreamQueue implements Queue {
       const e = await this.kv.get(key);
       if (e?.operation !== "PUT") return undefined;
       const r = parseRecord(e.value);
-      if (r.state !== "leased" || r.token !== tok) return undefined;
+      if (r?.state !== "leased" || r.token !== tok) return undefined;
       const next = change(r, this.clock());
       try {
         await this.kv.update(key, encodeRecord(next), e.revision);
@@ -598,7 +600,7 @@ export class JetStreamQueue implements Queue {
     const e = await this.kv.get(this.names.stateKey(untoken(tok.slice(0, dot)), id));
     if (e?.operation !== "PUT") return undefined;
     const r = parseRecord(e.value);
-    return r.state === "leased" && r.token === tok ? r : undefined;
+    return r?.state === "leased" && r.token === tok ? r : undefined;
   }
 
   // ---- reading -------------------------------------------------------------------------
@@ -619,7 +621,8 @@ export class JetStreamQueue implements Queue {
     const out: StateRecord[] = [];
     const it = await this.kv.history({ key: filter });
     for await (const e of it) {
-      if (e.operation === "PUT") out.push(parseRecord(e.value));
+      const r = e.operation === "PUT" ? parseRecord(e.value) : undefined;
+      if (r) out.push(r);
     }
     return out;
   }
@@ -684,7 +687,7 @@ export class JetStreamQueue implements Queue {
       const e = await this.kv.get(key);
       if (e?.operation !== "PUT") continue;
       const r = parseRecord(e.value);
-      if (r.state !== "dead") continue;
+      if (r?.state !== "dead") continue;
       const now = this.clock();
       const ready: StateRecord = {
         ...r,

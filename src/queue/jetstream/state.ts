@@ -92,13 +92,21 @@ export function toInfo(r: StateRecord): MessageInfo {
   };
 }
 
-/** Parses a stored record; a malformed one (never written by Nimbus) is refused. */
-export function parseRecord(bytes: Uint8Array): StateRecord {
-  const r = JSON.parse(Buffer.from(bytes).toString("utf8")) as StateRecord;
-  if (typeof r !== "object" || r === null || typeof r.id !== "string" || typeof r.state !== "string") {
-    throw new Error("malformed queue state record");
+/**
+ * Parses a stored record. A malformed one (not written by Nimbus: the bucket is broker
+ * input like any other) gives undefined, and callers treat the message as unknown.
+ */
+export function parseRecord(bytes: Uint8Array): StateRecord | undefined {
+  try {
+    const r = JSON.parse(Buffer.from(bytes).toString("utf8")) as StateRecord;
+    if (typeof r !== "object" || r === null) return undefined;
+    if (typeof r.id !== "string" || typeof r.queue !== "string" || typeof r.state !== "string") return undefined;
+    if (typeof r.attempts !== "number" || typeof r.availableAt !== "number" || typeof r.order !== "number")
+      return undefined;
+    return r;
+  } catch {
+    return undefined;
   }
-  return r;
 }
 
 /** Encodes a record for the KV. */
