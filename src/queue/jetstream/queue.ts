@@ -483,14 +483,8 @@ export class JetStreamQueue implements Queue {
     tok: string,
     change: (r: StateRecord, now: number) => StateRecord,
   ): Promise<StateRecord | undefined> {
-    const dot = tok.indexOf(".");
-    if (dot <= 0) return undefined;
-    let queue: string;
-    try {
-      queue = untoken(tok.slice(0, dot));
-    } catch {
-      return undefined;
-    }
+    const queue = queueOfToken(tok);
+    if (queue === undefined) return undefined;
     const key = this.names.stateKey(queue, id);
     for (let i = 0; i < CAS_TRIES; i++) {
       const e = await this.kv.get(key);
@@ -595,9 +589,9 @@ export class JetStreamQueue implements Queue {
 
   /** The record leased under `tok`, read without changing it. */
   private async current(id: string, tok: string): Promise<StateRecord | undefined> {
-    const dot = tok.indexOf(".");
-    if (dot <= 0) return undefined;
-    const e = await this.kv.get(this.names.stateKey(untoken(tok.slice(0, dot)), id));
+    const queue = queueOfToken(tok);
+    if (queue === undefined) return undefined;
+    const e = await this.kv.get(this.names.stateKey(queue, id));
     if (e?.operation !== "PUT") return undefined;
     const r = parseRecord(e.value);
     return r?.state === "leased" && r.token === tok ? r : undefined;
@@ -779,6 +773,20 @@ export class JetStreamQueue implements Queue {
     if (this.closed) throw new Error("The queue is closed.");
     checkName("queue name", queue);
   }
+}
+
+/**
+ * The queue a lease token names (`<queue token>.<uuid>`), or undefined for a token this
+ * queue never issued (only a canonical encoding of a valid name counts).
+ */
+function queueOfToken(tok: string): string | undefined {
+  if (typeof tok !== "string") return undefined;
+  const dot = tok.indexOf(".");
+  if (dot <= 0) return undefined;
+  const t = tok.slice(0, dot);
+  const queue = untoken(t);
+  if (queue.length === 0 || queue.length > MAX_NAME_CHARS || token(queue) !== t) return undefined;
+  return queue;
 }
 
 function checkName(what: string, s: string): void {

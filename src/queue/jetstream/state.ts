@@ -100,7 +100,8 @@ export function parseRecord(bytes: Uint8Array): StateRecord | undefined {
   try {
     const r = JSON.parse(Buffer.from(bytes).toString("utf8")) as StateRecord;
     if (typeof r !== "object" || r === null) return undefined;
-    if (typeof r.id !== "string" || typeof r.queue !== "string" || typeof r.state !== "string") return undefined;
+    if (typeof r.id !== "string" || typeof r.queue !== "string" || typeof r.state !== "string")
+      return undefined;
     if (typeof r.attempts !== "number" || typeof r.availableAt !== "number" || typeof r.order !== "number")
       return undefined;
     return r;
