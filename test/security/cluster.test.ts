@@ -11,6 +11,12 @@ import { after, before, describe, test } from "node:test";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { connect, headers, type NatsConnection } from "@nats-io/transport-node";
+import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { encodeBundle, hashOf } from "../../src/cluster/bundles/archive.ts";
+import { BundleCache } from "../../src/cluster/bundles/cache.ts";
+import { NatsBlobBackend } from "../../src/cluster/bundles/nats.ts";
 import { Names } from "../../src/queue/jetstream/names.ts";
 import { JetStreamQueue } from "../../src/queue/jetstream/queue.ts";
 import { versionInput } from "../../src/store/contract.ts";
@@ -127,6 +133,46 @@ describe("JetStream queue: broker input and names", { skip: natsSkip }, () => {
       /message id must be 1-200/,
     );
     assert.equal((await q.stats("ok")).ready, 0);
+  });
+});
+
+describe("bundles in shared storage: the bucket is not trusted", { skip: natsSkip }, () => {
+  const bucket = `nimbus-sec-bundles-${randomBytes(4).toString("hex")}`;
+  const dir = mkdtempSync(join(tmpdir(), "nimbus-sec-bundles-"));
+  let nc: NatsConnection;
+  let backend: NatsBlobBackend;
+  before(async () => {
+    nc = await connect({ servers: NATS });
+    backend = await NatsBlobBackend.open(nc, { bucket });
+  });
+  after(async () => {
+    const jsm = await jetstreamManager(nc);
+    await jsm.streams.delete(`OBJ_${bucket}`).catch(() => {});
+    await nc.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test("attack: a bundle replaced in shared storage (other code under a known hash) → refused, nothing cached", async () => {
+    const good = encodeBundle({ "index.mjs": Buffer.from("export default () => new Response('ok')") });
+    const evil = encodeBundle({ "index.mjs": Buffer.from("export default () => steal()") });
+    await backend.put(hashOf(good), evil);
+    const node = new BundleCache(backend, { dir: join(dir, "n1") });
+    await assert.rejects(node.dir(hashOf(good)), /does not match its hash: refused/);
+    assert.deepEqual(readdirSync(join(dir, "n1")), [], "no directory written");
+  });
+
+  test("attack: a stored bundle whose file names climb out ('../x') → refused before any file is written", async () => {
+    const name = Buffer.from("../escaped");
+    const head = Buffer.alloc(6);
+    head.writeUInt16BE(name.length, 0);
+    head.writeUInt32BE(1, 2);
+    const count = Buffer.alloc(4);
+    count.writeUInt32BE(1);
+    const blob = Buffer.concat([Buffer.from("NIMBUS-BUNDLE-1\n"), count, head, name, Buffer.from("x")]);
+    await backend.put(hashOf(blob), blob);
+    const node = new BundleCache(backend, { dir: join(dir, "n2", "cache") });
+    await assert.rejects(node.dir(hashOf(blob)), /bad file name/);
+    assert.equal(existsSync(join(dir, "n2", "escaped")), false);
   });
 });
 
