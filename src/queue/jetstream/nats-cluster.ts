@@ -101,7 +101,10 @@ cluster { name: nimbus-test, listen: 127.0.0.1:${clusterPorts[i]}, routes: [${ro
     rmSync(dir, { recursive: true, force: true });
   };
   try {
-    await waitForMetaLeader(servers.map((s) => s.url));
+    await waitForMetaLeader(
+      servers.map((s) => s.url),
+      n,
+    );
   } catch (err) {
     await stopAll();
     throw err;
@@ -124,8 +127,11 @@ cluster { name: nimbus-test, listen: 127.0.0.1:${clusterPorts[i]}, routes: [${ro
   };
 }
 
-/** Waits (up to 30 s) until a JetStream API call through `urls` succeeds: the meta leader is elected. */
-async function waitForMetaLeader(urls: string[]): Promise<void> {
+/**
+ * Waits (up to 30 s) until a JetStream API call through `urls` succeeds (the meta leader is
+ * elected) and, with `replicas`, until a stream with that many replicas can be placed.
+ */
+async function waitForMetaLeader(urls: string[], replicas = 1): Promise<void> {
   const until = Date.now() + 30_000;
   let last: unknown;
   while (Date.now() < until) {
@@ -134,6 +140,12 @@ async function waitForMetaLeader(urls: string[]): Promise<void> {
       try {
         const jsm = await jetstreamManager(nc, { timeout: 1000 });
         await jsm.getAccountInfo();
+        if (replicas > 1) {
+          // Every server has joined JetStream once a stream with a replica on each can be placed.
+          const probe = `READY_${Date.now()}`;
+          await jsm.streams.add({ name: probe, subjects: [`ready.${probe}`], num_replicas: replicas });
+          await jsm.streams.delete(probe);
+        }
         return;
       } finally {
         await nc.close();

@@ -158,12 +158,14 @@ export class JetStreamQueue implements Queue {
         max_msgs: maxDepth * 10,
         duplicate_window: 120_000_000_000,
       });
-      const kv = await new Kvm(nc).create(names.stateBucket, {
-        history: 1,
-        replicas,
-        storage: StorageType.File,
-        timeout: opts.timeoutMs ?? 5000,
-      });
+      const kv = await whilePlacing(() =>
+        new Kvm(nc).create(names.stateBucket, {
+          history: 1,
+          replicas,
+          storage: StorageType.File,
+          timeout: opts.timeoutMs ?? 5000,
+        }),
+      );
       return new JetStreamQueue(nc, jsm, kv, names, replicas, opts);
     } catch (err) {
       await nc.close();
@@ -804,9 +806,26 @@ async function ensureStream(
     await jsm.streams.info(config.name!);
   } catch (err) {
     if (err instanceof JetStreamApiError && err.code === 10059) {
-      await jsm.streams.add(config);
+      await whilePlacing(() => jsm.streams.add(config));
       return;
     }
     throw err;
+  }
+}
+
+/**
+ * Runs `create`, retrying for up to 15 s while JetStream has too few peers to place the
+ * replicas: servers of a cluster that is starting join the JetStream layer one by one.
+ */
+async function whilePlacing<T>(create: () => Promise<T>): Promise<T> {
+  const until = Date.now() + 15_000;
+  for (;;) {
+    try {
+      return await create();
+    } catch (err) {
+      const placing = err instanceof Error && /no suitable peers|insufficient resources/i.test(err.message);
+      if (!placing || Date.now() >= until) throw err;
+      await new Promise((r) => setTimeout(r, 250));
+    }
   }
 }
