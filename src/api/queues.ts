@@ -338,7 +338,7 @@ export function registerQueueRoutes(app: FastifyInstance, ctx: QueuesApiContext)
     },
   );
 
-  app.get<{ Params: { name: string }; Querystring: { state?: "dead"; limit?: number } }>(
+  app.get<{ Params: { name: string }; Querystring: { limit?: number } }>(
     "/api/v1/queues/:name/messages",
     {
       onRequest: guard("read"),
@@ -348,7 +348,7 @@ export function registerQueueRoutes(app: FastifyInstance, ctx: QueuesApiContext)
         params: nameParam,
         querystring: {
           type: "object",
-          properties: { limit: { type: "integer", minimum: 1, maximum: 1000, default: 100 } },
+          properties: { limit: { type: "integer", minimum: 1, maximum: 10000, default: 100 } },
         },
         response: {
           200: { type: "object", properties: { messages: { type: "array", items: messageSchema } } },
