@@ -101,6 +101,28 @@ export const ERROR_CATALOGUE = {
     message:
       "The event could not be stored durably (the queue's disk failed); nothing was accepted. Retry shortly.",
   },
+  NIMBUS_QUEUE_NOT_FOUND: {
+    status: 404,
+    class: "user",
+    message:
+      "No queue with this name. Create it with 'nimbus queue create <name>'; list them with 'nimbus queue ls'.",
+  },
+  NIMBUS_QUEUE_EXISTS: {
+    status: 409,
+    class: "user",
+    message: "A queue with this name exists already. See it with 'nimbus queue info <name>'.",
+  },
+  NIMBUS_QUEUE_BACKLOG_FULL: {
+    status: 429,
+    class: "user",
+    message:
+      "The queue holds its 'maxBacklog' of undelivered messages; retry after the indicated delay, let its consumer drain it, or raise --max-backlog.",
+  },
+  NIMBUS_QUEUE_NOT_BOUND: {
+    status: 403,
+    class: "user",
+    message: "The function has no producer binding to this queue (config.queues.producers).",
+  },
   NIMBUS_FUNCTION_ERROR: {
     status: 500,
     class: "user",

@@ -11,6 +11,7 @@ import Fastify, { type FastifyError } from "fastify";
 import { Auth } from "./api/auth.ts";
 import { Deployer } from "./api/deploy.ts";
 import { registerEventRoutes } from "./api/events.ts";
+import { registerQueueRoutes } from "./api/queues.ts";
 import { registerTriggerRoutes } from "./api/triggers.ts";
 import { registerRoutes } from "./api/routes.ts";
 import { DEFAULT_LIMITS, type ServerLimits } from "./build/config.ts";
@@ -42,6 +43,9 @@ import { loadPricePlan } from "./invoker/pricing.ts";
 import { Recorder } from "./invoker/recorder.ts";
 import { Registry } from "./invoker/registry.ts";
 import { SqliteQueue } from "./queue/sqlite/queue.ts";
+import { QueueConsumers } from "./queues/consumer.ts";
+import type { QueueSender } from "./queues/producer.ts";
+import { NamedQueues } from "./queues/service.ts";
 import type { LogMeta } from "./runtime/protocol.ts";
 import { Scheduler } from "./scheduler/pool.ts";
 import { SqliteStore } from "./store/sqlite/store.ts";
@@ -224,6 +228,7 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
     prewarm: opts.prewarm,
     freeze,
     onInstanceLog: instanceLog,
+    onQueueSend: (fn, meta, payload) => functionSend(fn, meta, payload),
   });
   const isolateExecutor = new IsolateExecutor({
     dataDir,
@@ -235,6 +240,7 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
     egressFor: (spec) => spec.network,
     freeze,
     onInstanceLog: instanceLog,
+    onQueueSend: (fn, meta, payload) => functionSend(fn, meta, payload),
   });
   const executors: Partial<Record<ExecutorKind, Executor>> = {
     process: processExecutor,
@@ -283,6 +289,28 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
     leaseGraceMs: ev.leaseGraceMs,
     retryBaseMs: ev.retryBaseMs,
   });
+  // Named queues: sends (API, producer bindings) stored in the same durable queue; consumers
+  // drain them in batches with per-message outcomes.
+  let consumers: QueueConsumers | undefined;
+  const named = new NamedQueues({ store, queue, onEnqueued: (k) => consumers?.kick(k) });
+  consumers = new QueueConsumers({
+    queue,
+    invoker,
+    registry,
+    named,
+    log,
+    queueWaitMs: opts.queueWaitMs,
+    leaseGraceMs: ev.leaseGraceMs,
+    retryBaseMs: ev.retryBaseMs,
+  });
+  const functionSend: QueueSender = (fn, meta, payload) =>
+    named.sendFromFunction(
+      fn.tenant,
+      fn.functionName,
+      registry.getVersion(fn.tenant, fn.functionName, fn.version)?.config.queues?.producers ?? {},
+      meta,
+      payload,
+    );
   // MQTT/NATS triggers: each batch becomes a durable async event (kind "queue").
   const triggers = new Triggers({ registry, async: asyncInvocations, log });
   gateway.asyncCalls = {
@@ -298,6 +326,7 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
     onActivated: (v) => {
       invoker.poolFor(v).ensureMin();
       setImmediate(() => triggers.sync());
+      setImmediate(() => consumers.sync());
     },
     checkConfig: (c) => checkFunctionNetwork(c.network, grants),
   });
@@ -393,6 +422,7 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
     kick: (q) => dispatcher.kick(q),
   });
   registerTriggerRoutes(app, { auth, triggers });
+  registerQueueRoutes(app, { auth, named, consumers });
   await app.ready();
   const server = app.server;
   admission.attach(server);
@@ -408,6 +438,7 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
   }
   // Events accepted before a restart (or a crash) are delivered from here on.
   dispatcher.start();
+  consumers.start();
   const schedules = new Schedules({ invoker, registry, async: asyncInvocations, dataDir, log });
   schedules.sync();
   triggers.sync();
@@ -453,6 +484,7 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
         schedules.close();
         await triggers.close();
         await dispatcher.close(deadlineMs);
+        await consumers.close(deadlineMs);
         await Promise.race([invoker.drain(), new Promise((r) => setTimeout(r, deadlineMs))]);
         // In-flight invocations are done (or out of time): no connection is waited for any longer.
         server.closeAllConnections();

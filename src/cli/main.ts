@@ -10,6 +10,7 @@ import { parseDuration, type ServerLimits } from "../build/config.ts";
 import { NimbusError } from "../errors.ts";
 import { Client, fromBody } from "./client.ts";
 import { invokeAsync, registerEventCommands } from "./events.ts";
+import { registerQueueCommands } from "./queues.ts";
 import { registerTriggerCommands } from "./triggers.ts";
 
 process.removeAllListeners("warning");
@@ -669,5 +670,6 @@ program
 
 registerEventCommands(program, { out, table, action });
 registerTriggerCommands(program, { out, table, action });
+registerQueueCommands(program, { out, table, action });
 
 await program.parseAsync(process.argv);

@@ -4,6 +4,7 @@
  */
 import { Cron } from "croner";
 import { NimbusError } from "../errors.ts";
+import { type QueueBindings, validateQueueBindings } from "../queues/config.ts";
 import { type TriggerConfig, validateTriggers } from "../triggers/config.ts";
 
 /** Where a finished async invocation is reported: `fn:<name>` or an http(s) URL. */
@@ -27,6 +28,8 @@ export interface EventConfig {
   missedTicks?: "skip" | "run-once";
   /** MQTT and NATS triggers (`../triggers/config.ts`). */
   triggers?: TriggerConfig[];
+  /** Named queues it sends to and drains (`../queues/config.ts`). */
+  queues?: QueueBindings;
 }
 
 /** Defaults of the event settings. */
@@ -42,6 +45,7 @@ export const EVENT_CONFIG_KEYS = [
   "timezone",
   "missedTicks",
   "triggers",
+  "queues",
 ] as const;
 
 function bad(field: string, message: string): NimbusError {
@@ -147,5 +151,6 @@ export function validateEventConfig(r: Record<string, unknown>): EventConfig {
     c.missedTicks = r.missedTicks;
   }
   if (r.triggers !== undefined) c.triggers = validateTriggers(r.triggers);
+  if (r.queues !== undefined) c.queues = validateQueueBindings(r.queues);
   return c;
 }

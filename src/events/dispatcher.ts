@@ -41,7 +41,7 @@ export interface DispatcherOptions {
 }
 
 /** Refusals that happen before the function runs: they do not use up a retry. */
-const NOT_RUN = new Set([
+export const NOT_RUN: ReadonlySet<string> = new Set([
   "NIMBUS_THROTTLED",
   "NIMBUS_RESERVED_CONCURRENCY_EXCEEDED",
   "NIMBUS_MACHINE_CONCURRENCY_EXCEEDED",

@@ -67,3 +67,32 @@ export class CollectingResponder implements Responder {
     });
   }
 }
+
+/**
+ * An attempt's outcome, or a timeout outcome once `ms` pass: an attempt never outlives its
+ * lease (past it the message is someone else's), and its slot must come back even if the
+ * invocation never reports an end.
+ */
+export async function outcomeWithin(done: Promise<AttemptOutcome>, ms: number): Promise<AttemptOutcome> {
+  let guard: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      done,
+      new Promise<AttemptOutcome>((r) => {
+        guard = setTimeout(
+          () =>
+            r({
+              ok: false,
+              status: 504,
+              body: Buffer.alloc(0),
+              bodyBytes: 0,
+              error: { code: "NIMBUS_TIMEOUT", message: "The attempt reported no outcome within its lease." },
+            }),
+          ms,
+        );
+      }),
+    ]);
+  } finally {
+    clearTimeout(guard);
+  }
+}

@@ -25,6 +25,8 @@ export interface InstanceSpec {
   cpuMs?: number;
   /** Outbound network policy (executors that enforce it). */
   network?: NetworkPolicy;
+  /** Producer binding names (`env.JOBS`): the only queues the instance may send to. */
+  queues?: string[];
 }
 
 /** What loading a bundle reported. */

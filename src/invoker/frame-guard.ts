@@ -22,6 +22,7 @@
 
 import { TI } from "../runtime/isolate/frames.ts";
 import { cutLogLine, type Frame, MAX_CHUNK, MAX_LOG_LINE, T } from "../runtime/protocol.ts";
+import { QUEUE_LIMITS, type QueueSendMeta } from "../runtime/queue-send.ts";
 
 /** Thrown by a rule's `check` (or the decoder) when a frame breaks the protocol. */
 export class FrameViolation extends Error {
@@ -138,6 +139,64 @@ export function checkLog(meta: unknown): { level: string; t: number; msg: string
 }
 
 const KB = 1024;
+const BINDING = /^[A-Z_][A-Z0-9_]{0,63}$/;
+const CONTENT_TYPES = new Set(["json", "text", "bytes"]);
+
+/**
+ * Checks a QUEUE_SEND (a producer binding's send): a request number, a binding name, 1 to
+ * 100 messages of at most 128 KB each whose sizes add up to the payload (at most 256 KB),
+ * known content types, delays of 0 to 12 h. Whether the binding is the function's own is
+ * {@link checkQueueBinding}'s job (the guard does not know which function a frame is for).
+ */
+export function checkQueueSend(meta: unknown, payload: Buffer): QueueSendMeta {
+  const m = record(meta, "queue send");
+  const req = m.req;
+  if (typeof req !== "number" || !Number.isInteger(req) || req < 0 || req > 2 ** 31)
+    violation("queue send: req must be an integer");
+  if (typeof m.binding !== "string" || !BINDING.test(m.binding)) violation("queue send: bad binding name");
+  const list = m.messages;
+  if (!Array.isArray(list) || list.length === 0 || list.length > QUEUE_LIMITS.batchMessages)
+    violation(`queue send: 1 to ${QUEUE_LIMITS.batchMessages} messages`);
+  let total = 0;
+  const messages: QueueSendMeta["messages"] = [];
+  for (const raw of list as unknown[]) {
+    const x = record(raw, "queue message");
+    const bytes = x.bytes;
+    if (
+      typeof bytes !== "number" ||
+      !Number.isInteger(bytes) ||
+      bytes < 0 ||
+      bytes > QUEUE_LIMITS.messageBytes
+    )
+      violation(`queue send: a message of more than ${QUEUE_LIMITS.messageBytes} bytes`);
+    if (typeof x.contentType !== "string" || !CONTENT_TYPES.has(x.contentType))
+      violation("queue send: unknown content type");
+    const out: QueueSendMeta["messages"][number] = {
+      bytes,
+      contentType: x.contentType as QueueSendMeta["messages"][number]["contentType"],
+    };
+    if (x.delaySeconds !== undefined) {
+      const d = x.delaySeconds;
+      if (typeof d !== "number" || !Number.isInteger(d) || d < 0 || d > QUEUE_LIMITS.delaySeconds)
+        violation("queue send: delaySeconds out of range");
+      out.delaySeconds = d;
+    }
+    total += bytes;
+    messages.push(out);
+  }
+  if (total !== payload.length) violation("queue send: message sizes do not add up to the payload");
+  if (total > QUEUE_LIMITS.batchBytes) violation(`queue send: more than ${QUEUE_LIMITS.batchBytes} bytes`);
+  return { req, binding: m.binding, messages };
+}
+
+/**
+ * Checks that a send names one of the function's own producer bindings: a frame naming
+ * another (the runtime never builds one) is forged, and a violation.
+ */
+export function checkQueueBinding(binding: string, own: readonly string[] | undefined): void {
+  if (!own?.includes(binding))
+    violation(`queue send through binding '${binding}', which the function does not have`);
+}
 
 /** Rules for every frame type a runtime process (and an isolate host) may send. */
 export const INSTANCE_RULES: Readonly<Record<number, FrameRule>> = {
@@ -199,6 +258,7 @@ export const INSTANCE_RULES: Readonly<Record<number, FrameRule>> = {
     maxBytes: 4 * KB,
     check: (meta) => ({ cpuMs: finite(record(meta, "done").cpuMs, "cpuMs") }),
   },
+  [T.QUEUE_SEND]: { maxBytes: QUEUE_LIMITS.batchBytes + 64 * KB, check: checkQueueSend },
 };
 
 /** Rules for an isolate host: the instance rules, plus GONE and log lines naming their isolate. */
@@ -376,7 +436,7 @@ export class FrameGuard {
     const payloadStart = 13 + metaLen;
     // Copy the payload out, so that it does not pin a larger read buffer.
     const payload = payloadStart === buf.length ? EMPTY : Buffer.from(buf.subarray(payloadStart));
-    if (type !== T.RESP_CHUNK && payload.length > 0) {
+    if (type !== T.RESP_CHUNK && type !== T.QUEUE_SEND && payload.length > 0) {
       violation(`frame type ${type} carries no payload`);
     }
     const meta = this.rules[type]!.check(raw, payload);

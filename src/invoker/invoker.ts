@@ -128,6 +128,7 @@ export class Invoker {
         cpuMs: config.cpuMs,
         cpus: config.cpu,
         network: config.network,
+        queues: Object.keys(config.queues?.producers ?? {}),
       },
       config,
     );

@@ -16,6 +16,10 @@ export interface BatchMessageWire {
   data: string;
   /** Extra attributes (deviceId, qos, stream, …): short strings. */
   attributes: Record<string, string>;
+  /** Named queues: deliveries of this message so far, this one included. */
+  attempts?: number;
+  /** Named queues: how the body was sent (`json` is parsed back, `bytes` stays bytes). */
+  contentType?: "json" | "text" | "bytes";
 }
 
 /** The batch payload. */
@@ -26,6 +30,12 @@ export interface BatchWire {
   trigger: string;
   /** Delivery attempt of this batch (1 on the first). */
   attempt?: number;
+  /**
+   * Named queues (`source: "queue"`): each message has its own outcome. The runtime answers
+   * with {@link outcomeBody} (Workers `queue()`, fetch) or the Lambda handler's own result
+   * (`batchItemFailures`), instead of failing the whole batch.
+   */
+  perMessage?: boolean;
   messages: BatchMessageWire[];
 }
 
@@ -78,6 +88,32 @@ export function toRecordsEvent(w: BatchWire): { Records: Record<string, unknown>
 /** What a Workers `queue()` handler left for each message. */
 export interface BatchOutcome {
   retried: string[];
+  /** Messages marked `ack()` (explicitly). */
+  acked: string[];
+  /** `retry({ delaySeconds })` per message id. */
+  delays: Map<string, number>;
+}
+
+/** A named-queue message body as the producer sent it (JSON parsed back, text, or bytes). */
+function typedBody(m: BatchMessageWire): unknown {
+  const u = b64(m.data);
+  if (m.contentType === "bytes") return u;
+  const text = bodyOf(u);
+  if (m.contentType === "json" && typeof text === "string") {
+    try {
+      return JSON.parse(text);
+    } catch {
+      return text;
+    }
+  }
+  return text;
+}
+
+/** A retry delay a function asked for, in whole seconds from 0 to 12 hours (as Workers). */
+function delayOf(o: unknown): number | undefined {
+  const d = (o as { delaySeconds?: unknown } | undefined)?.delaySeconds;
+  if (typeof d !== "number" || !Number.isFinite(d)) return undefined;
+  return Math.min(43_200, Math.max(0, Math.round(d)));
 }
 
 /**
@@ -89,15 +125,20 @@ export function toMessageBatch(w: BatchWire): {
   outcome: () => BatchOutcome;
 } {
   const marks = new Map<string, "ack" | "retry">();
+  const delays = new Map<string, number>();
   const messages = w.messages.map((m) => ({
     id: m.id,
     timestamp: new Date(m.timestamp),
-    body: bodyOf(b64(m.data)),
-    attempts: w.attempt ?? 1,
+    body: w.perMessage ? typedBody(m) : bodyOf(b64(m.data)),
+    attempts: m.attempts ?? w.attempt ?? 1,
     topic: m.subject,
     attributes: m.attributes,
     ack: () => void marks.set(m.id, "ack"),
-    retry: () => void marks.set(m.id, "retry"),
+    retry: (o?: unknown) => {
+      marks.set(m.id, "retry");
+      const d = delayOf(o);
+      if (d !== undefined) delays.set(m.id, d);
+    },
   }));
   const batch = {
     queue: w.trigger,
@@ -105,13 +146,17 @@ export function toMessageBatch(w: BatchWire): {
     ackAll: () => {
       for (const m of messages) marks.set(m.id, "ack");
     },
-    retryAll: () => {
-      for (const m of messages) marks.set(m.id, "retry");
+    retryAll: (o?: unknown) => {
+      for (const m of messages) m.retry(o);
     },
   };
   return {
     batch,
-    outcome: () => ({ retried: [...marks].filter(([, s]) => s === "retry").map(([id]) => id) }),
+    outcome: () => ({
+      retried: [...marks].filter(([, s]) => s === "retry").map(([id]) => id),
+      acked: [...marks].filter(([, s]) => s === "ack").map(([id]) => id),
+      delays,
+    }),
   };
 }
 
@@ -143,4 +188,87 @@ export function toCloudEventRequests<R>(
 /** The error a failed batch reports (the whole batch is retried). */
 export function batchFailure(retried: string[], total: number): Error {
   return new Error(`${retried.length} of ${total} messages asked for retry; the batch is retried.`);
+}
+
+/**
+ * The Lambda SQS event for a named-queue batch: `Records` as SQS gives them
+ * (`eventSource: "aws:sqs"`, `attributes.ApproximateReceiveCount`, …), so a handler written
+ * for SQS (with `batchItemFailures` partial-batch responses) runs unchanged.
+ */
+export function toSqsEvent(w: BatchWire): { Records: Record<string, unknown>[] } {
+  return {
+    Records: w.messages.map((m) => {
+      const text = m.contentType === "bytes" ? undefined : bodyOf(b64(m.data));
+      return {
+        messageId: m.id,
+        receiptHandle: m.id,
+        body: typeof text === "string" ? text : m.data,
+        attributes: {
+          ApproximateReceiveCount: String(m.attempts ?? 1),
+          SentTimestamp: String(m.timestamp),
+          SenderId: m.attributes.sender ?? "nimbus",
+          ApproximateFirstReceiveTimestamp: String(m.timestamp),
+        },
+        messageAttributes: {
+          contentType: { stringValue: m.contentType ?? "text", dataType: "String" },
+        },
+        eventSource: "aws:sqs",
+        eventSourceARN: `arn:nimbus:sqs:local:default:${w.trigger}`,
+        awsRegion: "local",
+      };
+    }),
+  };
+}
+
+/** The key of the per-message outcome a runtime answers a named-queue batch with. */
+export const OUTCOME_KEY = "nimbusQueueOutcome";
+
+/** The per-message outcome body: messages to retry (with the delay asked, if any). */
+export function outcomeBody(retry: { id: string; delaySeconds?: number }[], error?: string): string {
+  return JSON.stringify({ [OUTCOME_KEY]: { retry, error } });
+}
+
+/**
+ * Runs a named-queue batch (`w.perMessage`) through a Workers module: `queue(batch)` when it
+ * has one (returning acks every message not asked to retry; throwing retries every message
+ * not acked), else one CloudEvent POST per message to `fetch` (a 5xx or a throw retries that
+ * message). Answers the status and {@link outcomeBody} to send back.
+ */
+export async function runQueueBatch<R>(
+  w: BatchWire,
+  url: string,
+  queueFn: ((batch: Record<string, unknown>) => unknown) | undefined,
+  fetchFn: (req: R) => unknown,
+  make: (url: string, init: { method: string; headers: [string, string][]; body: Uint8Array }) => R,
+  onError: (message: string) => void,
+): Promise<{ status: number; body: string }> {
+  if (queueFn) {
+    const { batch, outcome } = toMessageBatch(w);
+    let threw: string | undefined;
+    try {
+      await queueFn(batch);
+    } catch (err) {
+      threw = err instanceof Error ? (err.stack ?? err.message) : String(err);
+      onError(`queue() threw: ${threw}`);
+    }
+    const o = outcome();
+    const acked = new Set(o.acked);
+    const ids = threw === undefined ? o.retried : w.messages.map((m) => m.id).filter((id) => !acked.has(id));
+    const retry = ids.map((id) => ({ id, delaySeconds: o.delays.get(id) }));
+    return { status: threw === undefined ? 200 : 500, body: outcomeBody(retry, threw?.slice(0, 1000)) };
+  }
+  const retry: { id: string }[] = [];
+  const reqs = toCloudEventRequests(w, url, make);
+  for (let i = 0; i < reqs.length; i++) {
+    const id = w.messages[i]!.id;
+    try {
+      const res = (await fetchFn(reqs[i]!)) as { status?: unknown } | undefined;
+      if (typeof res?.status !== "number") throw new TypeError("The fetch handler must return a Response.");
+      if (res.status >= 500) retry.push({ id });
+    } catch (err) {
+      onError(`fetch failed for message ${id}: ${err instanceof Error ? err.message : String(err)}`);
+      retry.push({ id });
+    }
+  }
+  return { status: 200, body: outcomeBody(retry) };
 }

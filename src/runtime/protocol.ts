@@ -45,6 +45,14 @@ export const T = {
    * (its stream is cancelled and the invocation ends with an error). id: invocation
    */
   CANCEL: 12,
+  /**
+   * instance → platform: send messages to a named queue through a producer binding.
+   * id: the invocation (0 outside one; an isolate host: the isolate's slot);
+   * meta: `QueueSendMeta` (../queue-send.ts); payload: the bodies, one after another
+   */
+  QUEUE_SEND: 13,
+  /** platform → instance: the send is stored durably (or refused). meta: `QueueSentMeta` */
+  QUEUE_SENT: 14,
 } as const;
 
 /** The message an invocation ends with when its caller went away mid-response. */
@@ -66,6 +74,8 @@ export interface LoadMeta {
   timeoutMs: number;
   /** The function's environment variables (and nothing else). */
   env: Record<string, string>;
+  /** Producer binding names (`env.JOBS.send`); the platform maps them to queues. */
+  queues?: string[];
 }
 
 /** The handler shapes the runtime can adapt. */

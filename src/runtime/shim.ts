@@ -10,10 +10,19 @@ import { AsyncLocalStorage } from "node:async_hooks";
 import { Socket } from "node:net";
 import { pathToFileURL } from "node:url";
 import { format } from "node:util";
-import { batchFailure, parseBatch, toCloudEventRequests, toMessageBatch, toRecordsEvent } from "./batch.ts";
+import {
+  batchFailure,
+  parseBatch,
+  runQueueBatch,
+  toCloudEventRequests,
+  toMessageBatch,
+  toRecordsEvent,
+  toSqsEvent,
+} from "./batch.ts";
 import { fromEventPayload, fromLambdaResult, toLambdaEvent } from "./lambda.ts";
 import { inspectModule } from "./module.ts";
 import { routeThroughEgressProxy } from "./net-patch.ts";
+import { ProducerClient, type QueueSentMeta } from "./queue-send.ts";
 import {
   CANCELLED_MESSAGE,
   type CreditMeta,
@@ -40,7 +49,11 @@ const current = new AsyncLocalStorage<number>();
 let handlerShape: HandlerShape | undefined;
 let mod: any;
 let load: LoadMeta | undefined;
-let envObject: Record<string, string> = {};
+let envObject: Record<string, unknown> = {};
+// Producer bindings: sends go to the platform as QUEUE_SEND frames (stored before they resolve).
+const producers = new ProducerClient((meta, payload) =>
+  writer.send(T.QUEUE_SEND, current.getStore() ?? 0, meta, payload),
+);
 
 // ---- console capture: every line is tagged with the invocation that wrote it ----
 function capture(level: LogMeta["level"]) {
@@ -155,7 +168,8 @@ async function handleLoad(frame: Frame): Promise<void> {
   envObject = { ...load.env };
   // A clean environment holding only the function's own variables.
   for (const k of Object.keys(process.env)) delete process.env[k];
-  Object.assign(process.env, envObject);
+  Object.assign(process.env, load.env);
+  for (const b of load.queues ?? []) envObject[b] = producers.binding(b);
   try {
     mod = await import(pathToFileURL(load.file).href);
     const { shape, config } = inspectModule(mod);
@@ -211,7 +225,7 @@ async function handleInvoke(frame: Frame): Promise<void> {
           meta.kind === "event" || meta.kind === "scheduled"
             ? fromEventPayload(frame.payload)
             : meta.kind === "queue"
-              ? toRecordsEvent(parseBatch(frame.payload))
+              ? queueEvent(parseBatch(frame.payload))
               : toLambdaEvent({
                   invocationId: meta.invocationId,
                   method: meta.method,
@@ -290,6 +304,29 @@ async function handleInvoke(frame: Frame): Promise<void> {
           // A trigger batch: queue(batch) when the module has one, else one binary-mode
           // CloudEvent POST per message; a failure (or a retry() asked) fails the batch.
           const w = parseBatch(frame.payload);
+          if (w.perMessage) {
+            // A named queue: each message has its own outcome (acked ones are not redelivered).
+            const q = handlerShape === "fetch-object" ? mod.default.queue : undefined;
+            const r = await runQueueBatch(
+              w,
+              meta.url,
+              typeof q === "function" ? (b) => q.call(mod.default, b, envObject, ctx) : undefined,
+              (req: Request) =>
+                handlerShape === "fetch-object"
+                  ? mod.default.fetch(req, envObject, ctx)
+                  : mod.default(req, envObject, ctx),
+              (u, i) => new Request(u, i as RequestInit),
+              (msg) => console.error(msg),
+            );
+            writer.send(T.RESP_HEAD, id, {
+              status: r.status,
+              headers: [["content-type", "application/json"]],
+            });
+            await sendBody(id, Buffer.from(r.body));
+            credits.delete(id);
+            writer.send(T.RESP_END, id, { cpuMs: cpuMsSince(cpuStart), pending: background.length > 0 });
+            return;
+          }
           if (handlerShape === "fetch-object" && typeof mod.default.queue === "function") {
             const { batch, outcome } = toMessageBatch(w);
             await mod.default.queue(batch, envObject, ctx);
@@ -345,6 +382,11 @@ async function handleInvoke(frame: Frame): Promise<void> {
   }
 }
 
+/** The Lambda event of a batch: SQS's shape for a named queue, `Records` of a trigger otherwise. */
+function queueEvent(w: ReturnType<typeof parseBatch>): unknown {
+  return w.perMessage ? toSqsEvent(w) : toRecordsEvent(w);
+}
+
 function badResponse(id: number, message: string, cpuStart: NodeJS.CpuUsage): void {
   credits.delete(id);
   console.error(`Bad response: ${message}`);
@@ -357,6 +399,7 @@ socket.on("data", (chunk: Buffer) => {
     else if (frame.type === T.CREDIT) onCredit(frame);
     else if (frame.type === T.CANCEL) onCancel(frame);
     else if (frame.type === T.LOAD) void handleLoad(frame);
+    else if (frame.type === T.QUEUE_SENT) producers.settle(frame.meta as QueueSentMeta);
   }
 });
 // The platform went away: nothing left to serve.

@@ -87,6 +87,21 @@ export interface UsageRow {
   billedMs: number;
 }
 
+/** A named queue (`nimbus queue create`). Its messages live in the Queue as `q/<tenant>/<name>`. */
+export interface QueueRecord {
+  tenant: string;
+  name: string;
+  /** Retries after a message's first failed delivery, unless its consumer says otherwise. */
+  maxRetries: number;
+  /** Queue its dead messages move to; null: they stay dead in this queue (`queue dlq ls`). */
+  dlq: string | null;
+  /** Messages older than this are not delivered any more (dead, reason `expired`), ms. */
+  retentionMs: number;
+  /** Undelivered messages at most; sends past it get 429 NIMBUS_QUEUE_FULL. */
+  maxBacklog: number;
+  createdAt: number;
+}
+
 /** An API key (hashed). */
 export interface ApiKeyRecord {
   id: string;
@@ -136,6 +151,11 @@ export interface Store {
   pruneLogs(olderThan: number, maxCharsPerFunction: number): Promise<number>;
   usage(tenant: string, from: number, to: number): Promise<UsageRow[]>;
   addApiKey(k: ApiKeyRecord): Promise<void>;
+  /** Creates or replaces a named queue's definition. */
+  putQueue(q: QueueRecord): Promise<void>;
+  getQueue(tenant: string, name: string): Promise<QueueRecord | undefined>;
+  listQueues(tenant: string): Promise<QueueRecord[]>;
+  deleteQueue(tenant: string, name: string): Promise<void>;
   findApiKey(hash: string): Promise<ApiKeyRecord | undefined>;
   close(): Promise<void>;
 }

@@ -17,6 +17,7 @@ import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type ErrorCode, NimbusError } from "../../errors.ts";
 import { FrameGuard, ISOLATE_HOST_RULES } from "../../invoker/frame-guard.ts";
+import { type QueueSender, SendGate } from "../../queues/producer.ts";
 import type { Egress } from "../../runtime/egress-policy.ts";
 import {
   type EgressPolicy,
@@ -117,6 +118,8 @@ export interface IsolateExecutorOptions {
   hostFreezeDelayMs?: number;
   /** Receives lines an isolate wrote outside any invocation. */
   onInstanceLog?: (functionName: string, line: LogMeta) => void;
+  /** Stores what a function sends through its producer bindings (`env.JOBS.send`). */
+  onQueueSend?: QueueSender;
 }
 
 let hostSeq = 0;
@@ -133,6 +136,8 @@ class IsolateInstance implements Instance {
   lastUsed = Date.now();
   /** Invocation frame ids running (or in background) on this isolate. */
   readonly invocations = new Set<number>();
+  /** Its producer-binding sends waiting for the queue. */
+  readonly sends = new SendGate();
   private readonly exitCbs: ((reason: NimbusError | undefined) => void)[] = [];
   private exited = false;
   private reason: NimbusError | undefined;
@@ -327,14 +332,7 @@ class IsolateHost {
           this.idleCheck();
         } else this.onFrame(f);
       },
-      onViolation: (why) => {
-        // The host speaks for every isolate of the tenant: it is stopped as a whole.
-        this.killReason ??= new NimbusError(
-          "NIMBUS_INSTANCE_PROTOCOL",
-          `The isolate host of tenant '${tenant}' sent the platform malformed data (${why}) and was stopped.`,
-        );
-        this.child.kill("SIGKILL");
-      },
+      onViolation: (why) => this.violated(why),
     });
     this.socket.on("data", (chunk: Buffer) => this.guard.push(chunk));
     this.socket.on("error", () => {});
@@ -403,8 +401,35 @@ class IsolateHost {
     }
   }
 
+  /** The host speaks for every isolate of the tenant: a violation stops it as a whole. */
+  private violated(why: string): void {
+    this.killReason ??= new NimbusError(
+      "NIMBUS_INSTANCE_PROTOCOL",
+      `The isolate host of tenant '${this.tenant}' sent the platform malformed data (${why}) and was stopped.`,
+    );
+    this.child.kill("SIGKILL");
+  }
+
   private onFrame(f: Frame): void {
     switch (f.type) {
+      case T.QUEUE_SEND: {
+        // id: the sending isolate's slot.
+        const inst = this.instances.get(f.id);
+        if (!inst) {
+          this.violated("a queue send for an isolate that is not loaded");
+          return;
+        }
+        inst.sends.handle(
+          f,
+          inst.spec,
+          this.exec.options.onQueueSend,
+          (id, meta) => {
+            if (!this.exited) this.writer.send(T.QUEUE_SENT, id, meta);
+          },
+          (why) => this.violated(why),
+        );
+        return;
+      }
       case T.LOADED: {
         const cb = this.loads.get(f.id);
         this.loads.delete(f.id);
@@ -490,6 +515,7 @@ class IsolateHost {
       memoryMB: spec.memoryMB,
       timeoutMs: spec.timeoutMs,
       env: spec.env,
+      queues: spec.queues,
     };
     if (cpuMs !== undefined) meta.cpuMs = cpuMs;
     if (code.mapBytes > 0) meta.mapBytes = code.mapBytes;

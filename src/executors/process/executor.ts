@@ -11,6 +11,7 @@ import { fileURLToPath } from "node:url";
 import { buildSync } from "esbuild";
 import { NimbusError } from "../../errors.ts";
 import { FrameGuard } from "../../invoker/frame-guard.ts";
+import { type QueueSender, SendGate } from "../../queues/producer.ts";
 import type { Egress } from "../../runtime/egress-policy.ts";
 import {
   type CreditMeta,
@@ -92,6 +93,8 @@ export interface ProcessExecutorOptions {
   freezeDelayMs?: number;
   /** Receives lines an instance wrote outside any invocation (stdout/stderr, startup). */
   onInstanceLog?: (functionName: string, line: LogMeta) => void;
+  /** Stores what a function sends through its producer bindings (`env.JOBS.send`). */
+  onQueueSend?: QueueSender;
 }
 
 let instanceSeq = 0;
@@ -143,6 +146,7 @@ class ProcessInstance implements Instance {
     onViolation: (why) => this.kill(protocolError(why)),
   });
   private readonly sinks = new Map<number, ResponseSink>();
+  private readonly sends = new SendGate();
   /** Response flow control per running invocation. */
   private readonly flows = new Map<number, ResponseFlow>();
   private readonly cgroup: Cgroup | undefined;
@@ -259,6 +263,17 @@ class ProcessInstance implements Instance {
         return;
       case T.LOADED:
         this.onLoaded?.(f.meta as LoadedMeta);
+        return;
+      case T.QUEUE_SEND:
+        this.sends.handle(
+          f,
+          this.spec,
+          this.exec.options.onQueueSend,
+          (id, meta) => {
+            if (!this.exited) this.writer?.send(T.QUEUE_SENT, id, meta);
+          },
+          (why) => this.kill(protocolError(why)),
+        );
         return;
       case T.LOG: {
         const sink = this.sinks.get(f.id);
@@ -411,6 +426,7 @@ class ProcessInstance implements Instance {
       memoryMB: spec.memoryMB,
       timeoutMs: spec.timeoutMs,
       env: spec.env,
+      queues: spec.queues,
     };
     this.writer!.send(T.LOAD, 0, meta);
     const died = new Promise<LoadedMeta>((res) =>

@@ -51,6 +51,8 @@ export interface IsolateLoadMeta {
   /** CPU-time limit per invocation, ms. */
   cpuMs?: number;
   env: Record<string, string>;
+  /** Producer binding names (`env.JOBS.send`). */
+  queues?: string[];
   /** The payload's last `mapBytes` bytes are the bundle's source map (the rest is the bundle). */
   mapBytes?: number;
   /** The function's own network policy (else the host's, from INIT). */

@@ -25,6 +25,7 @@ import {
   type LogMeta,
   T,
 } from "../protocol.ts";
+import { QUEUE_LIMITS, type QueueSendMeta, type QueueSentMeta } from "../queue-send.ts";
 import { KeyTable, subtleCall } from "./crypto-bridge.ts";
 import { type GoneMeta, type InitMeta, type IsolateLoadMeta, TI } from "./frames.ts";
 import {
@@ -339,9 +340,16 @@ async function newIsolate(memoryMB: number): Promise<Blank> {
   const credit = new ivm.Reference((id: number) =>
     handled(holder.slot ? takeCredit(holder.slot, id) : Promise.reject(new Error("no function loaded"))),
   );
+  const queueSend = new ivm.Reference((meta: QueueSendMeta, payload: Uint8Array) =>
+    handled(
+      holder.slot
+        ? hostQueueSend(holder.slot, meta, payload)
+        : Promise.reject(new Error("no function loaded")),
+    ),
+  );
   const api = await ctx.evalClosure(
-    "return __nimbus_init($0, $1, $2, $3, $4, $5, $6, $7, $8, $9)",
-    [emit, random, subtle, release, timer, untimer, fetch, fetchAbort, readBody, credit],
+    "return __nimbus_init($0, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    [emit, random, subtle, release, timer, untimer, fetch, fetchAbort, readBody, credit, queueSend],
     { result: { reference: true } },
   );
   // URL parsing and legacy text decoding: one synchronous call into the host's own code.
@@ -420,6 +428,7 @@ function dispose(slot: Slot): void {
   }
   slot.running.clear();
   slot.keys?.clear();
+  for (const [k, w] of sendWaits) if (w.slot === slot) sendWaits.delete(k);
   try {
     if (!slot.iso.isDisposed) slot.iso.dispose();
   } catch {
@@ -687,6 +696,33 @@ async function fetchRead(slot: Slot, fid: number): Promise<Uint8Array | null> {
  * isolated-vm subscribes to a promise a Reference returned only after this turn, so a promise
  * that is already rejected would count as unhandled (and end the process); mark it handled.
  */
+// ---- producer bindings: sends go to the platform as QUEUE_SEND frames (id: the slot) ----
+/** Sends waiting for QUEUE_SENT, by `<slot>:<req>`. */
+const sendWaits = new Map<string, { slot: Slot; resolve: (m: QueueSentMeta) => void }>();
+
+function hostQueueSend(slot: Slot, meta: QueueSendMeta, payload: Uint8Array): Promise<QueueSentMeta> {
+  if (slot.gone) return Promise.reject(new Error("The isolate is gone."));
+  const key = `${slot.id}:${Number(meta?.req)}`;
+  let waiting = 0;
+  for (const w of sendWaits.values()) if (w.slot === slot) waiting++;
+  if (waiting >= QUEUE_LIMITS.pendingSends || sendWaits.has(key))
+    return Promise.reject(
+      new RangeError(`${QUEUE_LIMITS.pendingSends} sends are already waiting; await them first.`),
+    );
+  return new Promise((resolve) => {
+    sendWaits.set(key, { slot, resolve });
+    writer.send(T.QUEUE_SEND, slot.id, meta, payload);
+  });
+}
+
+function onQueueSent(frame: Frame): void {
+  const m = frame.meta as QueueSentMeta;
+  const key = `${frame.id}:${Number(m?.req)}`;
+  const w = sendWaits.get(key);
+  sendWaits.delete(key);
+  w?.resolve(m);
+}
+
 function handled<T>(p: Promise<T>): Promise<T> {
   p.catch(() => {});
   return p;
@@ -735,7 +771,11 @@ async function handleLoad(frame: Frame): Promise<void> {
   try {
     blank.configure.applySync(
       undefined,
-      [meta.env, { functionName: meta.functionName, version: meta.version, memoryMB: meta.memoryMB }],
+      [
+        meta.env,
+        { functionName: meta.functionName, version: meta.version, memoryMB: meta.memoryMB },
+        meta.queues ?? [],
+      ],
       { arguments: { copy: true } },
     );
     slot.invoke = blank.invoke;
@@ -1023,6 +1063,9 @@ socket.on("data", (chunk: Buffer) => {
         break;
       case T.CANCEL:
         onCancel(frame);
+        break;
+      case T.QUEUE_SENT:
+        onQueueSent(frame);
         break;
       case TI.UNLOAD: {
         const slot = slots.get(frame.id);

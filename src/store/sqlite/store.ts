@@ -9,6 +9,7 @@ import type {
   InvocationRecord,
   LogQuery,
   LogRecord,
+  QueueRecord,
   Store,
   UsageRow,
   VersionRecord,
@@ -39,7 +40,23 @@ CREATE INDEX IF NOT EXISTS logs_invocation ON logs (invocation_id);
 CREATE TABLE IF NOT EXISTS api_keys (
   id TEXT PRIMARY KEY, tenant TEXT NOT NULL, hash TEXT NOT NULL UNIQUE, scopes TEXT NOT NULL,
   created_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS queues (
+  tenant TEXT NOT NULL, name TEXT NOT NULL, max_retries INTEGER NOT NULL, dlq TEXT,
+  retention_ms INTEGER NOT NULL, max_backlog INTEGER NOT NULL, created_at INTEGER NOT NULL,
+  PRIMARY KEY (tenant, name));
 `;
+
+function toQueue(r: Row): QueueRecord {
+  return {
+    tenant: String(r.tenant),
+    name: String(r.name),
+    maxRetries: Number(r.max_retries),
+    dlq: r.dlq === null ? null : String(r.dlq),
+    retentionMs: Number(r.retention_ms),
+    maxBacklog: Number(r.max_backlog),
+    createdAt: Number(r.created_at),
+  };
+}
 
 type Row = Record<string, any>;
 
@@ -476,6 +493,25 @@ export class SqliteStore implements Store {
       scopes: String(r.scopes).split(","),
       createdAt: Number(r.created_at),
     };
+  }
+
+  async putQueue(q: QueueRecord): Promise<void> {
+    this.q(
+      "INSERT OR REPLACE INTO queues (tenant, name, max_retries, dlq, retention_ms, max_backlog, created_at) VALUES (?,?,?,?,?,?,?)",
+    ).run(q.tenant, q.name, q.maxRetries, q.dlq, q.retentionMs, q.maxBacklog, q.createdAt);
+  }
+
+  async getQueue(tenant: string, name: string): Promise<QueueRecord | undefined> {
+    const r = this.q("SELECT * FROM queues WHERE tenant = ? AND name = ?").get(tenant, name);
+    return r ? toQueue(r) : undefined;
+  }
+
+  async listQueues(tenant: string): Promise<QueueRecord[]> {
+    return this.q("SELECT * FROM queues WHERE tenant = ? ORDER BY name").all(tenant).map(toQueue);
+  }
+
+  async deleteQueue(tenant: string, name: string): Promise<void> {
+    this.q("DELETE FROM queues WHERE tenant = ? AND name = ?").run(tenant, name);
   }
 
   async close(): Promise<void> {

@@ -25,13 +25,16 @@ import {
 import {
   batchFailure,
   parseBatch,
+  runQueueBatch,
   toCloudEventRequests,
   toMessageBatch,
   toRecordsEvent,
+  toSqsEvent,
 } from "../../batch.ts";
 import { fromEventPayload, fromLambdaResult, toLambdaEvent } from "../../lambda.ts";
 import { inspectModule } from "../../module.ts";
 import type { InvokeMeta } from "../../protocol.ts";
+import { ProducerClient, type QueueSendMeta, type QueueSentMeta } from "../../queue-send.ts";
 import { FLOW_WINDOW, MAX_CHUNK } from "../../window.ts";
 import { MAX_TIMERS, timerLimitMessage } from "../limits.ts";
 import { structuredClone } from "./clone.ts";
@@ -79,6 +82,8 @@ interface Bridge {
   fetchRead: (fid: number) => Promise<Uint8Array | null>;
   /** Response credit (bytes) the invocation may send now; waits while the caller reads slowly. */
   credit: (id: number) => Promise<number>;
+  /** A producer binding's send; resolves with the platform's answer once it is stored. */
+  queueSend: (meta: QueueSendMeta, payload: Uint8Array) => Promise<QueueSentMeta>;
 }
 
 const g = globalThis as unknown as Record<string, unknown>;
@@ -412,7 +417,25 @@ g.self = globalThis;
 type Shape = "fetch-object" | "fetch-function" | "lambda";
 let mod: Record<string, unknown> | undefined;
 let shape: Shape | undefined;
-let env: Record<string, string> = {};
+/** The function's variables (what `process.env` shows with nodejs compatibility). */
+let vars: Record<string, string> = {};
+/** What handlers get as `env`: the variables plus producer bindings. */
+let env: Record<string, unknown> = {};
+// Producer bindings (env.JOBS.send): the host sends a QUEUE_SEND frame; its answer settles them.
+const producers = new ProducerClient((meta, payload) => {
+  bridge!.queueSend(meta, payload).then(
+    (m) => producers.settle(m),
+    (err: unknown) =>
+      producers.settle({
+        req: meta.req,
+        ok: false,
+        error: {
+          code: "NIMBUS_QUEUE_UNAVAILABLE",
+          message: err instanceof Error ? err.message : String(err),
+        },
+      }),
+  );
+});
 let info = { functionName: "", version: 0, memoryMB: 128 };
 
 /** Adopts the function's module namespace; returns the load result as JSON. */
@@ -497,7 +520,7 @@ async function invoke(id: number, meta: InvokeMeta, body: Uint8Array): Promise<v
         meta.kind === "event" || meta.kind === "scheduled"
           ? fromEventPayload(body)
           : meta.kind === "queue"
-            ? toRecordsEvent(parseBatch(body))
+            ? queueEvent(parseBatch(body))
             : toLambdaEvent({
                 invocationId: meta.invocationId,
                 method: meta.method,
@@ -575,7 +598,24 @@ async function invoke(id: number, meta: InvokeMeta, body: Uint8Array): Promise<v
         // A trigger batch (see ../../batch.ts): queue(batch), else a CloudEvent POST per message.
         const w = parseBatch(body);
         const q = (mod!.default as { queue?: (...a: unknown[]) => unknown }).queue;
-        if (shape === "fetch-object" && typeof q === "function") {
+        if (w.perMessage) {
+          // A named queue: each message has its own outcome (acked ones are not redelivered).
+          const r = await runQueueBatch(
+            w,
+            meta.url,
+            shape === "fetch-object" && typeof q === "function"
+              ? (b) => runAs(id, () => q.call(def, b, env, ctx))
+              : undefined,
+            (req: Request) =>
+              runAs(id, () => (shape === "fetch-object" ? def.fetch(req, env, ctx) : def(req, env, ctx))),
+            (u, i) => new Request(u, i as never),
+            (msg) => log("error", id)(msg),
+          );
+          response = new Response(r.body, {
+            status: r.status,
+            headers: { "content-type": "application/json" },
+          });
+        } else if (shape === "fetch-object" && typeof q === "function") {
           const { batch, outcome } = toMessageBatch(w);
           await runAs(id, () => q.call(def, batch, env, ctx));
           const { retried } = outcome();
@@ -590,7 +630,7 @@ async function invoke(id: number, meta: InvokeMeta, body: Uint8Array): Promise<v
             if (res.status >= 500) throw new Error(`fetch answered ${res.status} to a message.`);
           }
         }
-        response = new Response(null, { status: 204 });
+        response ??= new Response(null, { status: 204 });
       } else
         response = await runAs(id, () =>
           shape === "fetch-object" ? def.fetch(request, env, ctx) : def(request, env, ctx),
@@ -694,7 +734,7 @@ function init(b: Bridge): {
 } {
   bridge = b;
   setSubtleBridge(b.subtle, b.release);
-  installNodeHook(() => env);
+  installNodeHook(() => vars);
   // Shared memory would give a function a high-resolution timer (Spectre); Workers drops it
   // too. Removed here, not in the snapshot: V8 re-adds these while it boots a context.
   delete g.SharedArrayBuffer;
@@ -702,9 +742,16 @@ function init(b: Bridge): {
   return { setModule, invoke: invokeBatch, configure };
 }
 
+/** The Lambda event of a batch: SQS's shape for a named queue, `Records` of a trigger otherwise. */
+function queueEvent(w: ReturnType<typeof parseBatch>): unknown {
+  return w.perMessage ? toSqsEvent(w) : toRecordsEvent(w);
+}
+
 /** Sets the function's environment and identity (when a function is loaded into this isolate). */
-function configure(functionEnv: Record<string, string>, functionInfo: typeof info): void {
-  env = functionEnv;
+function configure(functionEnv: Record<string, string>, functionInfo: typeof info, queues?: string[]): void {
+  vars = functionEnv;
+  env = { ...functionEnv };
+  for (const b of queues ?? []) env[b] = producers.binding(b);
   info = functionInfo;
   timeOrigin = Date.now();
 }
@@ -730,6 +777,7 @@ function warmUp(): void {
     fetchAbort: noop,
     fetchRead: async () => null,
     credit: async () => FLOW_WINDOW,
+    queueSend: async (m) => ({ req: m.req, ok: true }),
   };
   rawEmit = noop;
   // The warm-up's one URL, as the host's parser gives it.
@@ -832,7 +880,19 @@ Object.defineProperty(g, "__nimbus_init", {
   value(...fns: unknown[]) {
     delete g.__nimbus_init;
     delete g.__nimbus_warm;
-    const [emit, random, subtleRef, release, timer, untimer, fetch, fetchAbort, fetchRead, credit] = fns as [
+    const [
+      emit,
+      random,
+      subtleRef,
+      release,
+      timer,
+      untimer,
+      fetch,
+      fetchAbort,
+      fetchRead,
+      credit,
+      queueSend,
+    ] = fns as [
       Emit,
       Bridge["random"],
       HostRef,
@@ -841,6 +901,7 @@ Object.defineProperty(g, "__nimbus_init", {
       Bridge["untimer"],
       HostRef,
       Bridge["fetchAbort"],
+      HostRef,
       HostRef,
       HostRef,
     ];
@@ -856,6 +917,7 @@ Object.defineProperty(g, "__nimbus_init", {
       fetchAbort,
       fetchRead: viaRef(fetchRead),
       credit: viaRef(credit),
+      queueSend: viaRef(queueSend),
     });
   },
 });
