@@ -10,7 +10,8 @@
  * - the cold-start rate of scheduled runs of a scale-to-zero function (15 s schedule, 1 s
  *   idle timeout), on two servers side by side: pre-warm on (default) and off
  *   (`--schedule-prewarm 0`).
- * All traffic goes to 127.0.0.1 (MQTT: the local Mosquitto on 1883, a unique topic).
+ * All traffic goes to 127.0.0.1 (MQTT: a Mosquitto the bench starts on a random port, with
+ * `max_queued_messages 0`).
  * Results: `bench/results/latest-events.md`.
  *
  * Options: `--duration <s>` (10) of the enqueue measurement, `--connections <n>` (256),
@@ -23,6 +24,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import autocannon, { type Options, type Result } from "autocannon";
 import mqtt from "mqtt";
+import { ownMosquitto } from "../test/brokers.ts";
 import { cleanup, ROOT, startTestServer, type TestServer } from "../test/helpers.ts";
 import { RESULTS_DIR } from "./harness.ts";
 
@@ -105,14 +107,14 @@ async function asyncE2e(s: TestServer, events: number, connections: number) {
   return { perSec: Math.round(done / ((Date.now() - t1) / 1000)), p50: pct(lat, 50), p99: pct(lat, 99) };
 }
 
-async function mqttRun(s: TestServer, n: number) {
+async function mqttRun(s: TestServer, n: number, broker: string) {
   const topic = `nimbus-bench-${process.pid}-${Date.now()}`;
   const d = await s.deploy("mq-sink", join(ROOT, "bench/functions/mqtt-sink.ts"), {
     maxInstances: 4,
     triggers: [
       {
         type: "mqtt",
-        url: "mqtt://127.0.0.1:1883",
+        url: broker,
         topic: `${topic}/+`,
         qos: 1,
         batchSize: 100,
@@ -133,13 +135,13 @@ async function mqttRun(s: TestServer, n: number) {
   const bareLat: number[] = [];
   let bareDone = 0;
   let bareEnd = 0;
-  const bare = await mqtt.connectAsync("mqtt://127.0.0.1:1883", { clientId: `${topic}-bare`, clean: true });
+  const bare = await mqtt.connectAsync(broker, { clientId: `${topic}-bare`, clean: true });
   await bare.subscribeAsync(`${topic}/+`, { qos: 1 });
   bare.on("message", (_t, payload) => {
     bareLat.push(Date.now() - Number(payload.toString()));
     if (++bareDone === n) bareEnd = Date.now();
   });
-  const pub = await mqtt.connectAsync("mqtt://127.0.0.1:1883", { clientId: `${topic}-pub` });
+  const pub = await mqtt.connectAsync(broker, { clientId: `${topic}-pub` });
   const t0 = Date.now();
   // Published as fast as the broker takes them (QoS 1, many in flight).
   const inflight = new Set<Promise<unknown>>();
@@ -247,10 +249,16 @@ export async function eventsMain(argv: string[]): Promise<void> {
     console.log(`durable enqueues: ${JSON.stringify(enq)}`);
     e2e = await asyncE2e(s, events, connections);
     console.log(`async end to end: ${JSON.stringify(e2e)}`);
+    // Our own Mosquitto: the default one drops QoS 1 messages past 1,000 queued per client
+    // (max_queued_messages), which a burst to a slower subscriber reaches.
+    const broker = await ownMosquitto("max_queued_messages 0\n");
     try {
-      mq = await mqttRun(s, Number(values.mqtt));
+      await broker.start();
+      mq = await mqttRun(s, Number(values.mqtt), broker.url);
     } catch (err) {
       mq = { skipped: String(err) };
+    } finally {
+      await broker.dispose();
     }
     console.log(`MQTT: ${JSON.stringify(mq)}`);
   } finally {

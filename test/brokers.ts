@@ -83,15 +83,18 @@ function ownBroker(scheme: string, port: number, dir: string, command: () => [st
   };
 }
 
-/** Our own Mosquitto (persistence on, loopback only). Not started yet. */
-export async function ownMosquitto(): Promise<OwnBroker> {
+/**
+ * Our own Mosquitto (persistence on, loopback only). Not started yet. `extra` is appended to
+ * its configuration (e.g. `max_queued_messages 0` so a slow subscriber loses nothing).
+ */
+export async function ownMosquitto(extra = ""): Promise<OwnBroker> {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), "nimbus-mosq-"));
   const conf = join(dir, "mosquitto.conf");
   const user = process.getuid?.() === 0 ? "user root\n" : "";
   writeFileSync(
     conf,
-    `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location ${dir}/\n${user}`,
+    `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location ${dir}/\n${user}${extra}`,
   );
   return ownBroker("mqtt", port, dir, () => ["mosquitto", ["-c", conf]]);
 }
