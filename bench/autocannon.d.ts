@@ -18,6 +18,8 @@ declare module "autocannon" {
     timeout?: number;
     method?: string;
     headers?: Record<string, string>;
+    /** Request body. */
+    body?: string;
     /** Stop after this many requests in total. */
     amount?: number;
   }

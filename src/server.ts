@@ -20,6 +20,7 @@ import { AsyncInvocations } from "./events/async.ts";
 import { Destinations } from "./events/destinations.ts";
 import { Dispatcher } from "./events/dispatcher.ts";
 import { acceptAsyncHttp, isAsyncCall } from "./events/http.ts";
+import { Outcomes } from "./events/outcomes.ts";
 import { Schedules } from "./events/schedules.ts";
 import { Triggers } from "./triggers/manager.ts";
 import { checkFunctionNetwork, checkGrants, serverCeiling } from "./executors/egress/ceiling.ts";
@@ -138,6 +139,12 @@ export interface EventOptions {
   leaseGraceMs?: number;
   /** Delay before the first retry (before jitter), ms. @default 1000 */
   retryBaseMs?: number;
+  /**
+   * How long before each schedule tick an instance is started (and kept, whatever the
+   * function's idle timeout) so scheduled runs are not cold starts; 0 turns pre-warm off.
+   * @default 5000
+   */
+  schedulePrewarmMs?: number;
   /** Largest async payload, bytes. @default 262144 */
   maxPayloadBytes?: number;
   /** How long an Idempotency-Key is remembered, ms. @default 86400000 */
@@ -278,8 +285,10 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
     log,
     egress: ceiling,
   });
+  const outcomes = new Outcomes(queue);
   dispatcher = new Dispatcher({
     queue,
+    onTerminal: (id, outcome) => outcomes.settled(id, outcome),
     invoker,
     destinations,
     log,
@@ -312,11 +321,13 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
       payload,
     );
   // MQTT/NATS triggers: each batch becomes a durable async event (kind "queue").
-  const triggers = new Triggers({ registry, async: asyncInvocations, log });
+  const triggers = new Triggers({ registry, async: asyncInvocations, outcomes, log });
   gateway.asyncCalls = {
     is: isAsyncCall,
     accept: (req, v, res) => acceptAsyncHttp(asyncInvocations, req, v, res),
   };
+  // Created once the server listens; a deploy re-reads schedules at once (not at the next poll).
+  let schedules: Schedules | undefined;
   const deployer = new Deployer({
     store,
     registry,
@@ -325,8 +336,11 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
     limits,
     onActivated: (v) => {
       invoker.poolFor(v).ensureMin();
-      setImmediate(() => triggers.sync());
-      setImmediate(() => consumers.sync());
+      setImmediate(() => {
+        triggers.sync();
+        consumers.sync();
+        schedules?.sync();
+      });
     },
     checkConfig: (c) => checkFunctionNetwork(c.network, grants),
   });
@@ -439,7 +453,14 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
   // Events accepted before a restart (or a crash) are delivered from here on.
   dispatcher.start();
   consumers.start();
-  const schedules = new Schedules({ invoker, registry, async: asyncInvocations, dataDir, log });
+  schedules = new Schedules({
+    invoker,
+    registry,
+    async: asyncInvocations,
+    dataDir,
+    log,
+    prewarmMs: ev.schedulePrewarmMs,
+  });
   schedules.sync();
   triggers.sync();
 

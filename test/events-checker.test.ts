@@ -1,23 +1,46 @@
 /**
- * A Jepsen-style queue checker for async invocations. Thousands of events are sent; the
- * server is killed with SIGKILL several times mid-run and restarted on the same data
- * directory; some attempts crash their instance. At the end every acknowledged (202) event
- * must have exactly one terminal outcome (succeeded or dead-lettered): lost = 0. Duplicate
- * executions (at-least-once) are counted from the function's side effect and reported.
+ * A Jepsen-style queue checker for async invocations and broker triggers. Thousands of events
+ * are sent over HTTP while MQTT QoS 1 messages (Mosquitto on 1883, a unique topic) and NATS
+ * JetStream messages (nats-server on 4222, a unique stream) are published to two trigger
+ * functions; the server is killed with SIGKILL several times mid-run and restarted on the
+ * same data directory; some attempts crash their instance. At the end every acknowledged
+ * event (202) and every message the broker acknowledged to its publisher must have exactly
+ * one terminal outcome: lost = 0. Duplicate executions (at-least-once: a server killed
+ * before a broker ack gets the message again) are counted from the functions' side effect
+ * and reported. Without the brokers (a laptop) only the HTTP part runs; CI=true requires them.
  */
 import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
 import { createServer } from "node:http";
-import type { AddressInfo } from "node:net";
+import { type AddressInfo, connect as netConnect } from "node:net";
 import { test } from "node:test";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { connect as natsConnect } from "@nats-io/transport-node";
+import mqtt from "mqtt";
 import { cleanup, sleep, startTestServer, type TestServer } from "./helpers.ts";
+
+async function reachable(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = netConnect({ host: "127.0.0.1", port }, () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.on("error", () => resolve(false));
+  });
+}
+const BROKERS = (await reachable(1883)) && (await reachable(4222));
+if (!BROKERS && process.env.CI === "true")
+  throw new Error("the checker needs Mosquitto on 1883 and nats-server on 4222 when CI=true");
+/** Messages published to each broker during the run. */
+const BROKER_MESSAGES = BROKERS ? Number(process.env.CHECKER_MESSAGES ?? 300) : 0;
 
 const TOTAL = Number(process.env.CHECKER_EVENTS ?? 1000);
 const KILL_AT = [0.25, 0.5, 0.75].map((f) => Math.floor(TOTAL * f));
 const WORKERS = 16;
 const ARGS = ["--retry-base", "20", "--queue-wait", "2000", "--lease-grace", "500"];
 
-test("checker: SIGKILLed server and crashing instances lose no acknowledged event", {
-  timeout: 170_000,
+test("checker: SIGKILLed server and crashing instances lose no acknowledged event or broker message", {
+  timeout: 175_000,
 }, async () => {
   // The side effect: how many times each event key was executed to completion.
   const executed = new Map<string, number>();
@@ -28,13 +51,19 @@ test("checker: SIGKILLed server and crashing instances lose no acknowledged even
       key += c;
     });
     req.on("end", () => {
-      executed.set(key, (executed.get(key) ?? 0) + 1);
+      // A trigger batch reports its messages' keys one per line.
+      for (const k of key.split("\n")) executed.set(k, (executed.get(k) ?? 0) + 1);
       res.end();
     });
   });
   await new Promise<void>((r) => counter.listen(0, "127.0.0.1", r));
   const port = (counter.address() as AddressInfo).port;
 
+  const tag = randomBytes(4).toString("hex");
+  const topic = `nimbus-chk-${tag}`;
+  const stream = `NIMBUS_CHK_${tag}`;
+  let nc: Awaited<ReturnType<typeof natsConnect>> | undefined;
+  let pub: mqtt.MqttClient | undefined;
   let s: TestServer = await startTestServer({ args: ARGS });
   const dataDir = s.dataDir;
   try {
@@ -45,6 +74,41 @@ test("checker: SIGKILLed server and crashing instances lose no acknowledged even
       concurrency: 8,
     });
     assert.ok(d.status < 300, JSON.stringify(d.body));
+
+    // Broker messages: keys the broker acknowledged to the publisher.
+    const brokerAcked = new Set<string>();
+    let publishing: Promise<void> = Promise.resolve();
+    let sending = true;
+    if (BROKER_MESSAGES > 0) {
+      nc = await natsConnect({ servers: "127.0.0.1:4222" });
+      await (await jetstreamManager(nc)).streams.add({ name: stream, subjects: [`${topic}.>`] });
+      for (const [name, trigger] of [
+        [
+          "chk-mq",
+          { type: "mqtt", url: "mqtt://127.0.0.1:1883", topic: `${topic}/+`, batchSize: 20, maxWait: 0.05 },
+        ],
+        ["chk-js", { type: "nats", url: "nats://127.0.0.1:4222", stream, batchSize: 20, maxWait: 0.05 }],
+      ] as const) {
+        const r = await s.deploy(name, "events/checker-queue.ts", {
+          timeout: 10,
+          env: { REPORT_PORT: String(port) },
+          triggers: [trigger],
+        });
+        assert.ok(r.status < 300, JSON.stringify(r.body));
+      }
+      pub = await mqtt.connectAsync("mqtt://127.0.0.1:1883", { clientId: `${topic}-pub` });
+      const js = jetstream(nc);
+      // Published along the HTTP run (so the kills land among them), the rest after it.
+      publishing = (async () => {
+        for (let i = 0; i < BROKER_MESSAGES; i++) {
+          await pub!.publishAsync(`${topic}/d${i % 8}`, `m${i}`, { qos: 1 });
+          brokerAcked.add(`m${i}`);
+          await js.publish(`${topic}.${i % 8}`, `j${i}`);
+          brokerAcked.add(`j${i}`);
+          if (sending) await sleep(40);
+        }
+      })();
+    }
 
     const acked = new Map<string, { id: string; fail: boolean; crash: boolean }>();
     const indeterminate = new Set<string>();
@@ -96,6 +160,8 @@ test("checker: SIGKILLed server and crashing instances lose no acknowledged even
     const sendStart = Date.now();
     await Promise.all(Array.from({ length: WORKERS }, worker));
     if (restarting) await restarting;
+    sending = false;
+    await publishing;
     assert.equal(kills, 3, "the server was killed three times mid-run");
 
     const sendMs = Date.now() - sendStart;
@@ -108,7 +174,8 @@ test("checker: SIGKILLed server and crashing instances lose no acknowledged even
       const r = await s.api("GET", "/api/v1/functions/chk/async-invocations?limit=10000");
       states = new Map(r.body.invocations.map((v: any) => [v.invocationId, v]));
       const open = [...acked.values()].filter((a) => !terminal.has(states.get(a.id)?.state));
-      if (open.length === 0 || Date.now() > deadline) break;
+      const unseen = [...brokerAcked].filter((k) => !executed.has(k));
+      if ((open.length === 0 && unseen.length === 0) || Date.now() > deadline) break;
       await sleep(500);
     }
 
@@ -132,6 +199,30 @@ test("checker: SIGKILLed server and crashing instances lose no acknowledged even
       } else dead++;
       if (n > 1) duplicates += n - 1;
     }
+    // Broker messages: each acknowledged one ran (its batch succeeded; these never fail), and
+    // every event of the trigger functions ended (none left running or waiting).
+    let brokerLost = 0;
+    let brokerDuplicates = 0;
+    for (const k of brokerAcked) {
+      const n = executed.get(k) ?? 0;
+      if (n === 0) brokerLost++;
+      if (n > 1) brokerDuplicates += n - 1;
+    }
+    const triggerEvents: Record<string, Record<string, number>> = {};
+    const triggers: unknown[] = [];
+    for (const fn of BROKER_MESSAGES > 0 ? ["chk-mq", "chk-js"] : []) {
+      const by: Record<string, number> = {};
+      for (let i = 0; i < 100; i++) {
+        const l = (await s.api("GET", `/api/v1/functions/${fn}/async-invocations?limit=10000`)).body
+          .invocations;
+        for (const k of Object.keys(by)) delete by[k];
+        for (const v of l) by[v.state] = (by[v.state] ?? 0) + 1;
+        if (Object.keys(by).every((st) => st === "succeeded")) break;
+        await sleep(500);
+      }
+      triggerEvents[fn] = by;
+      triggers.push((await s.api("GET", `/api/v1/triggers?function=${fn}`)).body.triggers?.[0]);
+    }
     const ids = new Set([...acked.values()].map((a) => a.id));
     const byState: Record<string, number> = {};
     for (const a of acked.values()) {
@@ -153,6 +244,13 @@ test("checker: SIGKILLed server and crashing instances lose no acknowledged even
       duplicateExecutions: duplicates,
       successWithoutExecution: phantom,
       distinctIds: ids.size,
+      broker: {
+        acknowledgedByBroker: brokerAcked.size,
+        lost: brokerLost,
+        duplicateExecutions: brokerDuplicates,
+        events: triggerEvents,
+        triggers,
+      },
     };
     process.stdout.write(`checker: ${JSON.stringify(report)}\n`);
     assert.equal(acked.size, TOTAL);
@@ -162,7 +260,19 @@ test("checker: SIGKILLed server and crashing instances lose no acknowledged even
     assert.equal(failSucceeded, 0, "an event that always fails never shows as succeeded");
     assert.equal(succeeded + dead, acked.size, "each acknowledged event has exactly one terminal outcome");
     assert.ok(dead >= TOTAL / 10, "the failing tenth is dead-lettered");
+    assert.equal(brokerAcked.size, BROKER_MESSAGES * 2);
+    assert.equal(brokerLost, 0, "no message the broker acknowledged is lost");
+    for (const [fn, by] of Object.entries(triggerEvents))
+      assert.ok(
+        Object.keys(by).every((st) => st === "succeeded"),
+        `every event of ${fn} ended in succeeded: ${JSON.stringify(by)}`,
+      );
   } finally {
+    await pub?.endAsync(true);
+    if (nc) {
+      await (await jetstreamManager(nc)).streams.delete(stream).catch(() => {});
+      await nc.close();
+    }
     await s.stop();
     counter.close();
     cleanup(dataDir);

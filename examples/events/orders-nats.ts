@@ -1,5 +1,5 @@
-// A NATS JetStream trigger (a Lambda handler): each batch arrives as { Records }, acked to
-// JetStream once it is stored durably.
+// A NATS JetStream trigger (a Lambda handler): each batch arrives as { Records }; its messages
+// are acked to JetStream once the batch succeeded (or, out of retries, is in the DLQ).
 //   nats stream add ORDERS --subjects 'orders.>' --defaults
 //   npx nimbus deploy examples/events/orders-nats.ts
 //   nats pub orders.created '{"id": 1}'

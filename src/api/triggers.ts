@@ -22,8 +22,13 @@ export const triggerStatusSchema = {
     connectedAt: { type: ["string", "null"] },
     retries: { type: "integer", description: "Failed connection attempts in a row" },
     received: { type: "integer" },
-    stored: { type: "integer", description: "Messages stored durably (then acknowledged to the broker)" },
+    stored: { type: "integer", description: "Messages stored durably as async events" },
     dropped: { type: "integer", description: "Messages over the size limits or the buffer" },
+    acked: {
+      type: "integer",
+      description:
+        "MQTT QoS 1 / JetStream messages acknowledged to the broker: their event reached its terminal outcome (succeeded, dead-lettered or expired)",
+    },
   },
 };
 

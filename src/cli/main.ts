@@ -166,6 +166,11 @@ program
     "1000",
   )
   .option("--lease-grace <ms>", "added to an async attempt's lease beyond queue wait + timeout", "5000")
+  .option(
+    "--schedule-prewarm <duration>",
+    "start an instance this long before each schedule tick, so scheduled runs are warm (0 = off)",
+    "5s",
+  )
   .action(
     action(
       async (o: {
@@ -197,6 +202,7 @@ program
         asyncShare: string;
         retryBase: string;
         leaseGrace: string;
+        schedulePrewarm: string;
       }) => {
         const num = (flag: string, v: string | undefined, min: number): number | undefined => {
           if (v === undefined) return undefined;
@@ -279,6 +285,9 @@ program
             asyncShare: fraction("async-share", o.asyncShare),
             retryBaseMs: num("retry-base", o.retryBase, 1),
             leaseGraceMs: num("lease-grace", o.leaseGrace, 0),
+            schedulePrewarmMs: /^0+(\.0+)?(ms|s|m|h)?$/.test(o.schedulePrewarm)
+              ? 0
+              : duration("schedule-prewarm", o.schedulePrewarm),
           },
         });
         const p = s.protections;

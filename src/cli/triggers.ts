@@ -22,7 +22,7 @@ export function registerTriggerCommands(program: Command, kit: CliKit): void {
           r.triggers.length === 0
             ? 'No triggers. Add `triggers: [{ type: "mqtt", url, topic }]` to a function\'s config.'
             : table([
-                ["FUNCTION", "#", "TYPE", "TARGET", "STATE", "RECEIVED", "STORED", "DROPPED", "LAST ERROR"],
+                ["FUNCTION", "#", "TYPE", "TARGET", "STATE", "RECEIVED", "STORED", "ACKED", "DROPPED", "LAST ERROR"],
                 ...r.triggers.map((t) => [
                   t.function,
                   t.index,
@@ -31,6 +31,7 @@ export function registerTriggerCommands(program: Command, kit: CliKit): void {
                   t.state === "retrying" ? `retrying (${t.retries})` : t.state,
                   t.received,
                   t.stored,
+                  t.acked,
                   t.dropped,
                   (t.lastError ?? "-").slice(0, 80),
                 ]),

@@ -15,6 +15,7 @@ import type { VersionRecord } from "../store/types.ts";
 import { type EventMeta, parseFunctionQueue } from "./async.ts";
 import { EVENT_DEFAULTS } from "./config.ts";
 import type { Destinations } from "./destinations.ts";
+import type { TerminalOutcome } from "./outcomes.ts";
 import { type AttemptOutcome, CollectingResponder } from "./responder.ts";
 import { decideRetry, isExpired } from "./retry.ts";
 
@@ -38,6 +39,8 @@ export interface DispatcherOptions {
   retryBaseMs?: number;
   /** The clock. @default Date.now */
   clock?: () => number;
+  /** Told each terminal outcome this dispatcher records (the triggers' broker acks wait for it). */
+  onTerminal?: (id: string, outcome: TerminalOutcome) => void;
 }
 
 /** Refusals that happen before the function runs: they do not use up a retry. */
@@ -177,14 +180,13 @@ export class Dispatcher {
       v = this.o.invoker.resolve(meta.tenant, meta.fn, meta.version);
     } catch (err) {
       const msg = err instanceof Error ? err.message : String(err);
-      if (await q.deadLetter(m.id, m.token, msg, "failed"))
-        this.o.destinations?.report(meta, m, "failed", msg);
+      if (await this.deadLetter(m, msg, "failed")) this.o.destinations?.report(meta, m, "failed", msg);
       return;
     }
     const maxAge = v.config.maxEventAgeMs ?? EVENT_DEFAULTS.maxEventAgeMs;
     if (isExpired(m.enqueuedAt, maxAge, this.clock())) {
       const msg = `Not delivered: older than maxEventAge (${maxAge} ms).`;
-      if (await q.deadLetter(m.id, m.token, msg, "expired"))
+      if (await this.deadLetter(m, msg, "expired"))
         this.o.destinations?.report(meta, m, "expired", msg, undefined, v);
       return;
     }
@@ -237,9 +239,10 @@ export class Dispatcher {
       bodyBytes: out.bodyBytes,
     });
     if (out.ok) {
-      if (await q.ack(m.id, m.token, result))
+      if (await q.ack(m.id, m.token, result)) {
+        this.o.onTerminal?.(m.id, "succeeded");
         this.o.destinations?.report(meta, m, "succeeded", undefined, out, v);
-      else this.o.log(`nimbus: event ${m.id} succeeded after its lease ended; it may run again`);
+      } else this.o.log(`nimbus: event ${m.id} succeeded after its lease ended; it may run again`);
       return;
     }
     const why = out.error ? `${out.error.code}: ${out.error.message}` : `status ${out.status}`;
@@ -256,7 +259,7 @@ export class Dispatcher {
         baseMs: this.o.retryBaseMs,
       });
       if (d.action === "retry") await q.nack(m.id, m.token, d.delayMs, why, { uncount: true });
-      else if (await q.deadLetter(m.id, m.token, why, "expired"))
+      else if (await this.deadLetter(m, why, "expired"))
         this.o.destinations?.report(meta, m, "expired", why, out, v);
       return;
     }
@@ -271,9 +274,16 @@ export class Dispatcher {
     });
     if (d.action === "retry") {
       await q.nack(m.id, m.token, d.delayMs, why);
-    } else if (await q.deadLetter(m.id, m.token, why, d.reason)) {
+    } else if (await this.deadLetter(m, why, d.reason)) {
       this.o.destinations?.report(meta, m, d.reason, why, out, v);
     }
+  }
+
+  /** Moves the event to the dead-letter queue; false when its lease was lost meanwhile. */
+  private async deadLetter(m: LeasedMessage, why: string, reason: "failed" | "expired"): Promise<boolean> {
+    if (!(await this.o.queue.deadLetter(m.id, m.token, why, reason))) return false;
+    this.o.onTerminal?.(m.id, reason === "expired" ? "expired" : "dead-lettered");
+    return true;
   }
 
   /** Stops leasing; waits (up to `deadlineMs`) for running attempts. */

@@ -6,7 +6,8 @@
  * `scheduled(controller, env, ctx)`.
  *
  * Pre-warm: `prewarmMs` before each tick, an instance is started if the function has none
- * idle, whatever its idle timeout, so scheduled runs are not cold starts.
+ * idle, and kept from idle reaping until `prewarmMs` after the tick, whatever its idle
+ * timeout, so scheduled runs are not cold starts (`prewarmMs: 0` turns this off).
  * Missed ticks (server down): `skip`, or `run-once` at start; the last tick of each
  * schedule is kept in `<data dir>/schedules.json`.
  */
@@ -63,7 +64,7 @@ export class Schedules {
     async: AsyncInvocations;
     dataDir: string;
     log: (msg: string) => void;
-    /** @default 5000 */
+    /** How long before each tick an instance is started; 0 = no pre-warm. @default 5000 */
     prewarmMs?: number;
   }) {
     this.o = { ...o, prewarmMs: o.prewarmMs ?? 5000 };
@@ -117,12 +118,17 @@ export class Schedules {
 
   private armPrewarm(v: VersionRecord, job: Job): void {
     clearTimeout(job.prewarm);
+    if (this.o.prewarmMs <= 0) return;
     const next = job.cron.nextRun();
     if (!next) return;
-    const wait = Math.max(0, next.getTime() - Date.now() - this.o.prewarmMs);
+    const tick = next.getTime();
+    const wait = Math.max(0, tick - Date.now() - this.o.prewarmMs);
     job.prewarm = setTimeout(() => {
       try {
         const pool = this.o.invoker.poolFor(v);
+        // Kept until the tick's run has had time to take it (the tick is stored, then
+        // leased): a 1 s idle timeout must not stop it before the tick it was started for.
+        pool.holdWarm(tick + this.o.prewarmMs);
         const s = pool.stats();
         if (s.idle === 0 && s.starting === 0) pool.startOne();
       } catch (err) {

@@ -232,7 +232,10 @@ export function readBody(req: IncomingMessage, limit = MAX_BODY, budget?: Admiss
     };
     req.on("error", fail);
     // A caller that goes away mid-body frees what it had sent.
-    req.on("close", () => fail(new NimbusError("NIMBUS_BAD_REQUEST", "The request body was cut off.")));
+    // (Checked first: "close" follows every request, and an error's stack costs ~0.1 ms.)
+    req.on("close", () => {
+      if (!settled) fail(new NimbusError("NIMBUS_BAD_REQUEST", "The request body was cut off."));
+    });
   });
 }
 

@@ -37,6 +37,7 @@ import {
   MAX_CHUNK,
   T,
 } from "./protocol.ts";
+import { scheduledController } from "./scheduled.ts";
 
 // The only way out of the instance's network namespace: the platform's egress proxy.
 if (process.argv[2]) routeThroughEgressProxy(process.argv[2]);
@@ -292,10 +293,7 @@ async function handleInvoke(frame: Frame): Promise<void> {
           typeof mod.default.scheduled === "function"
         ) {
           // Workers' cron entry point: scheduled(controller, env, ctx); it answers nothing.
-          const tick = fromEventPayload(frame.payload) as { time?: string };
-          const cron = meta.headers.find(([k]) => k === "x-nimbus-cron")?.[1] ?? "";
-          const controller = { scheduledTime: Date.parse(tick.time ?? "") || Date.now(), cron, noRetry() {} };
-          await mod.default.scheduled(controller, envObject, ctx);
+          await mod.default.scheduled(scheduledController(frame.payload, meta.headers), envObject, ctx);
           writer.send(T.RESP_HEAD, id, { status: 204, headers: [] });
           writer.send(T.RESP_END, id, { cpuMs: cpuMsSince(cpuStart), pending: background.length > 0 });
           return;

@@ -73,6 +73,8 @@ export class VersionPool {
   private readonly autoscaleConfig: AutoscalerConfig;
   desired: number | undefined;
   closed = false;
+  /** Until when idle instances are kept (see holdWarm). */
+  private warmUntil = 0;
 
   constructor(scheduler: Scheduler, executor: Executor, spec: InstanceSpec, config: FunctionConfig) {
     this.scheduler = scheduler;
@@ -349,8 +351,17 @@ export class VersionPool {
     void instance.stop();
   }
 
+  /**
+   * Keeps this pool's instances from idle reaping until `until` (ms since the epoch): a
+   * schedule's pre-warmed instance must still be there at the tick, whatever the idle timeout.
+   */
+  holdWarm(until: number): void {
+    this.warmUntil = Math.max(this.warmUntil, until);
+  }
+
   /** Stops instances idle past the idle window (keeping minInstances). */
   reap(now: number): number {
+    if (now < this.warmUntil) return 0;
     const ids = reapIdle(this.instances, now, {
       idleTimeoutMs: this.config.idleTimeoutMs,
       minInstances: this.config.minInstances,

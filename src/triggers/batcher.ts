@@ -1,11 +1,14 @@
 /**
  * Collects broker messages into batches (`batchSize`, or whatever arrived within
- * `maxWaitMs`), stores at most `concurrency` batches at once, and settles each message after
- * its batch is stored. A failed store is retried with backoff (the messages stay
- * unacknowledged meanwhile); past `maxBuffered` waiting messages, `push` refuses.
+ * `maxWaitMs`), stores at most `concurrency` batches at once, and settles each message: once
+ * its batch is stored (MQTT QoS 0, core NATS), or once the batch's event reached its terminal
+ * outcome (MQTT QoS 1, JetStream: the broker keeps the message until then). A failed store is
+ * retried with backoff (the messages stay unacknowledged meanwhile). At most `maxUnsettled`
+ * messages are held (waiting, being stored, or waiting for their outcome); past it `push`
+ * refuses, so a broker that ignores its flow-control limit cannot make us buffer more.
  */
 import { MAX_BATCH_BYTES } from "./config.ts";
-import type { BatchSink, Incoming, TriggerStatus } from "./types.ts";
+import type { BatchSink, Incoming, StoredBatch, TriggerStatus } from "./types.ts";
 
 /** Batcher settings. */
 export interface BatcherOptions {
@@ -14,13 +17,15 @@ export interface BatcherOptions {
   maxBatchBytes: number;
   maxWaitMs: number;
   concurrency: number;
-  /** Messages waiting (not yet in a batch being stored), at most. */
-  maxBuffered: number;
+  /** Messages held and not yet settled (waiting, being stored, waiting for their outcome), at most. */
+  maxUnsettled: number;
   sink: BatchSink;
   /** A store failed (it is retried). */
   onError: (err: unknown) => void;
   /** A batch was stored. */
   onStored: (n: number) => void;
+  /** Messages were acknowledged to the broker after their event's outcome. */
+  onAcked?: (n: number) => void;
 }
 
 /** The batcher. */
@@ -30,23 +35,37 @@ export class Batcher {
   private timer: NodeJS.Timeout | undefined;
   private due = false;
   private inflight = 0;
+  private unsettled = 0;
   private closed = false;
   private readonly running = new Set<Promise<void>>();
   private readonly wakers = new Set<() => void>();
+  /** Stored batches whose messages wait for the event's outcome. */
+  private readonly awaiting = new Map<Incoming[], StoredBatch>();
 
   constructor(o: BatcherOptions) {
     this.o = o;
   }
 
-  /** Messages waiting plus those in batches being stored. */
+  /** Messages held and not yet settled. */
   get size(): number {
-    return this.buf.length;
+    return this.unsettled;
   }
 
-  /** Adds a message; false (and the message untouched) when the buffer is full or closed. */
+  /** Adds a message; false (and the message untouched) when the batcher is full or closed. */
   push(m: Incoming): boolean {
-    if (this.closed || this.buf.length >= this.o.maxBuffered) return false;
-    this.buf.push(m);
+    if (this.closed || this.unsettled >= this.o.maxUnsettled) return false;
+    this.unsettled++;
+    let settled = false;
+    this.buf.push({
+      ...m,
+      settle: (ok) => {
+        if (settled) return;
+        settled = true;
+        this.unsettled--;
+        if (ok && m.ackOnOutcome) this.o.onAcked?.(1);
+        m.settle(ok);
+      },
+    });
     this.pump();
     return true;
   }
@@ -90,11 +109,9 @@ export class Batcher {
   private async store(batch: Incoming[]): Promise<void> {
     let delay = 250;
     while (!this.closed) {
+      let stored: StoredBatch;
       try {
-        await this.o.sink(batch);
-        this.o.onStored(batch.length);
-        for (const m of batch) m.settle(true);
-        return;
+        stored = await this.o.sink(batch);
       } catch (err) {
         this.o.onError(err);
         await new Promise<void>((r) => {
@@ -107,28 +124,62 @@ export class Batcher {
           this.wakers.add(wake);
         });
         delay = Math.min(delay * 2, 30_000);
+        continue;
       }
+      this.o.onStored(batch.length);
+      const later = batch.filter((m) => m.ackOnOutcome);
+      for (const m of batch) if (!m.ackOnOutcome) m.settle(true);
+      if (later.length > 0) this.awaitOutcome(later, stored);
+      return;
     }
     for (const m of batch) m.settle(false);
   }
 
-  /** Stops: waiting messages are settled false (the broker redelivers them), running stores finish. */
+  private awaitOutcome(msgs: Incoming[], stored: StoredBatch): void {
+    if (this.closed) {
+      stored.cancel();
+      for (const m of msgs) m.settle(false);
+      return;
+    }
+    this.awaiting.set(msgs, stored);
+    stored.outcome().then(
+      () => {
+        this.awaiting.delete(msgs);
+        for (const m of msgs) m.settle(true);
+      },
+      (err: unknown) => {
+        this.awaiting.delete(msgs);
+        this.o.onError(err);
+        for (const m of msgs) m.settle(false);
+      },
+    );
+  }
+
+  /**
+   * Stops: waiting messages, and stored ones whose outcome is not known yet, are settled
+   * false (not acknowledged: the broker redelivers them); running stores finish first.
+   */
   async close(): Promise<void> {
     this.closed = true;
     clearTimeout(this.timer);
     for (const w of [...this.wakers]) w();
     for (const m of this.buf.splice(0)) m.settle(false);
     await Promise.allSettled([...this.running]);
+    for (const [msgs, stored] of this.awaiting) {
+      stored.cancel();
+      for (const m of msgs) m.settle(false);
+    }
+    this.awaiting.clear();
   }
 }
 
 /**
  * The batcher of one trigger: its batch size, wait and concurrency from the trigger's config,
- * batches cut to fit one durable event, stored counts kept in the trigger's status.
+ * batches cut to fit one durable event, counts kept in the trigger's status.
  */
 export function triggerBatcher(
   t: { batchSize: number; maxWaitMs: number; concurrency: number },
-  maxBuffered: number,
+  maxUnsettled: number,
   sink: BatchSink,
   status: TriggerStatus,
   error: (why: string) => void,
@@ -138,11 +189,14 @@ export function triggerBatcher(
     maxBatchBytes: MAX_BATCH_BYTES,
     maxWaitMs: t.maxWaitMs,
     concurrency: t.concurrency,
-    maxBuffered,
+    maxUnsettled,
     sink,
     onError: (err) => error(`storing a batch failed (retrying): ${String(err)}`),
     onStored: (n) => {
       status.stored += n;
+    },
+    onAcked: (n) => {
+      status.acked += n;
     },
   });
 }

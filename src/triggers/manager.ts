@@ -4,6 +4,7 @@
  * durable async events of kind `queue`, and reports each trigger's state.
  */
 import type { AsyncInvocations, EventMeta } from "../events/async.ts";
+import type { Outcomes } from "../events/outcomes.ts";
 import { uuidv7 } from "../invoker/invoker.ts";
 import type { Registry } from "../invoker/registry.ts";
 import type { BatchWire } from "../runtime/batch.ts";
@@ -34,13 +35,20 @@ export class Triggers {
   private readonly o: {
     registry: Registry;
     async: AsyncInvocations;
+    outcomes: Outcomes;
     log: (msg: string) => void;
   };
   private readonly adapters = new Map<string, { tenant: string; adapter: TriggerAdapter }>();
   private readonly timer: NodeJS.Timeout;
   private closed = false;
 
-  constructor(o: { registry: Registry; async: AsyncInvocations; log: (msg: string) => void }) {
+  constructor(o: {
+    registry: Registry;
+    async: AsyncInvocations;
+    /** Where broker acks wait for their event's terminal outcome. */
+    outcomes: Outcomes;
+    log: (msg: string) => void;
+  }) {
     this.o = o;
     this.timer = setInterval(() => this.sync(), 5000);
     this.timer.unref();
@@ -63,7 +71,11 @@ export class Triggers {
         sourceIp: "",
         trigger: t.type,
       };
-      await this.o.async.submit(v, meta, batchPayload(t.type, label, msgs));
+      const { id } = await this.o.async.submit(v, meta, batchPayload(t.type, label, msgs));
+      return {
+        outcome: () => this.o.outcomes.wait(id),
+        cancel: () => this.o.outcomes.forget(id),
+      };
     };
   }
 

@@ -1,10 +1,11 @@
 /**
  * The MQTT trigger (mqtt.js 5, MQTT 5 protocol): subscribes to a topic filter, batches the
- * messages, stores each batch as one durable async event of the function, and only then
- * acknowledges the QoS 1 messages (PUBACK). A message is acknowledged = durably stored; from
- * there the dispatcher's at-least-once, retry and dead-letter rules apply. A connection lost
- * before the PUBACK leaves the messages with the broker, which redelivers them in the same
- * persistent session (clean: false, a stable client id).
+ * messages, stores each batch as one durable async event of the function, and acknowledges
+ * the QoS 1 messages (PUBACK) only once that event reached its terminal outcome: succeeded,
+ * or dead-lettered/expired (then it is in the function's DLQ). A connection lost or a server
+ * stopped before the PUBACK leaves the messages with the broker, which redelivers them in the
+ * same persistent session (clean: false, a stable client id): at least once, and a message
+ * whose stored event also completes runs twice (a duplicate).
  *
  * Everything the broker sends is untrusted: packets over the size limit end the connection
  * before they are buffered, topics over 1024 characters and payloads over `maxMessageBytes`
@@ -47,7 +48,7 @@ export function reconnectDelay(n: number, random: number): number {
 // mqtt.js sends a PUBACK only when its custom-ack callback is called, and handles the next
 // packet only after that: a sentinel error releases the packet at once without an ack, and
 // the PUBACK is sent later through the client's packet writer.
-const DEFERRED = new Error("nimbus: acknowledgement deferred until the batch is stored");
+const DEFERRED = new Error("nimbus: acknowledgement deferred until the event's outcome");
 
 /** An MQTT trigger of one function. */
 export class MqttAdapter implements TriggerAdapter {
@@ -183,6 +184,7 @@ export class MqttAdapter implements TriggerAdapter {
       data: message,
       attributes,
       at: Date.now(),
+      ackOnOutcome: packet.qos === 1,
       settle: (ok) => {
         if (ok) this.puback(packet, gen);
       },

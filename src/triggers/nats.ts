@@ -1,8 +1,10 @@
 /**
  * The NATS trigger (@nats-io v3): a core subject with a queue group (at most once, as core
  * NATS is: a message that cannot be buffered is dropped and counted), or a JetStream durable
- * consumer with explicit ack: each message is acked after its batch is stored durably as an
- * async event of the function, and nak'ed when it never will be (the server redelivers it).
+ * consumer with explicit ack: each message is acked once the async event holding its batch
+ * reached its terminal outcome (succeeded, or dead-lettered/expired: then it is in the
+ * function's DLQ), marked in progress meanwhile, and nak'ed when it never will be (the
+ * server redelivers it).
  *
  * Untrusted input: payloads over `maxMessageBytes` and subjects over 1024 characters are
  * dropped (JetStream: terminated, so they are not redelivered); the consumer's
@@ -10,7 +12,13 @@
  * A server down at start is retried with exponential backoff (0.5 s to 30 s); a connection
  * lost later is re-established by the client (every 2 s), shown as `retrying` meanwhile.
  */
-import { AckPolicy, type ConsumerMessages, jetstream, jetstreamManager } from "@nats-io/jetstream";
+import {
+  AckPolicy,
+  type ConsumerMessages,
+  type JsMsg,
+  jetstream,
+  jetstreamManager,
+} from "@nats-io/jetstream";
 import { connect, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import { type Batcher, triggerBatcher } from "./batcher.ts";
 import type { NatsTrigger } from "./config.ts";
@@ -36,6 +44,9 @@ export class NatsAdapter implements TriggerAdapter {
   private messages: ConsumerMessages | undefined;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
+  /** JetStream messages stored and waiting for their event's outcome (kept from redelivery). */
+  private readonly inProgress = new Set<JsMsg>();
+  private working: NodeJS.Timeout | undefined;
 
   constructor(o: {
     fn: string;
@@ -150,6 +161,7 @@ export class NatsAdapter implements TriggerAdapter {
             data: Buffer.from(msg.data),
             attributes: { queue: this.t.queue ?? `nimbus-${this.fn}` },
             at: Date.now(),
+            ackOnOutcome: false,
             settle: () => {},
           };
           if (!this.batcher.push(m)) {
@@ -163,16 +175,30 @@ export class NatsAdapter implements TriggerAdapter {
     const stream = this.t.stream;
     const durable = this.t.consumer ?? `nimbus-${this.fn}`;
     const jsm = await jetstreamManager(nc);
+    let ackWaitNs: number;
     try {
-      await jsm.consumers.info(stream, durable);
+      ackWaitNs = (await jsm.consumers.info(stream, durable)).config.ack_wait ?? 30e9;
     } catch {
-      await jsm.consumers.add(stream, {
-        durable_name: durable,
-        ack_policy: AckPolicy.Explicit,
-        max_ack_pending: this.pending(),
-        ...(this.t.subject ? { filter_subject: this.t.subject } : {}),
-      });
+      ackWaitNs =
+        (
+          await jsm.consumers.add(stream, {
+            durable_name: durable,
+            ack_policy: AckPolicy.Explicit,
+            max_ack_pending: this.pending(),
+            ...(this.t.subject ? { filter_subject: this.t.subject } : {}),
+          })
+        ).config.ack_wait ?? 30e9;
     }
+    // A message is acked only at its event's outcome (retries may take minutes): until then
+    // it is marked in progress three times per ack wait, so the server does not redeliver it.
+    clearInterval(this.working);
+    this.working = setInterval(
+      () => {
+        for (const jm of this.inProgress) jm.working();
+      },
+      Math.max(1000, Math.floor((ackWaitNs || 30e9) / 1e6 / 3)),
+    );
+    this.working.unref();
     const consumer = await jetstream(nc).consumers.get(stream, durable);
     const messages = await consumer.consume({ max_messages: this.pending() });
     this.messages = messages;
@@ -193,9 +219,18 @@ export class NatsAdapter implements TriggerAdapter {
             deliveryCount: String(jm.info.deliveryCount),
           },
           at: Date.now(),
-          settle: (ok) => (ok ? jm.ack() : jm.nak()),
+          ackOnOutcome: true,
+          settle: (ok) => {
+            this.inProgress.delete(jm);
+            if (ok) jm.ack();
+            else jm.nak();
+          },
         };
-        if (!this.batcher.push(m)) jm.nak(1000);
+        this.inProgress.add(jm);
+        if (!this.batcher.push(m)) {
+          this.inProgress.delete(jm);
+          jm.nak(1000);
+        }
       }
     })().catch((err: unknown) => this.error(`consuming ${stream}/${durable} ended: ${String(err)}`));
   }
@@ -203,6 +238,7 @@ export class NatsAdapter implements TriggerAdapter {
   async close(): Promise<void> {
     this.closed = true;
     clearTimeout(this.timer);
+    clearInterval(this.working);
     this.st.state = "stopped";
     this.sub?.unsubscribe();
     await this.messages?.close().catch(() => {});

@@ -8,13 +8,15 @@ import { deviceOf, reconnectDelay } from "./mqtt.ts";
 import { PacketSizeGuard } from "./mqtt-guard.ts";
 import type { Incoming } from "./types.ts";
 
-const msg = (i: number, settled: (ok: boolean) => void): Incoming => ({
+const msg = (i: number, settled: (ok: boolean) => void, ackOnOutcome = false): Incoming => ({
   subject: `s/${i}`,
   data: Buffer.from(String(i)),
   attributes: {},
   at: 0,
+  ackOnOutcome,
   settle: settled,
 });
+const noOutcome = { outcome: async () => {}, cancel() {} };
 
 test("batcher: a message is settled (acked) only after its batch is stored; a failed store is retried", async () => {
   const settled: [number, boolean][] = [];
@@ -29,11 +31,12 @@ test("batcher: a message is settled (acked) only after its batch is stored; a fa
     maxBatchBytes: 1000,
     maxWaitMs: 10,
     concurrency: 1,
-    maxBuffered: 4,
+    maxUnsettled: 7,
     sink: async (ms) => {
       await gate;
       if (fail-- > 0) throw new Error("disk full");
       stored.push(ms.map((m) => Number(m.data.toString())));
+      return noOutcome;
     },
     onError: () => {},
     onStored: () => {},
@@ -41,9 +44,9 @@ test("batcher: a message is settled (acked) only after its batch is stored; a fa
   for (let i = 0; i < 3; i++) assert.ok(b.push(msg(i, (ok) => settled.push([i, ok]))));
   await new Promise((r) => setTimeout(r, 30));
   assert.equal(settled.length, 0, "nothing acked before the store resolved");
-  // The buffer is bounded: 4 waiting at most.
+  // Bounded: 7 unsettled at most (3 being stored + 4 waiting).
   for (let i = 3; i < 7; i++) assert.ok(b.push(msg(i, (ok) => settled.push([i, ok]))));
-  assert.equal(b.push(msg(99, () => {})), false, "past maxBuffered, push refuses");
+  assert.equal(b.push(msg(99, () => {})), false, "past maxUnsettled, push refuses");
   release();
   for (let i = 0; i < 200 && settled.length < 7; i++) await new Promise((r) => setTimeout(r, 25));
   assert.deepEqual(stored, [[0, 1, 2], [3, 4, 5], [6]]);
@@ -58,14 +61,52 @@ test("batcher: close settles waiting messages false (the broker redelivers them)
     maxBatchBytes: 1000,
     maxWaitMs: 60_000,
     concurrency: 1,
-    maxBuffered: 10,
-    sink: async () => {},
+    maxUnsettled: 10,
+    sink: async () => noOutcome,
     onError: () => {},
     onStored: () => {},
   });
   b.push(msg(1, (ok) => settled.push(ok)));
   await b.close();
   assert.deepEqual(settled, [false]);
+});
+
+test("batcher: QoS 1 / JetStream messages are acked at their event's outcome, QoS 0 once stored; unsettled ones count against the bound", async () => {
+  const settled: [number, boolean][] = [];
+  const outcomes: (() => void)[] = [];
+  let cancelled = 0;
+  const b = new Batcher({
+    batchSize: 2,
+    maxBatchBytes: 1000,
+    maxWaitMs: 5,
+    concurrency: 1,
+    maxUnsettled: 4,
+    sink: async () => ({
+      outcome: () => new Promise<void>((r) => outcomes.push(r)),
+      cancel: () => {
+        cancelled++;
+      },
+    }),
+    onError: () => {},
+    onStored: () => {},
+  });
+  assert.ok(b.push(msg(0, (ok) => settled.push([0, ok]), true)));
+  assert.ok(b.push(msg(1, (ok) => settled.push([1, ok]), false)));
+  for (let i = 0; i < 100 && outcomes.length < 1; i++) await new Promise((r) => setTimeout(r, 10));
+  assert.deepEqual(settled, [[1, true]], "the QoS 0 message is settled once stored, the QoS 1 one is not");
+  // Stored but waiting for its outcome still counts: 1 + 3 = 4, the 5th is refused.
+  for (let i = 2; i < 5; i++) assert.ok(b.push(msg(i, (ok) => settled.push([i, ok]), true)));
+  assert.equal(b.size, 4);
+  assert.equal(b.push(msg(9, () => {}, true)), false, "a broker past its limit cannot make us hold more");
+  outcomes[0]!();
+  for (let i = 0; i < 100 && settled.length < 2; i++) await new Promise((r) => setTimeout(r, 10));
+  assert.deepEqual(settled[1], [0, true], "acked once the event reached its outcome");
+  for (let i = 0; i < 100 && outcomes.length < 3; i++) await new Promise((r) => setTimeout(r, 10));
+  // Closing: stored messages whose outcome is unknown are not acked (the broker redelivers).
+  await b.close();
+  assert.ok(settled.slice(2).every(([, ok]) => !ok));
+  assert.equal(settled.length, 5);
+  assert.ok(cancelled >= 1);
 });
 
 test("batcher: batches are also cut by bytes (a batch must fit one stored event)", async () => {
@@ -75,15 +116,23 @@ test("batcher: batches are also cut by bytes (a batch must fit one stored event)
     maxBatchBytes: 250,
     maxWaitMs: 5,
     concurrency: 1,
-    maxBuffered: 10,
+    maxUnsettled: 10,
     sink: async (ms) => {
       stored.push(ms.length);
+      return noOutcome;
     },
     onError: () => {},
     onStored: () => {},
   });
   for (let i = 0; i < 5; i++)
-    b.push({ subject: "s", data: Buffer.alloc(100), attributes: {}, at: 0, settle() {} });
+    b.push({
+      subject: "s",
+      data: Buffer.alloc(100),
+      attributes: {},
+      at: 0,
+      ackOnOutcome: false,
+      settle() {},
+    });
   for (let i = 0; i < 100 && stored.reduce((a, x) => a + x, 0) < 5; i++)
     await new Promise((r) => setTimeout(r, 10));
   assert.deepEqual(stored, [2, 2, 1]);
@@ -142,6 +191,7 @@ test("a stored batch becomes queue(batch), Lambda Records and binary-mode CloudE
       data: Buffer.from("21.5"),
       attributes: { deviceId: "d1", qos: "1" },
       at: 1000,
+      ackOnOutcome: true,
       settle() {},
     },
     {
@@ -149,6 +199,7 @@ test("a stored batch becomes queue(batch), Lambda Records and binary-mode CloudE
       data: Buffer.from([0xff, 0x00]),
       attributes: { deviceId: "d2" },
       at: 2000,
+      ackOnOutcome: true,
       settle() {},
     },
   ]);

@@ -22,10 +22,12 @@ export interface TriggerStatus {
   connectedAt: string | null;
   /** Connection attempts that failed in a row. */
   retries: number;
-  /** Messages received / stored durably (then acknowledged) / dropped (too large, over the buffer). */
+  /** Messages received / stored durably / dropped (too large, over the buffer). */
   received: number;
   stored: number;
   dropped: number;
+  /** MQTT QoS 1 and JetStream messages acknowledged to the broker (their event reached its outcome). */
+  acked: number;
 }
 
 /** One broker message waiting in a batcher. */
@@ -36,12 +38,26 @@ export interface Incoming {
   attributes: Record<string, string>;
   /** ms since the epoch it arrived. */
   at: number;
-  /** Called once: true after the batch is stored durably (ack), false when it never will be (nak). */
+  /**
+   * True for a message the broker redelivers until acknowledged (MQTT QoS 1, JetStream): it
+   * is settled when its event reaches its terminal outcome (succeeded, dead-lettered or
+   * expired). Others (MQTT QoS 0, core NATS) are settled once their batch is stored.
+   */
+  ackOnOutcome: boolean;
+  /** Called once: true to acknowledge, false when it will not be (nak; the broker redelivers). */
   settle(ok: boolean): void;
 }
 
+/** A batch stored durably as one async event. */
+export interface StoredBatch {
+  /** Resolves when the event reaches its terminal outcome; rejects when that cannot be learnt. */
+  outcome(): Promise<unknown>;
+  /** Stops waiting for the outcome (the trigger stopped). */
+  cancel(): void;
+}
+
 /** Stores one batch durably (resolves once it would survive a crash). */
-export type BatchSink = (messages: Incoming[]) => Promise<void>;
+export type BatchSink = (messages: Incoming[]) => Promise<StoredBatch>;
 
 /** A running trigger. */
 export interface TriggerAdapter {
@@ -70,5 +86,6 @@ export function initialStatus(
     received: 0,
     stored: 0,
     dropped: 0,
+    acked: 0,
   };
 }

@@ -35,6 +35,7 @@ import { fromEventPayload, fromLambdaResult, toLambdaEvent } from "../../lambda.
 import { inspectModule } from "../../module.ts";
 import type { InvokeMeta } from "../../protocol.ts";
 import { ProducerClient, type QueueSendMeta, type QueueSentMeta } from "../../queue-send.ts";
+import { scheduledController } from "../../scheduled.ts";
 import { FLOW_WINDOW, MAX_CHUNK } from "../../window.ts";
 import { MAX_TIMERS, timerLimitMessage } from "../limits.ts";
 import { structuredClone } from "./clone.ts";
@@ -594,7 +595,13 @@ async function invoke(id: number, meta: InvokeMeta, body: Uint8Array): Promise<v
         passThroughOnException() {},
       };
       const def = mod!.default as { fetch: (...a: unknown[]) => unknown } & ((...a: unknown[]) => unknown);
-      if (meta.kind === "queue") {
+      const scheduled = (mod!.default as { scheduled?: (...a: unknown[]) => unknown }).scheduled;
+      if (meta.kind === "scheduled" && shape === "fetch-object" && typeof scheduled === "function") {
+        // Workers' cron entry point: scheduled(controller, env, ctx); it answers nothing.
+        const controller = scheduledController(body, meta.headers);
+        await runAs(id, () => scheduled.call(def, controller, env, ctx));
+        response = new Response(null, { status: 204 });
+      } else if (meta.kind === "queue") {
         // A trigger batch (see ../../batch.ts): queue(batch), else a CloudEvent POST per message.
         const w = parseBatch(body);
         const q = (mod!.default as { queue?: (...a: unknown[]) => unknown }).queue;
