@@ -165,6 +165,20 @@ program
     "1000",
   )
   .option("--lease-grace <ms>", "added to an async attempt's lease beyond queue wait + timeout", "5000")
+  .addOption(
+    new Option(
+      "--metrics-auth <mode>",
+      "who may read GET /metrics: auto (loopback without a key, others need an admin key), key (everyone needs one), none",
+    )
+      .choices(["auto", "key", "none"])
+      .default("auto"),
+  )
+  .addOption(
+    new Option(
+      "--otlp-endpoint <url>",
+      "export traces over OTLP/HTTP (JSON) to this collector, e.g. http://127.0.0.1:4318 (/v1/traces is added)",
+    ).env("NIMBUS_OTLP_ENDPOINT"),
+  )
   .action(
     action(
       async (o: {
@@ -196,6 +210,8 @@ program
         asyncShare: string;
         retryBase: string;
         leaseGrace: string;
+        metricsAuth: "auto" | "key" | "none";
+        otlpEndpoint?: string;
       }) => {
         const num = (flag: string, v: string | undefined, min: number): number | undefined => {
           if (v === undefined) return undefined;
@@ -279,6 +295,8 @@ program
             retryBaseMs: num("retry-base", o.retryBase, 1),
             leaseGraceMs: num("lease-grace", o.leaseGrace, 0),
           },
+          metricsAuth: o.metricsAuth,
+          otlpEndpoint: o.otlpEndpoint,
         });
         const p = s.protections;
         const lines = [

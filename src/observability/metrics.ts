@@ -68,9 +68,9 @@ export interface InstanceSnapshot {
 
 /** Read at scrape time: one queue's depth and the age of its oldest deliverable message. */
 export interface QueueSnapshot {
-  /** `async` (function event queues), `queue` (named queues), `trigger`. */
-  kind: "async" | "queue" | "trigger";
-  /** The function (or queue owner) it belongs to. */
+  /** `async`: a function's event queue (async calls, schedules and trigger batches); `queue`: a named queue. */
+  kind: "async" | "queue";
+  /** The function (or named queue) it belongs to. */
   fn: string;
   ready: number;
   delayed: number;
@@ -88,6 +88,8 @@ export interface ScrapeSources {
   pids?: () => { kind: "isolate_host" | "instance"; pid: number }[];
   /** Log lines dropped by the quotas, since start (a monotonic count). */
   logLinesDropped?: () => number;
+  /** Connections refused at the connection cap, since start (a monotonic count). */
+  refusedConnections?: () => number;
 }
 
 const CODES: ReadonlySet<string> = new Set(Object.keys(ERROR_CATALOGUE));
@@ -133,6 +135,7 @@ export class Metrics {
   private sources: ScrapeSources = {};
   private readonly loop: ReturnType<typeof monitorEventLoopDelay>;
   private droppedSeen = 0;
+  private refusedSeen = 0;
 
   constructor(opts: MetricsOptions = {}) {
     this.maxFunctions = opts.maxFunctions ?? 1000;
@@ -397,11 +400,18 @@ export class Metrics {
     for (const a of ages.values()) this.queueAge.set({ kind: a.kind, function: a.fn }, a.age);
   }
 
+  /** Monotonic counts kept elsewhere become counter increments. */
   private collectDropped(): void {
-    const total = this.sources.logLinesDropped?.();
-    if (total === undefined || total <= this.droppedSeen) return;
-    this.logLinesDropped.inc(total - this.droppedSeen);
-    this.droppedSeen = total;
+    const dropped = this.sources.logLinesDropped?.() ?? 0;
+    if (dropped > this.droppedSeen) {
+      this.logLinesDropped.inc(dropped - this.droppedSeen);
+      this.droppedSeen = dropped;
+    }
+    const refused = this.sources.refusedConnections?.() ?? 0;
+    if (refused > this.refusedSeen) {
+      this.refusals.inc({ code: "NIMBUS_OVERLOADED" }, refused - this.refusedSeen);
+      this.refusedSeen = refused;
+    }
   }
 
   private collectRss(): void {
