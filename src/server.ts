@@ -43,7 +43,7 @@ import { Recorder } from "./invoker/recorder.ts";
 import { Registry } from "./invoker/registry.ts";
 import { type MetricsAuth, registerMetricsRoute } from "./observability/endpoint.ts";
 import { Metrics } from "./observability/metrics.ts";
-import { attachMetrics, schedulerObserver } from "./observability/platform.ts";
+import { attachMetrics, createTracer, schedulerObserver } from "./observability/platform.ts";
 import { SqliteQueue } from "./queue/sqlite/queue.ts";
 import type { LogMeta } from "./runtime/protocol.ts";
 import { Scheduler } from "./scheduler/pool.ts";
@@ -270,6 +270,7 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
     autoscaleIntervalMs: opts.autoscaleIntervalMs,
   });
   const invoker = new Invoker(registry, scheduler, recorder, logQuota, limits);
+  invoker.tracer = opts.otlpEndpoint ? createTracer(opts.otlpEndpoint, metrics, log) : undefined;
   const auth = new Auth(store);
   const adminKey = await auth.ensureAdminKey(dataDir);
   const admission = new Admission({
@@ -495,6 +496,7 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
         await Promise.race([app.close().catch(() => {}), new Promise((r) => setTimeout(r, 2000))]);
         await recorder.close();
         metrics?.close();
+        await invoker.tracer?.close();
         await destinations.close();
         await queue.close();
         await store.close();

@@ -3,6 +3,7 @@
  * metrics), the scheduler's instance starts and exits (cold-start phases, kills), and what is
  * read at scrape time (instances, queues, log drops, connection refusals, RSS).
  */
+import { NimbusError } from "../errors.ts";
 import type { IsolateExecutor } from "../executors/isolate/executor.ts";
 import type { Admission } from "../gateway/admission.ts";
 import type { LogQuota } from "../invoker/log-quota.ts";
@@ -10,6 +11,7 @@ import type { Recorder } from "../invoker/recorder.ts";
 import type { Queue } from "../queue/types.ts";
 import type { SchedulerObserver, Scheduler } from "../scheduler/pool.ts";
 import type { Metrics, QueueSnapshot } from "./metrics.ts";
+import { OtlpExporter, Tracer } from "./tracing.ts";
 
 /** The scheduler observer that feeds cold-start phases and kills into `metrics`. */
 export function schedulerObserver(metrics: Metrics): SchedulerObserver {
@@ -75,4 +77,30 @@ export function attachMetrics(metrics: Metrics, s: MetricSources): void {
     pids: () =>
       Object.values(s.isolates.hostStats()).map((h) => ({ kind: "isolate_host" as const, pid: h.pid })),
   });
+}
+
+/**
+ * The tracer exporting to `endpoint` (`--otlp-endpoint`); dropped spans are counted in
+ * `metrics`, export failures logged (the first, then one in 100).
+ */
+export function createTracer(
+  endpoint: string,
+  metrics: Metrics | undefined,
+  log: (msg: string) => void,
+): Tracer {
+  let failures = 0;
+  let exporter: OtlpExporter;
+  try {
+    exporter = new OtlpExporter({
+      endpoint,
+      onDrop: (n) => metrics?.spansDropped.inc(n),
+      onError: (err) => {
+        if (failures++ % 100 === 0)
+          log(`nimbus: exporting traces to ${endpoint} failed (${failures} times so far): ${String(err)}`);
+      },
+    });
+  } catch (err) {
+    throw new NimbusError("NIMBUS_BAD_REQUEST", (err as Error).message);
+  }
+  return new Tracer(exporter);
 }
