@@ -131,7 +131,7 @@ export class Metrics {
   private readonly maxFunctions: number;
   private readonly maxVersions: number;
   private readonly fnNames = new Set<string>();
-  private readonly newest = new Map<string, number>();
+  private readonly versions = new Map<string, number[]>();
   private sources: ScrapeSources = {};
   private readonly loop: ReturnType<typeof monitorEventLoopDelay>;
   private droppedSeen = 0;
@@ -283,11 +283,37 @@ export class Metrics {
     return fn;
   }
 
-  /** The version label: the newest `maxVersions` versions seen per function, else `old`. */
+  /**
+   * The version label: each function keeps its own series for its newest `maxVersions`
+   * versions seen; a newer version evicts the oldest one's series, and older versions count
+   * as `old`. So a function never holds more than `maxVersions + 1` version values.
+   */
   versionLabel(fn: string, version: number): string {
-    const newest = this.newest.get(fn) ?? 0;
-    if (version > newest) this.newest.set(fn, version);
-    return version > Math.max(newest, version) - this.maxVersions ? String(version) : "old";
+    let list = this.versions.get(fn);
+    if (!list) {
+      list = [];
+      this.versions.set(fn, list);
+    }
+    if (list.includes(version)) return String(version);
+    if (list.length >= this.maxVersions) {
+      if (version < list[0]!) return "old";
+      this.dropVersion(fn, list.shift()!);
+    }
+    list.push(version);
+    list.sort((a, b) => a - b);
+    return String(version);
+  }
+
+  /** Removes the series of a version that left the window (its later counts go to `old`). */
+  private dropVersion(fnLabel: string, version: number): void {
+    const v = String(version);
+    const fn = this.fnLabel(fnLabel);
+    for (const trigger of [...TRIGGERS, "other"]) {
+      for (const status of ["1xx", "2xx", "3xx", "4xx", "5xx", "error"]) {
+        this.invocations.remove({ function: fn, version: v, trigger, status });
+      }
+    }
+    this.coldStarts.remove({ function: fn, version: v });
   }
 
   /** Derives the per-invocation metrics from a batch of records (called off the hot path). */
