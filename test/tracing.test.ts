@@ -63,6 +63,7 @@ describe("traces (OTLP/HTTP to a receiver in the test)", () => {
           return Response.json({ header: request.headers.get("traceparent"), ctx: ctx.traceparent });
         },
       };`,
+      { timeout: "120s" },
     );
     assert.equal(b.status, 200, JSON.stringify(b.body));
     const a = await deployIsolateSource(
@@ -75,7 +76,8 @@ describe("traces (OTLP/HTTP to a receiver in the test)", () => {
           return Response.json({ header: request.headers.get("traceparent"), ctx: ctx.traceparent, second: await r.json() });
         },
       };`,
-      { network: { default: "allow", allowPrivate: true } },
+      // A generous timeout: the machine running the tests is loaded.
+      { network: { default: "allow", allowPrivate: true }, timeout: "120s" },
     );
     assert.equal(a.status, 200, JSON.stringify(a.body));
   });
@@ -164,5 +166,23 @@ describe("traces (OTLP/HTTP to a receiver in the test)", () => {
     const got = await trace(m[1]!, 2);
     const gw = one(got, "nimbus.gateway", "second");
     assert.equal(gw.parentSpanId, undefined, "a root span");
+  });
+
+  it("an async call: the delivery continues the caller's trace, with a queue-wait span", async () => {
+    const tid = "5bf92f3577b34da6a3ce929d0e0e4736";
+    const res = await fetch(`${s.url}/fn/second`, {
+      headers: { traceparent: `00-${tid}-00f067aa0ba902b9-01`, "x-nimbus-invocation-type": "event" },
+    });
+    assert.equal(res.status, 202);
+    await res.arrayBuffer();
+    const got = await trace(tid, 3);
+    const root = one(got, "nimbus.delivery", "second");
+    assert.equal(root.parentSpanId, "00f067aa0ba902b9");
+    assert.equal(attr(root, "faas.trigger"), "async");
+    const wait = got.filter((x) => x.name === "nimbus.queue_wait");
+    assert.equal(wait.length, 1);
+    assert.equal(wait[0]!.parentSpanId, root.spanId);
+    assert.equal(wait[0]!.startTimeUnixNano, root.startTimeUnixNano, "the delivery span starts at enqueue");
+    assert.ok(got.some((x) => x.name === "nimbus.handler" && x.parentSpanId === root.spanId));
   });
 });
