@@ -301,6 +301,11 @@ export class OtlpExporter {
     clearInterval(this.timer);
     await this.inflight;
     await this.flush();
+    // What a failing collector left queued is lost with the process: counted, not kept.
+    if (this.queue.length > 0) {
+      this.drop(this.queue.length);
+      this.queue = [];
+    }
   }
 }
 

@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { Metrics } from "../../src/observability/metrics.ts";
-import { parseTraceparent } from "../../src/observability/tracing.ts";
+import { OtlpExporter, parseTraceparent, type SpanData } from "../../src/observability/tracing.ts";
 import { type RunningServer, startServer } from "../../src/server.ts";
 import type { InvocationRecord } from "../../src/store/types.ts";
 import { parseExposition } from "../prometheus.ts";
@@ -93,6 +93,47 @@ test("attack: malformed traceparent values → refused by the parser (a new trac
     spanId: "00f067aa0ba902b7",
     sampled: true,
   });
+});
+
+test("attack: a collector that fails every export while spans pour in → queue stays bounded, every lost span counted", async () => {
+  let posts = 0;
+  const failing = createServer((req, res) => {
+    posts++;
+    req.resume();
+    req.on("end", () => res.writeHead(500).end());
+  });
+  await new Promise<void>((r) => failing.listen(0, "127.0.0.1", r));
+  let counted = 0;
+  const ex = new OtlpExporter({
+    endpoint: `http://127.0.0.1:${(failing.address() as AddressInfo).port}`,
+    maxQueue: 10,
+    maxBatch: 5,
+    intervalMs: 60_000,
+    onDrop: (n) => {
+      counted += n;
+    },
+  });
+  const span = (i: number): SpanData => ({
+    traceId: "4bf92f3577b34da6a3ce929d0e0e4736",
+    spanId: i.toString(16).padStart(16, "0"),
+    parentSpanId: undefined,
+    name: "s",
+    kind: 1,
+    startMs: Date.now(),
+    endMs: Date.now(),
+    attributes: {},
+    status: { code: 0 },
+  });
+  try {
+    for (let i = 1; i <= 1000; i++) ex.push(span(i));
+    await ex.close();
+    assert.equal(ex.exported, 0);
+    assert.equal(ex.dropped, 1000, "every span is either queued and failed, or refused at the bound");
+    assert.equal(counted, 1000);
+    assert.ok(posts >= 1 && posts <= 3, `a failing collector is not retried in a loop (${posts} posts)`);
+  } finally {
+    failing.close();
+  }
 });
 
 describe("a running server under attack", () => {
