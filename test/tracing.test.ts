@@ -185,4 +185,30 @@ describe("traces (OTLP/HTTP to a receiver in the test)", () => {
     assert.equal(wait[0]!.startTimeUnixNano, root.startTimeUnixNano, "the delivery span starts at enqueue");
     assert.ok(got.some((x) => x.name === "nimbus.handler" && x.parentSpanId === root.spanId));
   });
+
+  it("a Lambda handler on the process executor gets the context as context.traceparent and the header", async () => {
+    const r = await deployIsolateSource(
+      s,
+      dir,
+      "lam",
+      `export const handler = async (event: { headers: Record<string, string> }, context: { traceparent?: string }) => ({
+        statusCode: 200,
+        body: JSON.stringify({ header: event.headers.traceparent, ctx: context.traceparent }),
+      });`,
+      { executor: "process", timeout: "120s" },
+    );
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    const tid = "6bf92f3577b34da6a3ce929d0e0e4736";
+    const res = await fetch(`${s.url}/fn/lam`, { headers: { traceparent: `00-${tid}-00f067aa0ba902ba-01` } });
+    assert.equal(res.status, 200);
+    const body = (await res.json()) as { header: string; ctx: string };
+    const got = await trace(tid, 5);
+    const h = got.find((x) => x.name === "nimbus.handler");
+    assert.ok(h);
+    assert.equal(body.ctx, `00-${tid}-${h.spanId}-01`);
+    assert.equal(body.header, body.ctx);
+    // A process cold start has both phases too.
+    assert.ok(got.some((x) => x.name === "nimbus.sandbox_start"));
+    assert.ok(got.some((x) => x.name === "nimbus.module_load"));
+  });
 });
