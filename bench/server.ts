@@ -63,6 +63,8 @@ async function main(): Promise<void> {
       prewarm: opts.prewarm,
       reapIntervalMs: opts.reapIntervalMs,
       noSandbox: opts.noSandbox ?? false,
+      // NIMBUS_BENCH_METRICS=off measures the platform without its Prometheus metrics.
+      metrics: process.env.NIMBUS_BENCH_METRICS !== "off",
       log: (m) => process.stderr.write(`${m}\n`),
     });
     info = {

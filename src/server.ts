@@ -43,6 +43,9 @@ import { LogQuota, type LogQuotaOptions } from "./invoker/log-quota.ts";
 import { loadPricePlan } from "./invoker/pricing.ts";
 import { Recorder } from "./invoker/recorder.ts";
 import { Registry } from "./invoker/registry.ts";
+import { type MetricsAuth, registerMetricsRoute } from "./observability/endpoint.ts";
+import { Metrics } from "./observability/metrics.ts";
+import { attachMetrics, createTracer, schedulerObserver } from "./observability/platform.ts";
 import { SqliteQueue } from "./queue/sqlite/queue.ts";
 import { QueueConsumers } from "./queues/consumer.ts";
 import type { QueueSender } from "./queues/producer.ts";
@@ -129,6 +132,19 @@ export interface ServeOptions {
   log?: (msg: string) => void;
   /** Async events, queues and triggers. */
   events?: EventOptions;
+  /**
+   * Who may read `GET /metrics` (`--metrics-auth`): `auto` serves loopback callers without a
+   * key and asks others for an admin key; `key` asks everyone; `none` no one.
+   * @default "auto"
+   */
+  metricsAuth?: MetricsAuth;
+  /**
+   * OTLP/HTTP collector to export traces to (`--otlp-endpoint`, e.g. `http://127.0.0.1:4318`;
+   * `/v1/traces` is added unless the URL has a path). Tracing is off without it.
+   */
+  otlpEndpoint?: string;
+  /** Collect Prometheus metrics (off only to measure what they cost). @default true */
+  metrics?: boolean;
 }
 
 /** Settings of event delivery (async invocations). */
@@ -166,6 +182,8 @@ export interface RunningServer {
   server: Server;
   /** The gateway's caps on connections and buffered request bytes (and their counters). */
   admission: Admission;
+  /** The platform's Prometheus metrics (undefined when turned off). */
+  metrics: Metrics | undefined;
   /** Graceful stop: stop accepting, finish in-flight invocations (up to `deadlineMs`), stop instances. */
   close(deadlineMs?: number): Promise<void>;
 }
@@ -253,7 +271,9 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
     process: processExecutor,
     isolate: isolateExecutor,
   };
+  const metrics = (opts.metrics ?? true) ? new Metrics() : undefined;
   const scheduler = new Scheduler({
+    observer: metrics && schedulerObserver(metrics),
     executors,
     reapIntervalMs: opts.reapIntervalMs,
     maxConcurrency: opts.maxConcurrency,
@@ -263,6 +283,7 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
     autoscaleIntervalMs: opts.autoscaleIntervalMs,
   });
   const invoker = new Invoker(registry, scheduler, recorder, logQuota, limits);
+  invoker.tracer = opts.otlpEndpoint ? createTracer(opts.otlpEndpoint, metrics, log) : undefined;
   const auth = new Auth(store);
   const adminKey = await auth.ensureAdminKey(dataDir);
   const admission = new Admission({
@@ -270,6 +291,7 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
     maxBufferedBodyBytes: opts.maxBufferedBodyBytes,
   });
   const gateway = new Gateway(invoker, auth, "default", admission);
+  gateway.onRefused = metrics && ((code) => metrics.refused(code));
   // Async events: a durable queue (its own fsync'd database file), a dispatcher that
   // delivers them through the invoker, and destinations for their outcomes.
   const ev = opts.events ?? {};
@@ -320,6 +342,9 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
       meta,
       payload,
     );
+  if (metrics) {
+    attachMetrics(metrics, { recorder, scheduler, queue, logQuota, admission, isolates: isolateExecutor });
+  }
   // MQTT/NATS triggers: each batch becomes a durable async event (kind "queue").
   const triggers = new Triggers({ registry, async: asyncInvocations, outcomes, log });
   gateway.asyncCalls = {
@@ -437,6 +462,14 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
   });
   registerTriggerRoutes(app, { auth, triggers });
   registerQueueRoutes(app, { auth, named, consumers });
+  if (metrics) {
+    registerMetricsRoute(app, {
+      metrics,
+      auth,
+      mode: opts.metricsAuth,
+      beforeScrape: () => recorder.flush(),
+    });
+  }
   await app.ready();
   const server = app.server;
   admission.attach(server);
@@ -496,6 +529,7 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
     freezing: freeze,
     server,
     admission,
+    metrics,
     close(deadlineMs = 10_000) {
       closing ??= (async () => {
         clearInterval(pruner);
@@ -514,6 +548,8 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
         await isolateExecutor.close();
         await Promise.race([app.close().catch(() => {}), new Promise((r) => setTimeout(r, 2000))]);
         await recorder.close();
+        metrics?.close();
+        await invoker.tracer?.close();
         await destinations.close();
         await queue.close();
         await store.close();

@@ -171,6 +171,20 @@ program
     "start an instance this long before each schedule tick, so scheduled runs are warm (0 = off)",
     "5s",
   )
+  .addOption(
+    new Option(
+      "--metrics-auth <mode>",
+      "who may read GET /metrics: auto (loopback without a key, others need an admin key), key (everyone needs one), none",
+    )
+      .choices(["auto", "key", "none"])
+      .default("auto"),
+  )
+  .addOption(
+    new Option(
+      "--otlp-endpoint <url>",
+      "export traces over OTLP/HTTP (JSON) to this collector, e.g. http://127.0.0.1:4318 (/v1/traces is added)",
+    ).env("NIMBUS_OTLP_ENDPOINT"),
+  )
   .action(
     action(
       async (o: {
@@ -203,6 +217,8 @@ program
         retryBase: string;
         leaseGrace: string;
         schedulePrewarm: string;
+        metricsAuth: "auto" | "key" | "none";
+        otlpEndpoint?: string;
       }) => {
         const num = (flag: string, v: string | undefined, min: number): number | undefined => {
           if (v === undefined) return undefined;
@@ -289,6 +305,8 @@ program
               ? 0
               : duration("schedule-prewarm", o.schedulePrewarm),
           },
+          metricsAuth: o.metricsAuth,
+          otlpEndpoint: o.otlpEndpoint,
         });
         const p = s.protections;
         const lines = [

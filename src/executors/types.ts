@@ -58,6 +58,12 @@ export interface ResponseSink {
   done(cpuMs: number): void;
 }
 
+/** What an instance start took, ms: getting a sandbox (a runtime process or an isolate) ready, then loading the function's module. */
+export interface StartPhases {
+  sandboxMs: number;
+  loadMs: number;
+}
+
 /** Instance lifecycle states. */
 export type InstanceState = "starting" | "idle" | "busy" | "draining" | "dead";
 
@@ -72,6 +78,8 @@ export interface Instance {
   state: InstanceState;
   /** Last time (ms since epoch) an invocation ended on it. */
   lastUsed: number;
+  /** What its start took, by phase (metrics and traces of cold starts). */
+  startPhases?: StartPhases;
   /**
    * Starts one invocation; the sink receives the response. The scheduler has already
    * counted it in `inflight` (the instance decrements it when the invocation ends).

@@ -32,6 +32,8 @@ export class Admission {
   readonly maxBufferedBodyBytes: number;
   private readonly retryAfter: number;
   private open = 0;
+  /** Connections refused at the cap since start (metrics). */
+  refusedConnections = 0;
   private buffered = 0;
   private readonly refusedSockets = new WeakSet<Socket>();
 
@@ -65,6 +67,7 @@ export class Admission {
     server.on("connection", (socket: Socket) => {
       if (this.open >= this.maxConnections) {
         this.refusedSockets.add(socket);
+        this.refusedConnections++;
         const err = this.overloaded(`${this.maxConnections} open connections`);
         const body = JSON.stringify(err.toBody());
         socket.on("error", () => {});

@@ -289,6 +289,8 @@ export class Gateway {
   private readonly auth: Auth;
   private readonly tenant: string;
   private readonly admission: Admission;
+  /** Told of each request refused before an invocation (metrics), with its catalogued code. */
+  onRefused: ((code: string) => void) | undefined;
   /** Takes async calls (`x-nimbus-invocation-type: event`), when events are on. */
   asyncCalls?: {
     is: (headers: [string, string][]) => boolean;
@@ -306,10 +308,10 @@ export class Gateway {
   handle(req: IncomingMessage, res: ServerResponse): void {
     if (this.admission.refused(req.socket)) return;
     this.run(req, res).catch((err: unknown) => {
-      sendError(
-        res,
-        err instanceof NimbusError ? err : new NimbusError("NIMBUS_INTERNAL", undefined, { cause: err }),
-      );
+      const e =
+        err instanceof NimbusError ? err : new NimbusError("NIMBUS_INTERNAL", undefined, { cause: err });
+      this.onRefused?.(e.code);
+      sendError(res, e);
     });
   }
 

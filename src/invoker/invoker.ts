@@ -7,6 +7,8 @@ import { randomUUID } from "node:crypto";
 import { clampToLimits, DEFAULT_LIMITS, type ServerLimits } from "../build/config.ts";
 import { NimbusError } from "../errors.ts";
 import type { ResponseSink } from "../executors/types.ts";
+import { InvocationTrace } from "../observability/invocation-trace.ts";
+import { formatTraceparent, type Tracer } from "../observability/tracing.ts";
 import type { InvokeMeta, LogMeta } from "../runtime/protocol.ts";
 import type { Scheduler, VersionPool } from "../scheduler/pool.ts";
 import type { VersionRecord } from "../store/types.ts";
@@ -78,6 +80,8 @@ export class Invoker {
 
   /** The log quotas every invocation's lines pass through. */
   readonly logQuota: LogQuota;
+  /** Traces invocations when set (`--otlp-endpoint`). */
+  tracer: Tracer | undefined;
 
   constructor(
     registry: Registry,
@@ -162,6 +166,7 @@ export class Invoker {
     const invocationId = uuidv7();
     const start = Date.now();
     const t0 = performance.now();
+    const trace = this.tracer && new InvocationTrace(this.tracer, req, v.name, v.version, invocationId);
     let cold = false;
     let status = 0;
     let errorCode: string | null = null;
@@ -243,6 +248,7 @@ export class Invoker {
         queueWaitMs: req.event ? Math.max(0, start - req.event.enqueuedAt) : null,
         e2eMs: req.event ? Math.max(0, start + durationMs - req.event.enqueuedAt) : null,
       });
+      trace?.end(status, errorCode);
       release();
       this.active--;
       if (this.active === 0 && this.draining) for (const w of this.idleWaiters.splice(0)) w();
@@ -270,17 +276,19 @@ export class Invoker {
       leased = true;
       cold = lease.cold;
       const instance = lease.instance;
+      trace?.acquired(cold, lease.instance.startPhases);
       const url = `http://${req.host || "localhost"}${req.path}`;
       const meta: InvokeMeta = {
         invocationId,
         method: req.method,
         url,
-        headers: req.headers,
+        headers: trace ? trace.headers(req.headers) : req.headers,
         deadline: Date.now() + timeoutMs,
         sourceIp: req.sourceIp,
         trigger: req.trigger,
       };
       if (req.event?.kind) meta.kind = req.event.kind;
+      if (trace) meta.traceparent = formatTraceparent(trace.context);
       const sink: ResponseSink = {
         head: (s, headers) => {
           if (recorded) return;

@@ -48,6 +48,8 @@ export class InvocationLogBudget {
 export class LogQuota {
   private readonly o: Required<LogQuotaOptions>;
   private readonly buckets = new Map<string, Bucket>();
+  /** Lines dropped by any quota since start (metrics). */
+  droppedTotal = 0;
 
   constructor(options: LogQuotaOptions = {}) {
     this.o = {
@@ -88,11 +90,13 @@ export class LogQuota {
   admit(fn: string, chars: number, now: number, budget?: InvocationLogBudget): LogVerdict {
     if (budget && (budget.lines >= this.o.invocationLines || budget.bytes + chars > this.o.invocationBytes)) {
       budget.dropped++;
+      this.droppedTotal++;
       if (budget.reason === "ok") budget.reason = "invocation";
       return "invocation";
     }
     const b = this.bucket(fn, now);
     if (b.lines < 1 || b.bytes < chars) {
+      this.droppedTotal++;
       if (budget) {
         budget.dropped++;
         if (budget.reason === "ok") budget.reason = "function";

@@ -84,6 +84,8 @@ export class Recorder {
   private readonly onError: (err: unknown) => void;
   /** Rows the store refused even one by one (lost), since start. */
   rejected = 0;
+  /** Sees every batch of invocation records before it is written (metrics: off the hot path). */
+  onRecords: ((records: readonly InvocationRecord[]) => void) | undefined;
 
   /**
    * @param flushMs how often buffered records are written. @default 100
@@ -130,6 +132,13 @@ export class Recorder {
     if (inv.length === 0 && logs.length === 0) return this.flushing;
     this.invocations = [];
     this.logs = [];
+    if (inv.length > 0 && this.onRecords) {
+      try {
+        this.onRecords(inv);
+      } catch (err) {
+        this.onError(err);
+      }
+    }
     this.flushing = this.flushing.then(() => this.write(inv, logs)).catch(this.onError);
     return this.flushing;
   }

@@ -90,6 +90,28 @@ export function runQueueContract(name: string, make: QueueFactory, how: QueueCon
       await q.close();
     });
 
+    test("overview: depth by state and the oldest undelivered message per queue (metrics)", async (t) => {
+      const { q, clock } = await open();
+      if (!q.overview) {
+        t.skip("this implementation has no overview");
+        await q.close();
+        return;
+      }
+      const t0 = clock.now;
+      await q.enqueue("a", [{ body: b("1") }, { body: b("2") }, { body: b("3") }]);
+      clock.now += 1000;
+      await q.enqueue("b", [{ body: b("x"), id: "bx" }]);
+      await q.lease("a", 1, 60_000);
+      const [bx] = await q.lease("b", 1, 60_000);
+      await q.nack("bx", bx!.token, 30_000, "later");
+      const o = (await q.overview()).sort((x, y) => x.queue.localeCompare(y.queue));
+      assert.deepEqual(o, [
+        { queue: "a", ready: 2, delayed: 0, leased: 1, dead: 0, oldestAt: t0 },
+        { queue: "b", ready: 0, delayed: 1, leased: 0, dead: 0, oldestAt: t0 + 1000 },
+      ]);
+      await q.close();
+    });
+
     test("ack ends the message and keeps its result; a stale token does nothing", async () => {
       const { q } = await open();
       await q.enqueue("q", [{ body: b("x"), id: "m1" }]);

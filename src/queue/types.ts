@@ -91,6 +91,13 @@ export interface QueueStats {
   succeeded: number;
 }
 
+/** One queue's undelivered messages by state, and its oldest deliverable message (metrics). */
+export interface QueueOverview extends Omit<QueueStats, "succeeded"> {
+  queue: string;
+  /** Enqueue time (ms since the epoch) of its oldest ready or leased message. */
+  oldestAt: number | undefined;
+}
+
 /** Thrown by enqueue when a queue holds `maxDepth` undelivered messages. */
 export class QueueFullError extends Error {
   readonly queue: string;
@@ -154,5 +161,7 @@ export interface Queue {
   stats(queue: string): Promise<QueueStats>;
   /** Queues that hold deliverable work now (for dispatchers after a restart). */
   queuesWithWork(): Promise<string[]>;
+  /** Every queue holding undelivered or dead messages, with its depths (one query; metrics). */
+  overview?(): Promise<QueueOverview[]>;
   close(): Promise<void>;
 }

@@ -114,6 +114,8 @@ export interface InvokeMeta {
    * binary-mode CloudEvent POST per message (`./batch.ts`).
    */
   kind?: "event" | "scheduled" | "queue";
+  /** W3C trace context of the invocation's handler span (tracing on): `ctx.traceparent` / `context.traceparent`. */
+  traceparent?: string;
 }
 
 /** Response status and headers. */

@@ -247,6 +247,8 @@ async function handleInvoke(frame: Frame): Promise<void> {
           logStreamName: `${load!.functionName}/${load!.version}/${process.pid}`,
           callbackWaitsForEmptyEventLoop: true,
           getRemainingTimeInMillis: () => Math.max(0, meta.deadline - Date.now()),
+          // W3C trace context of this invocation (tracing on), for the function's own calls.
+          traceparent: meta.traceparent,
         };
         const fn = mod.handler as (...a: unknown[]) => unknown;
         let result: unknown;
@@ -286,6 +288,7 @@ async function handleInvoke(frame: Frame): Promise<void> {
             );
           },
           passThroughOnException() {},
+          traceparent: meta.traceparent,
         };
         if (
           meta.kind === "scheduled" &&

@@ -277,7 +277,9 @@ export class VersionPool {
           return;
         }
         this.instances.push(instance);
-        instance.onExit(() => {
+        this.scheduler.observer?.started(this.executor.kind, instance);
+        instance.onExit((reason) => {
+          this.scheduler.observer?.exited(reason);
           this.giveBackMemory(instance);
           const i = this.instances.indexOf(instance);
           if (i >= 0) this.instances.splice(i, 1);
@@ -425,11 +427,22 @@ export interface SchedulerOptions {
   memoryReserveMB?: number;
   /** Overrides of the autoscaler's windows and rates (tests, benchmarks). */
   autoscaler?: Partial<typeof DEFAULT_AUTOSCALER>;
+  /** Told of instance starts and exits (metrics). */
+  observer?: SchedulerObserver;
+}
+
+/** Receives instance lifecycle events (metrics); called off the invocation path. */
+export interface SchedulerObserver {
+  started(executor: ExecutorKind, instance: Instance): void;
+  /** An instance is gone; `reason` when the platform stopped it for one. */
+  exited(reason: NimbusError | undefined): void;
 }
 
 /** Machine-wide limits and all pools, keyed by tenant/function@version. */
 export class Scheduler {
   private readonly pools = new Map<string, VersionPool>();
+  /** Told of instance starts and exits (metrics). */
+  readonly observer: SchedulerObserver | undefined;
   private readonly options: SchedulerOptions;
   private readonly timers: NodeJS.Timeout[] = [];
   readonly queueWaitMs: number;
@@ -445,6 +458,7 @@ export class Scheduler {
 
   constructor(options: SchedulerOptions) {
     this.options = options;
+    this.observer = options.observer;
     this.queueWaitMs = options.queueWaitMs ?? 10_000;
     this.maxConcurrency = options.maxConcurrency ?? 1000;
     this.memoryBudgetMB =
@@ -595,6 +609,11 @@ export class Scheduler {
 
   autoscaleTick(now: number): void {
     for (const p of this.pools.values()) p.autoscaleTick(now);
+  }
+
+  /** Every pool's counts by state, with its function's name. */
+  allStats(): (PoolStats & { fn: string })[] {
+    return [...this.pools.values()].map((p) => ({ ...p.stats(), fn: p.spec.functionName }));
   }
 
   /** Stops idle instances everywhere; drops empty pools. Returns how many were stopped. */

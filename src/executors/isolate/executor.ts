@@ -42,7 +42,15 @@ import { EgressProxy } from "../egress/proxy.ts";
 import { ResponseFlow } from "../flow.ts";
 import { ARGS_FD, launchCommand, linkNode, makeRunDir, makeSlot } from "../process/launch.ts";
 import { Cgroup, INSIDE, type Protections } from "../process/sandbox.ts";
-import type { Executor, Instance, InstanceSpec, InstanceState, LoadResult, ResponseSink } from "../types.ts";
+import type {
+  Executor,
+  Instance,
+  InstanceSpec,
+  InstanceState,
+  LoadResult,
+  ResponseSink,
+  StartPhases,
+} from "../types.ts";
 import { hostSource, preludeSource } from "./prelude.ts";
 
 export type { EgressPolicy } from "../../runtime/isolate/frames.ts";
@@ -134,6 +142,7 @@ class IsolateInstance implements Instance {
   background = 0;
   state: InstanceState = "starting";
   lastUsed = Date.now();
+  startPhases?: StartPhases;
   /** Invocation frame ids running (or in background) on this isolate. */
   readonly invocations = new Set<number>();
   /** Its producer-binding sends waiting for the queue. */
@@ -736,6 +745,7 @@ export class IsolateExecutor implements Executor {
   }
 
   async start(spec: InstanceSpec): Promise<Instance> {
+    const t0 = performance.now();
     const { instance, loaded } = await this.host(spec.tenant).load(
       spec,
       this.readCode(spec.codeDir),
@@ -750,6 +760,10 @@ export class IsolateExecutor implements Executor {
         },
       );
     }
+    // The host measured the module load; the rest was getting an isolate (and its host) ready.
+    const totalMs = performance.now() - t0;
+    const loadMs = Math.min(totalMs, Math.max(0, loaded.loadMs));
+    instance.startPhases = { sandboxMs: totalMs - loadMs, loadMs };
     return instance;
   }
 

@@ -27,7 +27,15 @@ import {
 import { serverCeiling } from "../egress/ceiling.ts";
 import { EgressProxy } from "../egress/proxy.ts";
 import { ResponseFlow } from "../flow.ts";
-import type { Executor, Instance, InstanceSpec, InstanceState, LoadResult, ResponseSink } from "../types.ts";
+import type {
+  Executor,
+  Instance,
+  InstanceSpec,
+  InstanceState,
+  LoadResult,
+  ResponseSink,
+  StartPhases,
+} from "../types.ts";
 import { launchCommand, linkNode, makeRunDir, makeSlot } from "./launch.ts";
 import { Cgroup, INSIDE, type Protections } from "./sandbox.ts";
 import { seccompProgram } from "./seccomp.ts";
@@ -134,6 +142,7 @@ class ProcessInstance implements Instance {
   private freezeTimer: NodeJS.Timeout | undefined;
   state: InstanceState = "starting";
   lastUsed = Date.now();
+  startPhases?: StartPhases;
   readonly memoryMB: number;
   readonly ready: Promise<void>;
 
@@ -723,8 +732,11 @@ export class ProcessExecutor implements Executor {
   }
 
   async start(spec: InstanceSpec): Promise<Instance> {
+    const t0 = performance.now();
     const p = await this.takeRuntime(spec.memoryMB);
+    const t1 = performance.now();
     const result = await p.load(spec);
+    p.startPhases = { sandboxMs: t1 - t0, loadMs: performance.now() - t1 };
     if (!result.ok) {
       p.kill(new NimbusError("NIMBUS_FUNCTION_ERROR"));
       throw new NimbusError(

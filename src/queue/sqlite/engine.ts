@@ -5,7 +5,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { DatabaseSync, type StatementSync } from "node:sqlite";
-import type { LeasedMessage, MessageInfo, MessageState, QueueStats } from "../types.ts";
+import type { LeasedMessage, MessageInfo, MessageState, QueueOverview, QueueStats } from "../types.ts";
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS messages (
@@ -55,7 +55,8 @@ export type Op =
   | { t: "list"; queue: string; state: MessageState | null; limit: number }
   | { t: "body"; id: string }
   | { t: "stats"; queue: string; now: number }
-  | { t: "work" };
+  | { t: "work" }
+  | { t: "overview"; now: number };
 
 /** An operation's outcome: a value, or an error to rethrow on the caller's side. */
 export type OpResult =
@@ -345,6 +346,32 @@ export class QueueEngine {
           else if (r.state === "succeeded") s.succeeded += n;
         }
         return s;
+      }
+      case "overview": {
+        const rows = this.q(
+          `SELECT queue, state, (state = 'ready' AND available_at > ?) AS delayed, count(*) AS n,
+             min(enqueued_at) AS oldest
+           FROM messages WHERE state IN ('ready', 'leased', 'dead') GROUP BY queue, state, delayed`,
+        ).all(op.now) as Row[];
+        const by = new Map<string, QueueOverview>();
+        for (const r of rows) {
+          const queue = String(r.queue);
+          let o = by.get(queue);
+          if (!o) {
+            o = { queue, ready: 0, delayed: 0, leased: 0, dead: 0, oldestAt: undefined };
+            by.set(queue, o);
+          }
+          const n = Number(r.n);
+          if (r.state === "dead") o.dead += n;
+          else {
+            if (r.state === "leased") o.leased += n;
+            else if (Number(r.delayed)) o.delayed += n;
+            else o.ready += n;
+            const oldest = Number(r.oldest);
+            if (o.oldestAt === undefined || oldest < o.oldestAt) o.oldestAt = oldest;
+          }
+        }
+        return [...by.values()];
       }
       case "work":
         return (

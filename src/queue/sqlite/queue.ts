@@ -20,6 +20,7 @@ import {
   type Queue,
   QueueFullError,
   type QueueOptions,
+  type QueueOverview,
   type QueueStats,
 } from "../types.ts";
 import { type Op, type OpResult, QueueEngine } from "./engine.ts";
@@ -231,6 +232,10 @@ export class SqliteQueue implements Queue {
 
   queuesWithWork(): Promise<string[]> {
     return this.run({ t: "work" });
+  }
+
+  overview(): Promise<QueueOverview[]> {
+    return this.run({ t: "overview", now: this.clock() });
   }
 
   /** Deletes succeeded messages older than the retention window. */

@@ -542,6 +542,8 @@ async function invoke(id: number, meta: InvokeMeta, body: Uint8Array): Promise<v
         logStreamName: `${info.functionName}/${info.version}/isolate`,
         callbackWaitsForEmptyEventLoop: true,
         getRemainingTimeInMillis: () => Math.max(0, meta.deadline - Date.now()),
+        // W3C trace context of this invocation (tracing on), for the function's own calls.
+        traceparent: meta.traceparent,
       };
       const fn = mod!.handler as (...a: unknown[]) => unknown;
       let result: unknown;
@@ -593,6 +595,7 @@ async function invoke(id: number, meta: InvokeMeta, body: Uint8Array): Promise<v
           );
         },
         passThroughOnException() {},
+        traceparent: meta.traceparent,
       };
       const def = mod!.default as { fetch: (...a: unknown[]) => unknown } & ((...a: unknown[]) => unknown);
       const scheduled = (mod!.default as { scheduled?: (...a: unknown[]) => unknown }).scheduled;
