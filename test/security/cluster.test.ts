@@ -6,7 +6,6 @@
  */
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { connect as netConnect } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
@@ -16,26 +15,17 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { encodeBundle, hashOf } from "../../src/cluster/bundles/archive.ts";
 import { BundleCache } from "../../src/cluster/bundles/cache.ts";
-import { NatsBlobBackend } from "../../src/cluster/bundles/nats.ts";
+import type { NatsBlobBackend } from "../../src/cluster/bundles/nats.ts";
+import { openTestBackend } from "../../src/cluster/bundles/test-backend.ts";
+import { SHARED_NATS, sharedNatsUnavailable } from "../../src/queue/jetstream/nats-cluster.ts";
 import { Names } from "../../src/queue/jetstream/names.ts";
 import { JetStreamQueue } from "../../src/queue/jetstream/queue.ts";
 import { versionInput } from "../../src/store/contract.ts";
 import { dropSchema, pgUnavailable, randomSchema, TEST_PG } from "../../src/store/postgres/pg-test-db.ts";
 import { PostgresStore } from "../../src/store/postgres/store.ts";
 
-const NATS = "nats://127.0.0.1:4222";
-const natsUp = await new Promise<boolean>((resolve) => {
-  const s = netConnect({ host: "127.0.0.1", port: 4222 }, () => {
-    s.destroy();
-    resolve(true);
-  });
-  s.on("error", () => resolve(false));
-});
-if (!natsUp && process.env.CI === "true")
-  throw new Error("nats-server is not running at 127.0.0.1:4222 and CI=true");
-const natsSkip = natsUp
-  ? false
-  : "nats-server is not running at 127.0.0.1:4222 (see STYLE.md for the command)";
+const NATS = SHARED_NATS;
+const natsSkip = await sharedNatsUnavailable();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe("JetStream queue: broker input and names", { skip: natsSkip }, () => {
@@ -137,18 +127,14 @@ describe("JetStream queue: broker input and names", { skip: natsSkip }, () => {
 });
 
 describe("bundles in shared storage: the bucket is not trusted", { skip: natsSkip }, () => {
-  const bucket = `nimbus-sec-bundles-${randomBytes(4).toString("hex")}`;
   const dir = mkdtempSync(join(tmpdir(), "nimbus-sec-bundles-"));
-  let nc: NatsConnection;
   let backend: NatsBlobBackend;
+  let dispose: () => Promise<void>;
   before(async () => {
-    nc = await connect({ servers: NATS });
-    backend = await NatsBlobBackend.open(nc, { bucket });
+    ({ backend, dispose } = await openTestBackend());
   });
   after(async () => {
-    const jsm = await jetstreamManager(nc);
-    await jsm.streams.delete(`OBJ_${bucket}`).catch(() => {});
-    await nc.close();
+    await dispose?.();
     rmSync(dir, { recursive: true, force: true });
   });
 

@@ -3,47 +3,32 @@
  * a random bucket deleted after), with one cache directory per simulated node.
  */
 import assert from "node:assert/strict";
-import { randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { connect as netConnect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { jetstreamManager } from "@nats-io/jetstream";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { sharedNatsUnavailable } from "../../queue/jetstream/nats-cluster.ts";
 import { BadBundleError, decodeBundle, encodeBundle } from "./archive.ts";
 import { BundleCache } from "./cache.ts";
-import { NatsBlobBackend } from "./nats.ts";
+import type { NatsBlobBackend } from "./nats.ts";
+import { openTestBackend } from "./test-backend.ts";
 
-const up = await new Promise<boolean>((resolve) => {
-  const s = netConnect({ host: "127.0.0.1", port: 4222 }, () => {
-    s.destroy();
-    resolve(true);
-  });
-  s.on("error", () => resolve(false));
-});
-if (!up && process.env.CI === "true")
-  throw new Error("nats-server is not running at 127.0.0.1:4222 and CI=true");
-const skip = up ? false : "nats-server is not running at 127.0.0.1:4222 (see STYLE.md for the command)";
+const skip = await sharedNatsUnavailable();
 
 const code = (s: string) => ({ "index.mjs": Buffer.from(s), "index.mjs.map": Buffer.from(`{"map":"${s}"}`) });
 
 describe("bundles in a NATS object store with a cache per node", { skip }, () => {
-  const bucket = `nimbus-bundles-${randomBytes(4).toString("hex")}`;
   const dir = mkdtempSync(join(tmpdir(), "nimbus-bundles-"));
-  let nc: NatsConnection;
   let backend: NatsBlobBackend;
+  let dispose: () => Promise<void>;
   let n = 0;
   const node = (opts: { maxBytes?: number; dir?: string } = {}) =>
     new BundleCache(backend, { dir: opts.dir ?? join(dir, `node${++n}`), maxBytes: opts.maxBytes });
   before(async () => {
-    nc = await connect({ servers: "127.0.0.1:4222" });
-    backend = await NatsBlobBackend.open(nc, { bucket });
+    ({ backend, dispose } = await openTestBackend());
   });
   after(async () => {
-    const jsm = await jetstreamManager(nc);
-    await jsm.streams.delete(`OBJ_${bucket}`).catch(() => {});
-    await nc.close();
+    await dispose?.();
     rmSync(dir, { recursive: true, force: true });
   });
 

@@ -5,7 +5,7 @@
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
+import { createServer, connect as netConnect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { jetstreamManager } from "@nats-io/jetstream";
@@ -89,7 +89,23 @@ cluster { name: nimbus-test, listen: 127.0.0.1:${clusterPorts[i]}, routes: [${ro
   servers.forEach((_, i) => {
     launch(i);
   });
+  // A test process ended by a signal must not leave servers behind.
+  const killAll = () => {
+    for (const s of servers)
+      if (s.proc?.exitCode === null && s.proc.signalCode === null) s.proc.kill("SIGKILL");
+  };
+  const onSignal = () => {
+    killAll();
+    rmSync(dir, { recursive: true, force: true });
+    process.exit(130);
+  };
+  process.once("exit", killAll);
+  process.once("SIGTERM", onSignal);
+  process.once("SIGINT", onSignal);
   const stopAll = async () => {
+    process.off("exit", killAll);
+    process.off("SIGTERM", onSignal);
+    process.off("SIGINT", onSignal);
     for (const s of servers) {
       if (s.proc && s.proc.exitCode === null && s.proc.signalCode === null) {
         const gone = new Promise((r) => s.proc!.once("exit", r));
@@ -156,4 +172,24 @@ async function waitForMetaLeader(urls: string[], replicas = 1): Promise<void> {
     }
   }
   throw new Error(`the NATS cluster did not elect a JetStream leader in 30 s: ${String(last)}`);
+}
+
+/** The shared nats-server of the development machines (see STYLE.md). */
+export const SHARED_NATS = "nats://127.0.0.1:4222";
+
+/**
+ * Why tests cannot use the shared nats-server, or false when they can. Absent on a laptop,
+ * tests skip saying so; with CI=true they fail.
+ */
+export async function sharedNatsUnavailable(): Promise<string | false> {
+  const up = await new Promise<boolean>((resolve) => {
+    const s = netConnect({ host: "127.0.0.1", port: 4222 }, () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.on("error", () => resolve(false));
+  });
+  if (up) return false;
+  if (process.env.CI === "true") throw new Error("nats-server is not running at 127.0.0.1:4222 and CI=true");
+  return "nats-server is not running at 127.0.0.1:4222 (see STYLE.md for the command)";
 }

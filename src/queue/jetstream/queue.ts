@@ -138,25 +138,25 @@ export class JetStreamQueue implements Queue {
       const members = new Set(nc.info?.connect_urls ?? []).size;
       const replicas = opts.replicas ?? (members >= 3 ? 3 : 1);
       const maxDepth = opts.maxDepth ?? 100_000;
-      await ensureStream(jsm, {
-        name: names.workStream,
-        subjects: [names.workAll],
-        retention: RetentionPolicy.Workqueue,
+      const common = {
         storage: StorageType.File,
         num_replicas: replicas,
         discard: DiscardPolicy.New,
         // Nats-Msg-Id: a publish retried after a lost PubAck (same message id) is stored once.
         duplicate_window: 120_000_000_000,
+      };
+      await ensureStream(jsm, {
+        ...common,
+        name: names.workStream,
+        subjects: [names.workAll],
+        retention: RetentionPolicy.Workqueue,
       });
       await ensureStream(jsm, {
+        ...common,
         name: names.deadStream,
         subjects: [names.deadAll],
         retention: RetentionPolicy.Limits,
-        storage: StorageType.File,
-        num_replicas: replicas,
-        discard: DiscardPolicy.New,
         max_msgs: maxDepth * 10,
-        duplicate_window: 120_000_000_000,
       });
       const kv = await whilePlacing(() =>
         new Kvm(nc).create(names.stateBucket, {

@@ -4,24 +4,10 @@
  * only by compare-and-set on the KV revision, so two nodes racing on one message cannot
  * both win.
  */
-import type { MessageInfo, MessageState } from "../types.ts";
+import type { MessageInfo } from "../types.ts";
 
-/** One message's record. */
-export interface StateRecord {
-  id: string;
-  queue: string;
-  state: MessageState;
-  attempts: number;
-  enqueuedAt: number;
-  availableAt: number;
-  firstAttemptAt: number | null;
-  lastAttemptAt: number | null;
-  finishedAt: number | null;
-  result: string | null;
-  error: string | null;
-  deadReason: "failed" | "expired" | null;
-  meta: string;
-  bodyBytes: number;
+/** One message's record: what the seam reports, and the lease and stream positions behind it. */
+export interface StateRecord extends MessageInfo {
   /** Stream sequence of the live copy in the work stream; null until known (redrive in flight). */
   seq: number | null;
   /** Sequence of the first enqueue: listing order (newest first). */

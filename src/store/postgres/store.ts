@@ -14,6 +14,15 @@ import type {
   UsageRow,
   VersionRecord,
 } from "../types.ts";
+import {
+  INVOCATION_COLUMN_COUNT,
+  INVOCATION_COLUMNS,
+  invocationValues,
+  type Row,
+  toFunction,
+  toInvocation,
+  toVersion,
+} from "../rows.ts";
 import { migrate, SCHEMA_NAME } from "./migrations.ts";
 
 /** How to reach the database. */
@@ -26,57 +35,7 @@ export interface PostgresStoreOptions {
   maxConnections?: number;
 }
 
-type Row = Record<string, unknown>;
 const num = (v: unknown): number => Number(v);
-const numOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
-
-function toVersion(r: Row): VersionRecord {
-  return {
-    tenant: String(r.tenant),
-    name: String(r.name),
-    version: num(r.version),
-    hash: String(r.hash),
-    executor: r.executor as VersionRecord["executor"],
-    config: r.config as VersionRecord["config"],
-    codeDir: String(r.code_dir),
-    sizeBytes: num(r.size_bytes),
-    createdAt: num(r.created_at),
-  };
-}
-
-function toFunction(r: Row): FunctionRecord {
-  return {
-    tenant: String(r.tenant),
-    name: String(r.name),
-    latest: num(r.latest),
-    createdAt: num(r.created_at),
-    updatedAt: num(r.updated_at),
-  };
-}
-
-function toInvocation(r: Row): InvocationRecord {
-  return {
-    id: String(r.id),
-    tenant: String(r.tenant),
-    fn: String(r.fn),
-    version: num(r.version),
-    trigger: String(r.trigger),
-    start: num(r.start),
-    durationMs: num(r.duration_ms),
-    billedMs: num(r.billed_ms),
-    memoryMB: num(r.memory_mb),
-    gbSeconds: num(r.gb_seconds),
-    cpuMs: num(r.cpu_ms),
-    coldStart: Boolean(r.cold_start),
-    status: num(r.status),
-    errorCode: (r.error_code as string | null) ?? null,
-    firstByteMs: numOrNull(r.first_byte_ms),
-    eventId: (r.event_id as string | null) ?? null,
-    attempt: numOrNull(r.attempt),
-    queueWaitMs: numOrNull(r.queue_wait_ms),
-    e2eMs: numOrNull(r.e2e_ms),
-  };
-}
 
 /** Rows per INSERT statement (19 columns × 500 rows stays far below the 65,535 parameters). */
 const ROWS_PER_INSERT = 500;
@@ -241,34 +200,11 @@ export class PostgresStore implements Store {
       for (let i = 0; i < invocations.length; i += ROWS_PER_INSERT) {
         const rows = invocations.slice(i, i + ROWS_PER_INSERT);
         const args: unknown[] = [];
-        for (const r of rows) {
-          args.push(
-            r.id,
-            r.tenant,
-            r.fn,
-            r.version,
-            r.trigger,
-            r.start,
-            r.durationMs,
-            r.billedMs,
-            r.memoryMB,
-            r.gbSeconds,
-            r.cpuMs,
-            r.coldStart,
-            r.status,
-            r.errorCode,
-            r.firstByteMs,
-            r.eventId ?? null,
-            r.attempt ?? null,
-            r.queueWaitMs ?? null,
-            r.e2eMs ?? null,
-          );
-        }
+        for (const r of rows) args.push(...invocationValues(r, (x) => x));
         // A record written twice (a retried flush) replaces the first, as SQLite's INSERT OR REPLACE.
         await c.query(
-          `INSERT INTO invocations (id, tenant, fn, version, trigger, start, duration_ms, billed_ms, memory_mb,
-             gb_seconds, cpu_ms, cold_start, status, error_code, first_byte_ms, event_id, attempt, queue_wait_ms, e2e_ms)
-           VALUES ${placeholders(rows.length, 19)}
+          `INSERT INTO invocations (${INVOCATION_COLUMNS})
+           VALUES ${placeholders(rows.length, INVOCATION_COLUMN_COUNT)}
            ON CONFLICT (id) DO UPDATE SET tenant = excluded.tenant, fn = excluded.fn, version = excluded.version,
              trigger = excluded.trigger, start = excluded.start, duration_ms = excluded.duration_ms,
              billed_ms = excluded.billed_ms, memory_mb = excluded.memory_mb, gb_seconds = excluded.gb_seconds,

@@ -14,6 +14,14 @@ import type {
   UsageRow,
   VersionRecord,
 } from "../types.ts";
+import {
+  INVOCATION_COLUMN_COUNT,
+  INVOCATION_COLUMNS,
+  invocationValues,
+  toFunction,
+  toInvocation,
+  toVersion,
+} from "../rows.ts";
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS functions (
@@ -100,54 +108,6 @@ class WriterThread {
   async close(): Promise<void> {
     await this.worker.terminate();
   }
-}
-
-function toVersion(r: Row): VersionRecord {
-  return {
-    tenant: r.tenant,
-    name: r.name,
-    version: Number(r.version),
-    hash: r.hash,
-    executor: r.executor,
-    config: JSON.parse(r.config),
-    codeDir: r.code_dir,
-    sizeBytes: Number(r.size_bytes),
-    createdAt: Number(r.created_at),
-  };
-}
-
-function toInvocation(r: Row): InvocationRecord {
-  return {
-    id: r.id,
-    tenant: r.tenant,
-    fn: r.fn,
-    version: Number(r.version),
-    trigger: r.trigger,
-    start: Number(r.start),
-    durationMs: Number(r.duration_ms),
-    billedMs: Number(r.billed_ms),
-    memoryMB: Number(r.memory_mb),
-    gbSeconds: Number(r.gb_seconds),
-    cpuMs: Number(r.cpu_ms),
-    coldStart: Boolean(r.cold_start),
-    status: Number(r.status),
-    errorCode: r.error_code ?? null,
-    firstByteMs: r.first_byte_ms === null ? null : Number(r.first_byte_ms),
-    eventId: r.event_id ?? null,
-    attempt: r.attempt == null ? null : Number(r.attempt),
-    queueWaitMs: r.queue_wait_ms == null ? null : Number(r.queue_wait_ms),
-    e2eMs: r.e2e_ms == null ? null : Number(r.e2e_ms),
-  };
-}
-
-function toFunction(r: Row): FunctionRecord {
-  return {
-    tenant: r.tenant,
-    name: r.name,
-    latest: Number(r.latest),
-    createdAt: Number(r.created_at),
-    updatedAt: Number(r.updated_at),
-  };
 }
 
 /** The SQLite store. */
@@ -353,31 +313,11 @@ export class SqliteStore implements Store {
     try {
       // Many rows per statement: the per-call overhead, not SQLite, dominates single-row inserts.
       this.insertRows(
-        "INSERT OR REPLACE INTO invocations (id, tenant, fn, version, trigger, start, duration_ms, billed_ms, memory_mb, gb_seconds, cpu_ms, cold_start, status, error_code, first_byte_ms, event_id, attempt, queue_wait_ms, e2e_ms) VALUES",
-        19,
+        `INSERT OR REPLACE INTO invocations (${INVOCATION_COLUMNS}) VALUES`,
+        INVOCATION_COLUMN_COUNT,
         invocations,
         (r, out) => {
-          out.push(
-            r.id,
-            r.tenant,
-            r.fn,
-            r.version,
-            r.trigger,
-            r.start,
-            r.durationMs,
-            r.billedMs,
-            r.memoryMB,
-            r.gbSeconds,
-            r.cpuMs,
-            r.coldStart ? 1 : 0,
-            r.status,
-            r.errorCode,
-            r.firstByteMs,
-            r.eventId ?? null,
-            r.attempt ?? null,
-            r.queueWaitMs ?? null,
-            r.e2eMs ?? null,
-          );
+          out.push(...invocationValues(r, (b) => (b ? 1 : 0)));
         },
       );
       this.insertRows(

@@ -1,0 +1,97 @@
+/**
+ * Row mapping shared by the SQL stores: the column order of an invocation record and how a
+ * database row (snake_case columns) becomes a record. SQLite returns numbers, PostgreSQL
+ * returns BIGINT as strings, so every numeric column goes through `Number`.
+ */
+import type { FunctionRecord, InvocationRecord, VersionRecord } from "./types.ts";
+
+/** A row as a driver returns it. */
+export type Row = Record<string, unknown>;
+
+const numOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
+
+/** The invocation columns, in the order {@link invocationValues} gives their values. */
+export const INVOCATION_COLUMNS =
+  "id, tenant, fn, version, trigger, start, duration_ms, billed_ms, memory_mb, gb_seconds, cpu_ms, cold_start, status, error_code, first_byte_ms, event_id, attempt, queue_wait_ms, e2e_ms";
+
+/** How many {@link INVOCATION_COLUMNS} there are. */
+export const INVOCATION_COLUMN_COUNT = 19;
+
+/** An invocation's values in column order; `coldStart` as the database stores booleans. */
+export function invocationValues<B>(
+  r: InvocationRecord,
+  bool: (b: boolean) => B,
+): (string | number | null | B)[] {
+  return [
+    r.id,
+    r.tenant,
+    r.fn,
+    r.version,
+    r.trigger,
+    r.start,
+    r.durationMs,
+    r.billedMs,
+    r.memoryMB,
+    r.gbSeconds,
+    r.cpuMs,
+    bool(r.coldStart),
+    r.status,
+    r.errorCode,
+    r.firstByteMs,
+    r.eventId ?? null,
+    r.attempt ?? null,
+    r.queueWaitMs ?? null,
+    r.e2eMs ?? null,
+  ];
+}
+
+/** A version row; `config` is parsed JSON text (SQLite) or already an object (PostgreSQL JSONB). */
+export function toVersion(r: Row): VersionRecord {
+  return {
+    tenant: String(r.tenant),
+    name: String(r.name),
+    version: Number(r.version),
+    hash: String(r.hash),
+    executor: r.executor as VersionRecord["executor"],
+    config: (typeof r.config === "string" ? JSON.parse(r.config) : r.config) as VersionRecord["config"],
+    codeDir: String(r.code_dir),
+    sizeBytes: Number(r.size_bytes),
+    createdAt: Number(r.created_at),
+  };
+}
+
+/** An invocation row. */
+export function toInvocation(r: Row): InvocationRecord {
+  return {
+    id: String(r.id),
+    tenant: String(r.tenant),
+    fn: String(r.fn),
+    version: Number(r.version),
+    trigger: String(r.trigger),
+    start: Number(r.start),
+    durationMs: Number(r.duration_ms),
+    billedMs: Number(r.billed_ms),
+    memoryMB: Number(r.memory_mb),
+    gbSeconds: Number(r.gb_seconds),
+    cpuMs: Number(r.cpu_ms),
+    coldStart: Boolean(r.cold_start),
+    status: Number(r.status),
+    errorCode: (r.error_code as string | null) ?? null,
+    firstByteMs: numOrNull(r.first_byte_ms),
+    eventId: (r.event_id as string | null) ?? null,
+    attempt: numOrNull(r.attempt),
+    queueWaitMs: numOrNull(r.queue_wait_ms),
+    e2eMs: numOrNull(r.e2e_ms),
+  };
+}
+
+/** A function row. */
+export function toFunction(r: Row): FunctionRecord {
+  return {
+    tenant: String(r.tenant),
+    name: String(r.name),
+    latest: Number(r.latest),
+    createdAt: Number(r.created_at),
+    updatedAt: Number(r.updated_at),
+  };
+}
