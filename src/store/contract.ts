@@ -314,5 +314,40 @@ export function runStoreContract(name: string, make: StoreFactory): void {
         assert.deepEqual(await b.findApiKey("sha-1"), key, "another node finds the key");
         await b.close();
       }));
+
+    test("named queues: put replaces, get/list per tenant in name order, delete; another node sees them", () =>
+      withStore(async (s, fx) => {
+        const q = {
+          tenant: T,
+          name: "jobs",
+          maxRetries: 3,
+          dlq: null,
+          retentionMs: 345_600_000,
+          maxBacklog: 1000,
+          createdAt: 7,
+        };
+        await s.putQueue(q);
+        await s.putQueue({ ...q, name: "audit", dlq: "audit-dlq" });
+        await s.putQueue({ ...q, tenant: "other", name: "elsewhere" });
+        assert.deepEqual(await s.getQueue(T, "jobs"), q);
+        await s.putQueue({ ...q, maxRetries: 5 });
+        assert.equal((await s.getQueue(T, "jobs"))?.maxRetries, 5, "put replaces the definition");
+        assert.deepEqual(
+          (await s.listQueues(T)).map((x) => [x.name, x.dlq]),
+          [
+            ["audit", "audit-dlq"],
+            ["jobs", null],
+          ],
+        );
+        const b = await fx.another();
+        assert.equal((await b.getQueue(T, "audit"))?.dlq, "audit-dlq", "another node sees the queue");
+        await b.close();
+        await s.deleteQueue(T, "jobs");
+        assert.equal(await s.getQueue(T, "jobs"), undefined);
+        assert.deepEqual(
+          (await s.listQueues("other")).map((x) => x.name),
+          ["elsewhere"],
+        );
+      }));
   });
 }

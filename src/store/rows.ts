@@ -3,7 +3,7 @@
  * database row (snake_case columns) becomes a record. SQLite returns numbers, PostgreSQL
  * returns BIGINT as strings, so every numeric column goes through `Number`.
  */
-import type { FunctionRecord, InvocationRecord, VersionRecord } from "./types.ts";
+import type { FunctionRecord, InvocationRecord, QueueRecord, VersionRecord } from "./types.ts";
 
 /** A row as a driver returns it. */
 export type Row = Record<string, unknown>;
@@ -94,4 +94,22 @@ export function toFunction(r: Row): FunctionRecord {
     createdAt: Number(r.created_at),
     updatedAt: Number(r.updated_at),
   };
+}
+
+/** A named queue's row. */
+export function toQueue(r: Row): QueueRecord {
+  return {
+    tenant: String(r.tenant),
+    name: String(r.name),
+    maxRetries: Number(r.max_retries),
+    dlq: r.dlq === null || r.dlq === undefined ? null : String(r.dlq),
+    retentionMs: Number(r.retention_ms),
+    maxBacklog: Number(r.max_backlog),
+    createdAt: Number(r.created_at),
+  };
+}
+
+/** A named queue's values in the column order `tenant, name, max_retries, dlq, retention_ms, max_backlog, created_at`. */
+export function queueValues(q: QueueRecord): (string | number | null)[] {
+  return [q.tenant, q.name, q.maxRetries, q.dlq, q.retentionMs, q.maxBacklog, q.createdAt];
 }

@@ -135,7 +135,7 @@ describe("queues against a real server", () => {
       { req: 1, binding, messages: sizes.map((bytes) => ({ bytes, contentType: "text" })) },
       Buffer.from(bodies.join("")),
     );
-  const post = async (path: string, body?: Uint8Array) => {
+  const post = async (path: string, body?: Uint8Array<ArrayBuffer>) => {
     const r = await fetch(`${s.url}${path}`, { method: "POST", body, signal: AbortSignal.timeout(90_000) });
     return { status: r.status, text: await r.text() };
   };

@@ -53,6 +53,15 @@ ALTER TABLE invocations ADD COLUMN attempt INTEGER;
 ALTER TABLE invocations ADD COLUMN queue_wait_ms DOUBLE PRECISION;
 ALTER TABLE invocations ADD COLUMN e2e_ms DOUBLE PRECISION;`,
   },
+  {
+    version: 3,
+    name: "named queues",
+    sql: `
+CREATE TABLE queues (
+  tenant TEXT NOT NULL, name TEXT NOT NULL, max_retries INTEGER NOT NULL, dlq TEXT,
+  retention_ms BIGINT NOT NULL, max_backlog INTEGER NOT NULL, created_at BIGINT NOT NULL,
+  PRIMARY KEY (tenant, name));`,
+  },
 ];
 
 /** `^[a-z_][a-z0-9_]{0,62}$`: a schema name that needs no quoting tricks. */

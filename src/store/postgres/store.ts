@@ -10,6 +10,7 @@ import type {
   InvocationRecord,
   LogQuery,
   LogRecord,
+  QueueRecord,
   Store,
   UsageRow,
   VersionRecord,
@@ -19,8 +20,10 @@ import {
   INVOCATION_COLUMNS,
   invocationValues,
   type Row,
+  queueValues,
   toFunction,
   toInvocation,
+  toQueue,
   toVersion,
 } from "../rows.ts";
 import { migrate, SCHEMA_NAME } from "./migrations.ts";
@@ -315,6 +318,31 @@ export class PostgresStore implements Store {
       "INSERT INTO api_keys (id, tenant, hash, scopes, created_at) VALUES ($1,$2,$3,$4,$5)",
       [k.id, k.tenant, k.hash, k.scopes.join(","), k.createdAt],
     );
+  }
+
+  async putQueue(q: QueueRecord): Promise<void> {
+    await this.pool.query(
+      `INSERT INTO queues (tenant, name, max_retries, dlq, retention_ms, max_backlog, created_at)
+       VALUES ($1,$2,$3,$4,$5,$6,$7)
+       ON CONFLICT (tenant, name) DO UPDATE SET max_retries = EXCLUDED.max_retries, dlq = EXCLUDED.dlq,
+         retention_ms = EXCLUDED.retention_ms, max_backlog = EXCLUDED.max_backlog, created_at = EXCLUDED.created_at`,
+      queueValues(q),
+    );
+  }
+
+  async getQueue(tenant: string, name: string): Promise<QueueRecord | undefined> {
+    const r = await this.pool.query("SELECT * FROM queues WHERE tenant = $1 AND name = $2", [tenant, name]);
+    const x = r.rows[0] as Row | undefined;
+    return x ? toQueue(x) : undefined;
+  }
+
+  async listQueues(tenant: string): Promise<QueueRecord[]> {
+    const r = await this.pool.query("SELECT * FROM queues WHERE tenant = $1 ORDER BY name", [tenant]);
+    return (r.rows as Row[]).map(toQueue);
+  }
+
+  async deleteQueue(tenant: string, name: string): Promise<void> {
+    await this.pool.query("DELETE FROM queues WHERE tenant = $1 AND name = $2", [tenant, name]);
   }
 
   async findApiKey(hash: string): Promise<ApiKeyRecord | undefined> {

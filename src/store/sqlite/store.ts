@@ -18,8 +18,10 @@ import {
   INVOCATION_COLUMN_COUNT,
   INVOCATION_COLUMNS,
   invocationValues,
+  queueValues,
   toFunction,
   toInvocation,
+  toQueue,
   toVersion,
 } from "../rows.ts";
 
@@ -53,18 +55,6 @@ CREATE TABLE IF NOT EXISTS queues (
   retention_ms INTEGER NOT NULL, max_backlog INTEGER NOT NULL, created_at INTEGER NOT NULL,
   PRIMARY KEY (tenant, name));
 `;
-
-function toQueue(r: Row): QueueRecord {
-  return {
-    tenant: String(r.tenant),
-    name: String(r.name),
-    maxRetries: Number(r.max_retries),
-    dlq: r.dlq === null ? null : String(r.dlq),
-    retentionMs: Number(r.retention_ms),
-    maxBacklog: Number(r.max_backlog),
-    createdAt: Number(r.created_at),
-  };
-}
 
 type Row = Record<string, any>;
 
@@ -438,7 +428,7 @@ export class SqliteStore implements Store {
   async putQueue(q: QueueRecord): Promise<void> {
     this.q(
       "INSERT OR REPLACE INTO queues (tenant, name, max_retries, dlq, retention_ms, max_backlog, created_at) VALUES (?,?,?,?,?,?,?)",
-    ).run(q.tenant, q.name, q.maxRetries, q.dlq, q.retentionMs, q.maxBacklog, q.createdAt);
+    ).run(...queueValues(q));
   }
 
   async getQueue(tenant: string, name: string): Promise<QueueRecord | undefined> {
