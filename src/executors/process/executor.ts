@@ -133,6 +133,11 @@ class ProcessInstance implements Instance {
   lastUsed = Date.now();
   readonly memoryMB: number;
   readonly ready: Promise<void>;
+  /**
+   * Settles when the runtime has warmed up after READY, or when it was taken before that
+   * (its warm-up is then skipped): it holds a spawn slot until then.
+   */
+  readonly warmed: Promise<void>;
 
   private readonly child: SpawnedChild;
   private socket: Socket | undefined;
@@ -157,6 +162,7 @@ class ProcessInstance implements Instance {
   private exited = false;
   private stopping = false;
   private onReady!: () => void;
+  private onWarmed!: () => void;
   private onLoaded: ((m: LoadedMeta) => void) | undefined;
   private readonly exec: ProcessExecutor;
 
@@ -204,6 +210,9 @@ class ProcessInstance implements Instance {
     );
     this.ready = new Promise((res) => {
       this.onReady = res;
+    });
+    this.warmed = new Promise((res) => {
+      this.onWarmed = res;
     });
     this.child = exec.spawner.spawn(cmd, args, argsData, seccomp);
     this.child.on("pipe", (name: string, pipe: Socket) => this.attach(name, pipe));
@@ -254,8 +263,12 @@ class ProcessInstance implements Instance {
     switch (f.type) {
       case T.READY:
         this.onReady();
-        // A pre-started runtime waits frozen until a function is loaded into it.
-        this.maybeFreeze();
+        // A pre-started runtime waits frozen until a function is loaded into it, once it has
+        // warmed up (the shim says READY again with warm: true; see src/runtime/shim.ts).
+        if ((f.meta as { warm?: unknown }).warm !== false) {
+          this.onWarmed();
+          this.maybeFreeze();
+        }
         return;
       case T.LOADED:
         this.onLoaded?.(f.meta as LoadedMeta);
@@ -384,6 +397,7 @@ class ProcessInstance implements Instance {
   /** Loads the function into this (ready, generic) runtime. */
   async load(spec: InstanceSpec): Promise<LoadedMeta> {
     this.spec = spec;
+    this.onWarmed();
     this.egress.setFunctionPolicy(spec.network);
     for (const f of ["index.mjs", "index.mjs.map"]) {
       const src = join(spec.codeDir, f);
@@ -663,7 +677,8 @@ export class ProcessExecutor implements Executor {
       if (next) next();
       else for (const mb of this.warm.keys()) this.refill(mb);
     };
-    void p.ready.then(done);
+    // A pre-started runtime's warm-up (after READY) still takes CPU: it counts as booting.
+    void p.warmed.then(done);
     p.onExit(done);
     return p;
   }
