@@ -46,7 +46,10 @@ for (const executor of ["process", "isolate"] as const) {
       const aborts = new AbortController();
       try {
         const slowFrom = Date.now() + 8000;
-        const a = await deployIsolateSource(s, dir, "slow-a", slowLoader(slowFrom, executor), { executor, timeout: "60s" });
+        const a = await deployIsolateSource(s, dir, "slow-a", slowLoader(slowFrom, executor), {
+          executor,
+          timeout: "60s",
+        });
         assert.equal(a.status, 200, JSON.stringify(a.body));
         const b = await deployIsolateSource(s, dir, "quick-b", QUICK, { executor });
         assert.equal(b.status, 200, JSON.stringify(b.body));

@@ -26,7 +26,15 @@ import {
 import { serverCeiling } from "../egress/ceiling.ts";
 import { EgressProxy } from "../egress/proxy.ts";
 import { ResponseFlow } from "../flow.ts";
-import type { Executor, Instance, InstanceSpec, InstanceState, LoadResult, ResponseSink } from "../types.ts";
+import type {
+  Executor,
+  Instance,
+  InstanceSpec,
+  InstanceState,
+  LoadResult,
+  ResponseSink,
+  StartOptions,
+} from "../types.ts";
 import { launchCommand, linkNode, makeRunDir, makeSlot } from "./launch.ts";
 import { Cgroup, INSIDE, type Protections } from "./sandbox.ts";
 import { seccompProgram } from "./seccomp.ts";
@@ -573,8 +581,12 @@ export class ProcessExecutor implements Executor {
   private readonly lastWanted = new Map<number, number>();
   /** Cgroups of exited instances the kernel had not released yet (removal is retried). */
   readonly cgroupsLeft = new Set<Cgroup>();
-  /** Runtime processes booting now (not yet ready), and starts waiting for a slot. */
+  /**
+   * Runtime processes booting now (not yet ready), and starts waiting for a slot: first
+   * instances of versions with none (a cold start from zero) ahead of the others.
+   */
   private spawning = 0;
+  private readonly firstWaiters: (() => void)[] = [];
   private readonly spawnWaiters: (() => void)[] = [];
   /** Runtimes that may boot at once. @default max(2, CPU cores) */
   private readonly spawnCap = Math.max(2, availableParallelism());
@@ -654,7 +666,7 @@ export class ProcessExecutor implements Executor {
       this.warm.set(memoryMB, list);
     }
     // Refills never take a spawn slot a request is waiting for.
-    while (list.length < target && this.spawning < this.spawnCap && this.spawnWaiters.length === 0) {
+    while (list.length < target && this.spawning < this.spawnCap && this.waitingStarts === 0) {
       list.push(this.spawnRuntime(memoryMB));
     }
   }
@@ -673,7 +685,7 @@ export class ProcessExecutor implements Executor {
       if (!counted) return;
       counted = false;
       this.spawning--;
-      const next = this.spawnWaiters.shift();
+      const next = this.firstWaiters.shift() ?? this.spawnWaiters.shift();
       if (next) next();
       else for (const mb of this.warm.keys()) this.refill(mb);
     };
@@ -694,7 +706,12 @@ export class ProcessExecutor implements Executor {
     }
   }
 
-  private async takeRuntime(memoryMB: number): Promise<ProcessInstance> {
+  /** Starts waiting for a spawn slot. */
+  private get waitingStarts(): number {
+    return this.firstWaiters.length + this.spawnWaiters.length;
+  }
+
+  private async takeRuntime(memoryMB: number, first = false): Promise<ProcessInstance> {
     if (this.closed) throw new NimbusError("NIMBUS_UNAVAILABLE");
     this.lastWanted.set(memoryMB, Date.now());
     const takes = this.takes.get(memoryMB) ?? [];
@@ -709,7 +726,8 @@ export class ProcessExecutor implements Executor {
       await p.ready;
       return p;
     }
-    if (this.spawning >= this.spawnCap) await new Promise<void>((r) => this.spawnWaiters.push(r));
+    if (this.spawning >= this.spawnCap)
+      await new Promise<void>((r) => (first ? this.firstWaiters : this.spawnWaiters).push(r));
     if (this.closed) throw new NimbusError("NIMBUS_UNAVAILABLE");
     const fresh = this.spawnRuntime(memoryMB);
     const died = new Promise<never>((_, rej) =>
@@ -721,8 +739,8 @@ export class ProcessExecutor implements Executor {
     return fresh;
   }
 
-  async start(spec: InstanceSpec): Promise<Instance> {
-    const p = await this.takeRuntime(spec.memoryMB);
+  async start(spec: InstanceSpec, options?: StartOptions): Promise<Instance> {
+    const p = await this.takeRuntime(spec.memoryMB, options?.first);
     const result = await p.load(spec);
     if (!result.ok) {
       p.kill(new NimbusError("NIMBUS_FUNCTION_ERROR"));
@@ -748,7 +766,7 @@ export class ProcessExecutor implements Executor {
 
   async close(): Promise<void> {
     this.closed = true;
-    for (const w of this.spawnWaiters.splice(0)) w();
+    for (const w of [...this.firstWaiters.splice(0), ...this.spawnWaiters.splice(0)]) w();
     clearInterval(this.pruner);
     await Promise.all([...this.all].map((p) => p.stop()));
     this.warm.clear();
