@@ -17,8 +17,8 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSyn
 import type { Socket } from "node:net";
 import { loadavg, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { buildSync } from "esbuild";
 import { bundle } from "../src/build/bundle.ts";
+import { buildRuntime } from "../src/executors/process/executor.ts";
 import { bwrapArgs, INSIDE } from "../src/executors/process/sandbox.ts";
 import { FrameDecoder, FrameWriter, type InvokeMeta, type LoadMeta, T } from "../src/runtime/protocol.ts";
 import { HELLO_FN, RESULTS_DIR, ROOT, summarize } from "./harness.ts";
@@ -115,19 +115,6 @@ function timeTo(cmd: string, args: string[], until: Until, codeFile = ""): Promi
   });
 }
 
-/** Builds the runtime shim of `srcDir` the way the process executor's buildRuntime() does. */
-function buildShim(srcDir: string, outDir: string): void {
-  buildSync({
-    entryPoints: [join(srcDir, "shim.ts")],
-    outfile: join(outDir, "shim.mjs"),
-    bundle: true,
-    format: "esm",
-    platform: "node",
-    target: "node24",
-    logLevel: "silent",
-  });
-}
-
 /** `npm run bench -- startup`. */
 export async function startupMain(argv: string[]): Promise<void> {
   const i = argv.indexOf("--samples");
@@ -136,13 +123,12 @@ export async function startupMain(argv: string[]): Promise<void> {
     throw new Error("--samples must be 1 to 500");
   const b = argv.indexOf("--baseline");
   const baseline = b >= 0 ? argv[b + 1] : undefined;
-  if (b >= 0 && (!baseline || !/^[\w./-]+$/.test(baseline)))
+  if (b >= 0 && (!baseline || !/^[\w./~^-]+$/.test(baseline)))
     throw new Error("--baseline needs a git ref (a branch, tag or commit)");
   const dir = mkdtempSync(join(tmpdir(), "nimbus-startup-"));
-  const runtimeDir = join(dir, "runtime");
   const codeDir = join(dir, "code");
   mkdirSync(codeDir, { recursive: true });
-  buildShim(join(ROOT, "src/runtime"), runtimeDir);
+  const runtimeDir = buildRuntime(dir);
   const hello = await bundle(HELLO_FN);
   writeFileSync(join(codeDir, "index.mjs"), hello.code);
   let baseDir: string | undefined;
@@ -155,8 +141,7 @@ export async function startupMain(argv: string[]): Promise<void> {
     }).trim();
     const tar = execFileSync("git", ["-C", ROOT, "archive", baseline, "src/runtime"]);
     execFileSync("tar", ["-x", "-C", src], { input: tar });
-    baseDir = join(dir, "base-runtime");
-    buildShim(join(src, "src/runtime"), baseDir);
+    baseDir = buildRuntime(join(dir, "base"), join(src, "src/runtime"));
   }
   const node = process.execPath;
   const flags = [

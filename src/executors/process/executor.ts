@@ -48,13 +48,15 @@ const RUNTIME_SRC = resolve(dirname(fileURLToPath(import.meta.url)), "../../runt
 
 /**
  * Builds the runtime shim into one plain-JS module under `<dataDir>/runtime`: type-stripping
- * its TypeScript in every new runtime process costs ~50 ms of each fresh spawn.
+ * its TypeScript in every new runtime process costs ~50 ms of each fresh spawn. `srcDir`
+ * builds another copy of `src/runtime` (the startup benchmark's baseline). Returns the
+ * directory holding `shim.mjs`.
  */
-function buildRuntime(runDir: string): string {
+export function buildRuntime(runDir: string, srcDir = RUNTIME_SRC): string {
   const outDir = join(runDir, "runtime");
   mkdirSync(outDir, { recursive: true, mode: 0o755 });
   buildSync({
-    entryPoints: [join(RUNTIME_SRC, "shim.ts")],
+    entryPoints: [join(srcDir, "shim.ts")],
     outfile: join(outDir, "shim.mjs"),
     bundle: true,
     format: "esm",
