@@ -113,8 +113,9 @@ export async function startTarget(
     let out = "";
     const timer = setTimeout(() => {
       child.kill("SIGKILL");
-      rej(new Error(`the ${kind} target did not start within 30 s:\n${stderr}`));
-    }, 30_000);
+      rej(new Error(`the ${kind} target did not start within 120 s:\n${stderr}`));
+      // A shared machine at a load average of 40 took over 30 s to start a server.
+    }, 120_000);
     child.stdout!.setEncoding("utf8").on("data", (s: string) => {
       out += s;
       const m = /^READY (.*)$/m.exec(out);

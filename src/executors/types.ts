@@ -102,11 +102,22 @@ export interface Instance {
   onExit(cb: (reason: NimbusError | undefined) => void): void;
 }
 
+/** How an instance is started. */
+export interface StartOptions {
+  /**
+   * The version has no instance yet (a start from zero, with requests waiting): where an
+   * executor queues starts, this one goes ahead of starts that add instances to versions
+   * already serving, so a cold function does not wait behind other functions' scale-out.
+   * @default false
+   */
+  first?: boolean;
+}
+
 /** An executor: starts instances, checks bundles at deploy time. */
 export interface Executor {
   readonly kind: ExecutorKind;
   /** Starts an instance and loads the function into it. Throws NimbusError on load failure. */
-  start(spec: InstanceSpec): Promise<Instance>;
+  start(spec: InstanceSpec, options?: StartOptions): Promise<Instance>;
   /**
    * What one instance costs the machine's memory budget, MB.
    * @default the spec's `memoryMB` (a process instance may use all of it)

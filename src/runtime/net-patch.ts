@@ -6,10 +6,8 @@
  * `tls.connect`, `http(s).request` (which use them) and `dns.lookup` all go through the proxy,
  * which resolves names itself and checks every address at connect time.
  */
-import dns from "node:dns";
-import { syncBuiltinESMExports } from "node:module";
 import net from "node:net";
-import tls from "node:tls";
+import type * as TLS from "node:tls";
 import { EgressError, egressOpen, egressResolve } from "./egress-client.ts";
 
 type ConnectOptions = { host?: string; port?: number | string; path?: string } & Record<string, unknown>;
@@ -29,6 +27,11 @@ function normalize(args: unknown[]): [ConnectOptions, ((...a: unknown[]) => void
 
 /** Installs the patch; `ctl` is the proxy's control socket inside the sandbox. */
 export function routeThroughEgressProxy(ctl: string): void {
+  // Loaded here, not at the module's top: node:tls pulls in crypto (tens of ms of a fresh
+  // runtime's start), and the shim installs this patch only when it loads a function.
+  const tls = process.getBuiltinModule("node:tls");
+  const dns = process.getBuiltinModule("node:dns");
+  const { syncBuiltinESMExports } = process.getBuiltinModule("node:module");
   const origConnect = net.Socket.prototype.connect;
   net.Socket.prototype.connect = function connect(this: net.Socket, ...args: unknown[]): net.Socket {
     const [options, cb] = normalize(args);
@@ -56,7 +59,7 @@ export function routeThroughEgressProxy(ctl: string): void {
 
   // tls.connect without a socket would connect its own TCP handle: give it a proxied one.
   const origTls = tls.connect;
-  const tlsConnect = (...args: unknown[]): tls.TLSSocket => {
+  const tlsConnect = (...args: unknown[]): TLS.TLSSocket => {
     const [options, cb] = normalize(args);
     if (options.socket || options.path != null) return origTls(...(args as [never]));
     const host = String(options.host ?? "localhost");
@@ -64,7 +67,7 @@ export function routeThroughEgressProxy(ctl: string): void {
     const raw = net.connect({ host, port });
     const servername = (options.servername as string | undefined) ?? (net.isIP(host) ? undefined : host);
     const o = { ...options, socket: raw, host, port, servername };
-    return cb ? origTls(o as tls.ConnectionOptions, cb) : origTls(o as tls.ConnectionOptions);
+    return cb ? origTls(o as TLS.ConnectionOptions, cb) : origTls(o as TLS.ConnectionOptions);
   };
   tls.connect = tlsConnect as typeof tls.connect;
 

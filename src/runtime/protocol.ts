@@ -15,7 +15,11 @@ export { FLOW_WINDOW, MAX_CHUNK } from "./window.ts";
 
 /** Frame types. */
 export const T = {
-  /** instance → platform: the generic runtime is up and warm. meta: {pid} */
+  /**
+   * instance → platform: the generic runtime is up. meta: {pid, warm}: sent with `warm: false`
+   * as soon as it can take a LOAD, then again with `warm: true` once a runtime nobody asked
+   * for yet has warmed its invoke path.
+   */
   READY: 1,
   /** platform → instance: load a function. meta: {@link LoadMeta} */
   LOAD: 2,

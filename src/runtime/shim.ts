@@ -39,8 +39,18 @@ import {
 } from "./protocol.ts";
 import { scheduledController } from "./scheduled.ts";
 
-// The only way out of the instance's network namespace: the platform's egress proxy.
-if (process.argv[2]) routeThroughEgressProxy(process.argv[2]);
+/**
+ * The only way out of the instance's network namespace is the platform's egress proxy; the
+ * patch that routes Node's sockets there is installed when a function is loaded, before any
+ * of its code runs (at start-up it would load node:tls and crypto on a fresh runtime's
+ * critical path; the warm-up of a pre-started runtime loads them ahead).
+ */
+let egressRouted = false;
+function routeEgress(): void {
+  if (egressRouted) return;
+  egressRouted = true;
+  if (process.argv[2]) routeThroughEgressProxy(process.argv[2]);
+}
 
 const socket = new Socket({ fd: 3, readable: true, writable: true });
 let writer = new FrameWriter(socket);
@@ -55,6 +65,8 @@ let envObject: Record<string, unknown> = {};
 const producers = new ProducerClient((meta, payload) =>
   writer.send(T.QUEUE_SEND, current.getStore() ?? 0, meta, payload),
 );
+/** How long after READY a runtime nobody asked for yet starts warming up, ms. */
+const WARM_DELAY_MS = 20;
 
 // ---- console capture: every line is tagged with the invocation that wrote it ----
 function capture(level: LogMeta["level"]) {
@@ -172,6 +184,7 @@ async function handleLoad(frame: Frame): Promise<void> {
   Object.assign(process.env, load.env);
   for (const b of load.queues ?? []) envObject[b] = producers.binding(b);
   try {
+    routeEgress();
     mod = await import(pathToFileURL(load.file).href);
     const { shape, config } = inspectModule(mod);
     handlerShape = shape;
@@ -394,46 +407,93 @@ function badResponse(id: number, message: string, cpuStart: NodeJS.CpuUsage): vo
   writer.send(T.INVOKE_ERROR, id, { code: "NIMBUS_BAD_RESPONSE", message, cpuMs: cpuMsSince(cpuStart) });
 }
 
+function dispatch(frame: Frame): void {
+  if (frame.type === T.INVOKE) void handleInvoke(frame);
+  else if (frame.type === T.CREDIT) onCredit(frame);
+  else if (frame.type === T.CANCEL) onCancel(frame);
+  else if (frame.type === T.LOAD) void handleLoad(frame);
+  else if (frame.type === T.QUEUE_SENT) producers.settle(frame.meta as QueueSentMeta);
+}
+
+// ---- start-up: READY first, the warm-up after it (off a fresh spawn's critical path) ----
+/** Frames that arrived while a warm-up step ran (it swaps the globals the handlers use). */
+let held: Frame[] | undefined;
+/** The platform sent something: the warm-up stops at its next step. */
+let wanted = false;
+
 socket.on("data", (chunk: Buffer) => {
   for (const frame of decoder.push(chunk)) {
-    if (frame.type === T.INVOKE) void handleInvoke(frame);
-    else if (frame.type === T.CREDIT) onCredit(frame);
-    else if (frame.type === T.CANCEL) onCancel(frame);
-    else if (frame.type === T.LOAD) void handleLoad(frame);
-    else if (frame.type === T.QUEUE_SENT) producers.settle(frame.meta as QueueSentMeta);
+    wanted = true;
+    if (held) held.push(frame);
+    else dispatch(frame);
   }
 });
 // The platform went away: nothing left to serve.
 socket.on("close", () => process.exit(0));
 socket.on("error", () => process.exit(0));
 
-// Warm what every invocation touches before declaring readiness, so that a cold start
-// only pays for importing the function's own bundle: the ESM loader, the Web classes
-// (undici's Request/Response are loaded lazily by Node), streams, URL parsing.
-async function prewarm(): Promise<void> {
-  const warmModule: string = "data:text/javascript,export default 1";
-  await import(warmModule);
-  const req = new Request("http://localhost/warm?x=1", { method: "POST", headers: { a: "b" }, body: "x" });
-  await req.arrayBuffer();
-  const res = new Response("warm", { headers: { "content-type": "text/plain" } });
-  const reader = res.body!.getReader();
-  while (!(await reader.read()).done) {}
-  res.headers.getSetCookie();
-  Response.json({ a: 1 });
-  new URL("http://localhost/a?b=c").searchParams.get("b");
-  toLambdaEvent({
-    invocationId: "warm",
-    method: "GET",
-    url: "http://localhost/warm?x=1",
-    headers: [["content-type", "text/plain"]],
-    body: new Uint8Array(1),
-    sourceIp: "127.0.0.1",
-    functionName: "warm",
-    time: Date.now(),
-  });
-  fromLambdaResult({ statusCode: 200, body: "x" });
-  await current.run(0, async () => format("%s", "warm"));
-  await warmInvokePath();
+/**
+ * Warms what every invocation touches — the ESM loader, the Web classes (undici's
+ * Request/Response are loaded lazily by Node), streams, URL parsing, and synthetic
+ * invocations of both handler shapes — so that a function loaded into a pre-started runtime
+ * only pays for importing its own bundle. It runs after READY: a runtime spawned for a
+ * waiting request gets its LOAD at once and skips it (the first invocation then loads only
+ * what it uses, which is less than the whole warm-up); a pre-started one warms while it
+ * waits in the pool and says READY again, `{warm: true}`, when done (the platform freezes it
+ * only then). Each step checks whether the platform has sent anything, and frames that
+ * arrive during a step wait for its end.
+ */
+async function warmUp(): Promise<void> {
+  held = [];
+  try {
+    const steps: (() => Promise<unknown> | unknown)[] = [
+      () => {
+        process.getBuiltinModule("node:tls");
+        process.getBuiltinModule("node:dns");
+      },
+      () => import("data:text/javascript,export default 1" as string),
+      async () => {
+        const req = new Request("http://localhost/warm?x=1", {
+          method: "POST",
+          headers: { a: "b" },
+          body: "x",
+        });
+        await req.arrayBuffer();
+      },
+      async () => {
+        const res = new Response("warm", { headers: { "content-type": "text/plain" } });
+        const reader = res.body!.getReader();
+        while (!(await reader.read()).done) {}
+        res.headers.getSetCookie();
+        Response.json({ a: 1 });
+        new URL("http://localhost/a?b=c").searchParams.get("b");
+      },
+      () =>
+        toLambdaEvent({
+          invocationId: "warm",
+          method: "GET",
+          url: "http://localhost/warm?x=1",
+          headers: [["content-type", "text/plain"]],
+          body: new Uint8Array(1),
+          sourceIp: "127.0.0.1",
+          functionName: "warm",
+          time: Date.now(),
+        }),
+      () => fromLambdaResult({ statusCode: 200, body: "x" }),
+      () => current.run(0, async () => format("%s", "warm")),
+      () => warmInvokePath(),
+    ];
+    for (const step of steps) {
+      if (wanted) return;
+      await step();
+    }
+  } finally {
+    // Warm (or as warm as it got: a failed step only costs the first invocation time).
+    if (!wanted) writer.send(T.READY, 0, { pid: process.pid, warm: true });
+    const frames = held;
+    held = undefined;
+    for (const f of frames) dispatch(f);
+  }
 }
 
 /**
@@ -468,19 +528,26 @@ async function warmInvokePath(): Promise<void> {
     ],
     ["lambda", { handler: async () => ({ statusCode: 200, body: "warm" }) }],
   ];
-  for (let i = 0; i < 3; i++) {
-    for (const [shape, m] of warmModules) {
-      handlerShape = shape;
-      mod = m;
-      await handleInvoke({ type: T.INVOKE, id: 1, meta, payload: Buffer.from('{"warm":true}') });
+  try {
+    for (let i = 0; i < 3 && !wanted; i++) {
+      for (const [shape, m] of warmModules) {
+        handlerShape = shape;
+        mod = m;
+        await handleInvoke({ type: T.INVOKE, id: 1, meta, payload: Buffer.from('{"warm":true}') });
+      }
     }
+    writer.flush();
+  } finally {
+    handlerShape = undefined;
+    mod = undefined;
+    load = undefined;
+    writer = real;
   }
-  writer.flush();
-  handlerShape = undefined;
-  mod = undefined;
-  load = undefined;
-  writer = real;
 }
 
-await prewarm();
-writer.send(T.READY, 0, { pid: process.pid });
+writer.send(T.READY, 0, { pid: process.pid, warm: false });
+// A short delay: a runtime spawned for a waiting request gets its LOAD within it and never
+// warms; a pre-started one warms while it waits.
+setTimeout(() => {
+  if (!wanted) void warmUp();
+}, WARM_DELAY_MS);

@@ -267,8 +267,9 @@ export class VersionPool {
       this.lastBlock = "memory";
       return false;
     }
+    const first = this.instances.length === 0 && this.starting === 0;
     this.starting++;
-    this.executor.start(this.spec).then(
+    this.executor.start(this.spec, { first }).then(
       (instance) => {
         this.starting--;
         if (this.closed) {

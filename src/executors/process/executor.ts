@@ -34,6 +34,7 @@ import type {
   InstanceState,
   LoadResult,
   ResponseSink,
+  StartOptions,
   StartPhases,
 } from "../types.ts";
 import { launchCommand, linkNode, makeRunDir, makeSlot } from "./launch.ts";
@@ -49,13 +50,15 @@ const RUNTIME_SRC = resolve(dirname(fileURLToPath(import.meta.url)), "../../runt
 
 /**
  * Builds the runtime shim into one plain-JS module under `<dataDir>/runtime`: type-stripping
- * its TypeScript in every new runtime process costs ~50 ms of each fresh spawn.
+ * its TypeScript in every new runtime process costs ~50 ms of each fresh spawn. `srcDir`
+ * builds another copy of `src/runtime` (the startup benchmark's baseline). Returns the
+ * directory holding `shim.mjs`.
  */
-function buildRuntime(runDir: string): string {
+export function buildRuntime(runDir: string, srcDir = RUNTIME_SRC): string {
   const outDir = join(runDir, "runtime");
   mkdirSync(outDir, { recursive: true, mode: 0o755 });
   buildSync({
-    entryPoints: [join(RUNTIME_SRC, "shim.ts")],
+    entryPoints: [join(srcDir, "shim.ts")],
     outfile: join(outDir, "shim.mjs"),
     bundle: true,
     format: "esm",
@@ -145,6 +148,11 @@ class ProcessInstance implements Instance {
   startPhases?: StartPhases;
   readonly memoryMB: number;
   readonly ready: Promise<void>;
+  /**
+   * Settles when the runtime has warmed up after READY, or when it was taken before that
+   * (its warm-up is then skipped): it holds a spawn slot until then.
+   */
+  readonly warmed: Promise<void>;
 
   private readonly child: SpawnedChild;
   private socket: Socket | undefined;
@@ -170,6 +178,7 @@ class ProcessInstance implements Instance {
   private exited = false;
   private stopping = false;
   private onReady!: () => void;
+  private onWarmed!: () => void;
   private onLoaded: ((m: LoadedMeta) => void) | undefined;
   private readonly exec: ProcessExecutor;
 
@@ -217,6 +226,9 @@ class ProcessInstance implements Instance {
     );
     this.ready = new Promise((res) => {
       this.onReady = res;
+    });
+    this.warmed = new Promise((res) => {
+      this.onWarmed = res;
     });
     this.child = exec.spawner.spawn(cmd, args, argsData, seccomp);
     this.child.on("pipe", (name: string, pipe: Socket) => this.attach(name, pipe));
@@ -267,8 +279,12 @@ class ProcessInstance implements Instance {
     switch (f.type) {
       case T.READY:
         this.onReady();
-        // A pre-started runtime waits frozen until a function is loaded into it.
-        this.maybeFreeze();
+        // A pre-started runtime waits frozen until a function is loaded into it, once it has
+        // warmed up (the shim says READY again with warm: true; see src/runtime/shim.ts).
+        if ((f.meta as { warm?: unknown }).warm !== false) {
+          this.onWarmed();
+          this.maybeFreeze();
+        }
         return;
       case T.LOADED:
         this.onLoaded?.(f.meta as LoadedMeta);
@@ -408,6 +424,7 @@ class ProcessInstance implements Instance {
   /** Loads the function into this (ready, generic) runtime. */
   async load(spec: InstanceSpec): Promise<LoadedMeta> {
     this.spec = spec;
+    this.onWarmed();
     this.egress.setFunctionPolicy(spec.network);
     for (const f of ["index.mjs", "index.mjs.map"]) {
       const src = join(spec.codeDir, f);
@@ -584,8 +601,12 @@ export class ProcessExecutor implements Executor {
   private readonly lastWanted = new Map<number, number>();
   /** Cgroups of exited instances the kernel had not released yet (removal is retried). */
   readonly cgroupsLeft = new Set<Cgroup>();
-  /** Runtime processes booting now (not yet ready), and starts waiting for a slot. */
+  /**
+   * Runtime processes booting now (not yet ready), and starts waiting for a slot: first
+   * instances of versions with none (a cold start from zero) ahead of the others.
+   */
   private spawning = 0;
+  private readonly firstWaiters: (() => void)[] = [];
   private readonly spawnWaiters: (() => void)[] = [];
   /** Runtimes that may boot at once. @default max(2, CPU cores) */
   private readonly spawnCap = Math.max(2, availableParallelism());
@@ -665,7 +686,7 @@ export class ProcessExecutor implements Executor {
       this.warm.set(memoryMB, list);
     }
     // Refills never take a spawn slot a request is waiting for.
-    while (list.length < target && this.spawning < this.spawnCap && this.spawnWaiters.length === 0) {
+    while (list.length < target && this.spawning < this.spawnCap && this.waitingStarts === 0) {
       list.push(this.spawnRuntime(memoryMB));
     }
   }
@@ -684,11 +705,12 @@ export class ProcessExecutor implements Executor {
       if (!counted) return;
       counted = false;
       this.spawning--;
-      const next = this.spawnWaiters.shift();
+      const next = this.firstWaiters.shift() ?? this.spawnWaiters.shift();
       if (next) next();
       else for (const mb of this.warm.keys()) this.refill(mb);
     };
-    void p.ready.then(done);
+    // A pre-started runtime's warm-up (after READY) still takes CPU: it counts as booting.
+    void p.warmed.then(done);
     p.onExit(done);
     return p;
   }
@@ -704,7 +726,12 @@ export class ProcessExecutor implements Executor {
     }
   }
 
-  private async takeRuntime(memoryMB: number): Promise<ProcessInstance> {
+  /** Starts waiting for a spawn slot. */
+  private get waitingStarts(): number {
+    return this.firstWaiters.length + this.spawnWaiters.length;
+  }
+
+  private async takeRuntime(memoryMB: number, first = false): Promise<ProcessInstance> {
     if (this.closed) throw new NimbusError("NIMBUS_UNAVAILABLE");
     this.lastWanted.set(memoryMB, Date.now());
     const takes = this.takes.get(memoryMB) ?? [];
@@ -719,7 +746,8 @@ export class ProcessExecutor implements Executor {
       await p.ready;
       return p;
     }
-    if (this.spawning >= this.spawnCap) await new Promise<void>((r) => this.spawnWaiters.push(r));
+    if (this.spawning >= this.spawnCap)
+      await new Promise<void>((r) => (first ? this.firstWaiters : this.spawnWaiters).push(r));
     if (this.closed) throw new NimbusError("NIMBUS_UNAVAILABLE");
     const fresh = this.spawnRuntime(memoryMB);
     const died = new Promise<never>((_, rej) =>
@@ -731,9 +759,9 @@ export class ProcessExecutor implements Executor {
     return fresh;
   }
 
-  async start(spec: InstanceSpec): Promise<Instance> {
+  async start(spec: InstanceSpec, options?: StartOptions): Promise<Instance> {
     const t0 = performance.now();
-    const p = await this.takeRuntime(spec.memoryMB);
+    const p = await this.takeRuntime(spec.memoryMB, options?.first);
     const t1 = performance.now();
     const result = await p.load(spec);
     p.startPhases = { sandboxMs: t1 - t0, loadMs: performance.now() - t1 };
@@ -761,7 +789,7 @@ export class ProcessExecutor implements Executor {
 
   async close(): Promise<void> {
     this.closed = true;
-    for (const w of this.spawnWaiters.splice(0)) w();
+    for (const w of [...this.firstWaiters.splice(0), ...this.spawnWaiters.splice(0)]) w();
     clearInterval(this.pruner);
     await Promise.all([...this.all].map((p) => p.stop()));
     this.warm.clear();
