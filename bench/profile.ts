@@ -338,6 +338,12 @@ export async function profileMain(argv: string[]): Promise<void> {
     targets.push(nimbus);
     const variants = [
       { label: "process executor (defaults)", name: "hello", config: {}, dir: "process" as const },
+      {
+        label: "process executor (1 instance, concurrency 100)",
+        name: "hello-c100",
+        config: { concurrency: 100, maxInstances: 1 },
+        dir: "process" as const,
+      },
       ...(values.isolate
         ? [
             {
