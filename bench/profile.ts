@@ -22,6 +22,7 @@
  * .cpuprofile files to bench/results/profiles/, which git ignores), `--no-save`, `--no-pin`.
  */
 import {
+  chmodSync,
   copyFileSync,
   existsSync,
   mkdirSync,
@@ -320,6 +321,11 @@ export async function profileMain(argv: string[]): Promise<void> {
   const log = (m: string): void => console.error(m);
   const pinning = pinSelf(values.pin);
   const profDir = mkdtempSync(join(tmpdir(), "nimbus-prof-"));
+  // Instances run under an unprivileged uid of their own: their profiles' directory must be
+  // reachable and writable for it (else they write none, silently).
+  chmodSync(profDir, 0o755);
+  mkdirSync(join(profDir, "process"), { mode: 0o777 });
+  chmodSync(join(profDir, "process"), 0o777);
   const dataDir = mkdtempSync(join(tmpdir(), "nimbus-bench-"));
   // Read by the executors when they start instances (unsandboxed: see the header).
   process.env.NIMBUS_RUNTIME_FLAGS = `--cpu-prof --cpu-prof-dir=${join(profDir, "process")}`;
