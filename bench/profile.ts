@@ -92,7 +92,8 @@ export const PHASES: { phase: string; url?: RegExp; fn?: RegExp }[] = [
   { phase: "response write", url: /src\/gateway\/gateway\.ts$/, fn: /^(head|chunk|end|error|sendError)$/ },
   { phase: "routing/resolve", url: /src\/(gateway\/gateway|invoker\/registry|api\/auth)\.ts$/ },
   { phase: "routing/resolve", url: /src\/invoker\/invoker\.ts$/, fn: /^(resolve|poolFor)$/ },
-  { phase: "invoker pipeline", url: /src\/invoker\/invoker\.ts$/ },
+  { phase: "invoker pipeline", url: /src\/invoker\/(invoker|invocation|deadlines)\.ts$/ },
+  { phase: "framing", url: /src\/invoker\/frame-guard\.ts$/ },
   { phase: "scheduling", url: /src\/scheduler\// },
   { phase: "recording", url: /src\/(invoker\/recorder|store|observability)\// },
   { phase: "recording", url: /src\/invoker\/recorder\.ts$/ },
@@ -108,7 +109,7 @@ export const PHASES: { phase: string; url?: RegExp; fn?: RegExp }[] = [
   {
     phase: "instance Request/Response",
     url: /shim\.mjs$/,
-    fn: /^(handleInvoke|sendResponse|toLambdaEvent|fromLambdaResult|toBase64|fromBase64)$/,
+    fn: /^(handleInvoke|sendResponse|toLambdaEvent|fromLambdaResult|toBase64|fromBase64|lazyRequest|realOf)$/,
   },
   {
     phase: "isolate crossing + checks (host)",
