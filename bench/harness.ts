@@ -113,7 +113,11 @@ export async function startTarget(
     let out = "";
     const timer = setTimeout(() => {
       child.kill("SIGKILL");
-      rej(new Error(`the ${kind} target did not start within 90 s (a loaded machine starts it slowly):\n${stderr}`));
+      rej(
+        new Error(
+          `the ${kind} target did not start within 90 s (a loaded machine starts it slowly):\n${stderr}`,
+        ),
+      );
     }, 90_000);
     child.stdout!.setEncoding("utf8").on("data", (s: string) => {
       out += s;

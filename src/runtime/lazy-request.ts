@@ -43,9 +43,14 @@ const SAFE_URL = new RegExp(
   `^http://(?:${IPV4}|${NAME})(?::(?!80(?![0-9]))${PORT})?/[A-Za-z0-9\\-._~!$&()*+,;=:@%/?]*$`,
 );
 
-function realOf(self: object): Request {
+function pendingOf(self: object): Pending {
   const p = pending.get(self);
   if (!p) throw new TypeError("Illegal invocation");
+  return p;
+}
+
+function realOf(self: object): Request {
+  const p = pendingOf(self);
   if (!p.real) {
     const init: RequestInit = { method: p.method, headers: p.headers };
     if (p.body) init.body = p.body as unknown as BodyInit;
@@ -82,16 +87,14 @@ Object.defineProperties(proto, {
   method: {
     configurable: true,
     get(this: object) {
-      const p = pending.get(this);
-      if (!p) throw new TypeError("Illegal invocation");
+      const p = pendingOf(this);
       return p.real ? p.real.method : p.method;
     },
   },
   url: {
     configurable: true,
     get(this: object) {
-      const p = pending.get(this);
-      if (!p) throw new TypeError("Illegal invocation");
+      const p = pendingOf(this);
       // The real Request normalises the URL (e.g. percent-encodes): once made, it answers.
       return p.real ? p.real.url : p.url;
     },
