@@ -12,7 +12,6 @@ import { pathToFileURL } from "node:url";
 import { format } from "node:util";
 import { batchFailure, parseBatch, toCloudEventRequests, toMessageBatch, toRecordsEvent } from "./batch.ts";
 import { fromEventPayload, fromLambdaResult, toLambdaEvent } from "./lambda.ts";
-import { installLazyRequestSupport, lazyRequest } from "./lazy-request.ts";
 import { inspectModule } from "./module.ts";
 import { routeThroughEgressProxy } from "./net-patch.ts";
 import {
@@ -32,8 +31,6 @@ import {
 
 // The only way out of the instance's network namespace: the platform's egress proxy.
 if (process.argv[2]) routeThroughEgressProxy(process.argv[2]);
-// `new Request(request)` and `fetch(request)` take the lazy requests handed to functions.
-installLazyRequestSupport();
 
 const socket = new Socket({ fd: 3, readable: true, writable: true });
 let writer = new FrameWriter(socket);
@@ -278,15 +275,10 @@ async function handleInvoke(frame: Frame): Promise<void> {
         writer.send(T.RESP_HEAD, id, { status: adapted.status, headers: adapted.headers });
         if (adapted.body.byteLength > 0) await sendBody(id, adapted.body);
       } else {
-        // Made only if the function reads past its method and URL (./lazy-request.ts).
-        const request = lazyRequest(
-          meta.url,
-          meta.method,
-          meta.headers,
-          meta.method !== "GET" && meta.method !== "HEAD" && frame.payload.byteLength > 0
-            ? frame.payload
-            : undefined,
-        );
+        const init: RequestInit & { duplex?: string } = { method: meta.method, headers: meta.headers };
+        if (meta.method !== "GET" && meta.method !== "HEAD" && frame.payload.byteLength > 0)
+          init.body = frame.payload as unknown as BodyInit;
+        const request = new Request(meta.url, init);
         const ctx = {
           waitUntil(p: Promise<unknown>) {
             background.push(
