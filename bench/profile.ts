@@ -22,6 +22,7 @@
  * .cpuprofile files to bench/results/profiles/, which git ignores), `--no-save`, `--no-pin`.
  */
 import {
+  chmodSync,
   copyFileSync,
   existsSync,
   mkdirSync,
@@ -91,7 +92,8 @@ export const PHASES: { phase: string; url?: RegExp; fn?: RegExp }[] = [
   { phase: "response write", url: /src\/gateway\/gateway\.ts$/, fn: /^(head|chunk|end|error|sendError)$/ },
   { phase: "routing/resolve", url: /src\/(gateway\/gateway|invoker\/registry|api\/auth)\.ts$/ },
   { phase: "routing/resolve", url: /src\/invoker\/invoker\.ts$/, fn: /^(resolve|poolFor)$/ },
-  { phase: "invoker pipeline", url: /src\/invoker\/invoker\.ts$/ },
+  { phase: "invoker pipeline", url: /src\/invoker\/(invoker|invocation|deadlines)\.ts$/ },
+  { phase: "framing", url: /src\/invoker\/frame-guard\.ts$/ },
   { phase: "scheduling", url: /src\/scheduler\// },
   { phase: "recording", url: /src\/(invoker\/recorder|store|observability)\// },
   { phase: "recording", url: /src\/invoker\/recorder\.ts$/ },
@@ -107,7 +109,7 @@ export const PHASES: { phase: string; url?: RegExp; fn?: RegExp }[] = [
   {
     phase: "instance Request/Response",
     url: /shim\.mjs$/,
-    fn: /^(handleInvoke|sendResponse|toLambdaEvent|fromLambdaResult|toBase64|fromBase64)$/,
+    fn: /^(handleInvoke|sendResponse|toLambdaEvent|fromLambdaResult|toBase64|fromBase64|lazyRequest|realOf)$/,
   },
   {
     phase: "isolate crossing + checks (host)",
@@ -320,6 +322,11 @@ export async function profileMain(argv: string[]): Promise<void> {
   const log = (m: string): void => console.error(m);
   const pinning = pinSelf(values.pin);
   const profDir = mkdtempSync(join(tmpdir(), "nimbus-prof-"));
+  // Instances run under an unprivileged uid of their own: their profiles' directory must be
+  // reachable and writable for it (else they write none, silently).
+  chmodSync(profDir, 0o755);
+  mkdirSync(join(profDir, "process"), { mode: 0o777 });
+  chmodSync(join(profDir, "process"), 0o777);
   const dataDir = mkdtempSync(join(tmpdir(), "nimbus-bench-"));
   // Read by the executors when they start instances (unsandboxed: see the header).
   process.env.NIMBUS_RUNTIME_FLAGS = `--cpu-prof --cpu-prof-dir=${join(profDir, "process")}`;
@@ -338,6 +345,12 @@ export async function profileMain(argv: string[]): Promise<void> {
     targets.push(nimbus);
     const variants = [
       { label: "process executor (defaults)", name: "hello", config: {}, dir: "process" as const },
+      {
+        label: "process executor (1 instance, concurrency 100)",
+        name: "hello-c100",
+        config: { concurrency: 100, maxInstances: 1 },
+        dir: "process" as const,
+      },
       ...(values.isolate
         ? [
             {

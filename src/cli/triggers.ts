@@ -22,7 +22,18 @@ export function registerTriggerCommands(program: Command, kit: CliKit): void {
           r.triggers.length === 0
             ? 'No triggers. Add `triggers: [{ type: "mqtt", url, topic }]` to a function\'s config.'
             : table([
-                ["FUNCTION", "#", "TYPE", "TARGET", "STATE", "RECEIVED", "STORED", "ACKED", "DROPPED", "LAST ERROR"],
+                [
+                  "FUNCTION",
+                  "#",
+                  "TYPE",
+                  "TARGET",
+                  "STATE",
+                  "RECEIVED",
+                  "STORED",
+                  "ACKED",
+                  "DROPPED",
+                  "LAST ERROR",
+                ],
                 ...r.triggers.map((t) => [
                   t.function,
                   t.index,

@@ -16,6 +16,8 @@ export class DrainWriter {
 
   constructor(res: ServerResponse) {
     this.res = res;
+    // Made lazily by the gateway's responder: the response may have closed already.
+    this.closed = res.closed;
     res.on("drain", this.release);
     res.once("close", () => {
       this.closed = true;

@@ -32,10 +32,23 @@ export function sendError(res: ServerResponse, err: NimbusError): void {
   res.end(body);
 }
 
+/** Responders whose head waits for the end of this tick (one `nextTick` for all of them). */
+let heldHeads: HttpResponder[] = [];
+
+function flushHeldHeads(): void {
+  const list = heldHeads;
+  heldHeads = [];
+  for (const r of list) r.flushHead();
+}
+
 /**
  * A responder that writes to an HTTP response. Frames that arrive together (head, body,
  * end) become one `res.end(body)` with a content-length; a body still streaming goes out
  * chunk by chunk (chunked encoding) as it is produced.
+ *
+ * Per request it allocates only itself: the head waits in a shared list flushed once per
+ * tick, the drain bookkeeping is made only when a body streams past a full socket buffer,
+ * and one `close` listener serves both the abort hook and the drain.
  */
 export class HttpResponder implements Responder {
   private readonly res: ServerResponse;
@@ -45,7 +58,7 @@ export class HttpResponder implements Responder {
   private chunks: Buffer[] = [];
   /** `consumed` callbacks of the chunks buffered before the head went out. */
   private early: (() => void)[] = [];
-  private readonly drain: DrainWriter;
+  private drainWriter: DrainWriter | undefined;
   private pending = false;
   private started = false;
   private ended = false;
@@ -53,68 +66,81 @@ export class HttpResponder implements Responder {
   constructor(res: ServerResponse, isHead: boolean) {
     this.res = res;
     this.isHead = isHead;
-    this.drain = new DrainWriter(res);
+  }
+
+  /** Made on first need: most responses never wait for a drain. */
+  private get drain(): DrainWriter {
+    this.drainWriter ??= new DrainWriter(this.res);
+    return this.drainWriter;
   }
 
   head(status: number, headers: [string, string][]): void {
     this.status = status;
     this.headers = headers;
     this.pending = true;
-    process.nextTick(this.flushHead);
+    if (heldHeads.length === 0) process.nextTick(flushHeldHeads);
+    heldHeads.push(this);
   }
 
-  private rawHeaders(extra?: [string, string]): string[] {
+  private rawHeaders(extra?: string): string[] {
     const flat: string[] = [];
     for (const [k, v] of this.headers) {
       if (HOP_BY_HOP.has(k)) continue;
       flat.push(k, v);
     }
-    if (extra) flat.push(extra[0], extra[1]);
+    if (extra !== undefined) flat.push("content-length", extra);
     return flat;
   }
 
   /**
-   * Runs a write to the response. The frame guard already checked what the instance said;
-   * should `http.ServerResponse` still refuse it, the response is cut — never a throw out of
-   * the handler (which would stop the server).
+   * The frame guard already checked what the instance said; should `http.ServerResponse`
+   * still refuse a write, the response is cut — never a throw out of the handler (which
+   * would stop the server).
    */
-  private guarded(write: () => void): void {
+  private refused(): void {
+    this.ended = true;
+    this.chunks = [];
     try {
-      write();
+      sendError(this.res, new NimbusError("NIMBUS_BAD_RESPONSE"));
     } catch {
-      this.ended = true;
-      this.chunks = [];
-      try {
-        sendError(this.res, new NimbusError("NIMBUS_BAD_RESPONSE"));
-      } catch {
-        this.res.destroy();
-      }
+      this.res.destroy();
     }
   }
 
-  private readonly flushHead = (): void => {
+  /** Sends a head that is still held (its body streams on). */
+  flushHead(): void {
     if (!this.pending || this.ended) return;
     this.pending = false;
     this.started = true;
-    this.guarded(() => {
+    try {
       this.res.writeHead(this.status, this.rawHeaders());
       for (const c of this.chunks) this.res.write(c);
       this.chunks = [];
-    });
+    } catch {
+      this.refused();
+    }
     this.releaseEarly();
-  };
+  }
 
   /** The buffered chunks were handed to the response: credit them once it drains. */
   private releaseEarly(): void {
     const early = this.early;
+    if (early.length === 0) return;
     this.early = [];
-    for (const cb of early) this.drain.after(cb);
+    // Credit at once unless the response's buffer is full (then at its drain).
+    if (this.res.writableNeedDrain && !this.res.destroyed) for (const cb of early) this.drain.after(cb);
+    else for (const cb of early) cb();
   }
 
   chunk(data: Buffer, consumed: () => void): void {
     if (this.ended) return;
-    if (this.started) this.guarded(() => this.drain.write(data, consumed));
-    else {
+    if (this.started) {
+      try {
+        this.drain.write(data, consumed);
+      } catch {
+        this.refused();
+      }
+    } else {
       // Held at most until the next tick (the head's flush); bounded by the flow window.
       this.chunks.push(data);
       this.early.push(consumed);
@@ -125,17 +151,25 @@ export class HttpResponder implements Responder {
     if (this.ended) return;
     this.ended = true;
     if (this.started) {
-      this.guarded(() => this.res.end());
+      try {
+        this.res.end();
+      } catch {
+        this.refused();
+      }
       return;
     }
     this.pending = false;
-    const body = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks);
+    const chunks = this.chunks;
+    const body = chunks.length === 1 ? chunks[0]! : chunks.length === 0 ? EMPTY : Buffer.concat(chunks);
     this.chunks = [];
+    // Nothing is written yet, so the buffered chunks are credited at once.
     this.releaseEarly();
-    this.guarded(() => {
-      this.res.writeHead(this.status, this.rawHeaders(["content-length", String(body.length)]));
+    try {
+      this.res.writeHead(this.status, this.rawHeaders(String(body.length)));
       this.res.end(this.isHead ? undefined : body);
-    });
+    } catch {
+      this.refused();
+    }
   }
 
   onAbort(cb: () => void): void {
@@ -307,23 +341,46 @@ export class Gateway {
   /** Handles one `/fn/...` request. */
   handle(req: IncomingMessage, res: ServerResponse): void {
     if (this.admission.refused(req.socket)) return;
-    this.run(req, res).catch((err: unknown) => {
-      const e =
-        err instanceof NimbusError ? err : new NimbusError("NIMBUS_INTERNAL", undefined, { cause: err });
-      this.onRefused?.(e.code);
-      sendError(res, e);
-    });
-  }
-
-  private async run(req: IncomingMessage, res: ServerResponse): Promise<void> {
     let target: ReturnType<typeof parseFunctionPath>;
-    let v: ReturnType<Invoker["resolve"]>;
+    let v: VersionRecord;
     try {
       target = parseFunctionPath(req.url ?? "/fn/");
       v = this.invoker.resolve(this.tenant, target.name, target.version);
-      if (v.config.auth === "key") await this.auth.require(req.headers.authorization, "invoke");
     } catch (err) {
       // Drop (never buffer) the body of a refused request.
+      discard(req);
+      this.fail(res, err);
+      return;
+    }
+    // The common case, a public function called without a body, goes on in this turn: no
+    // promise to wait for, no body budget to take and give back.
+    const declared = req.headers["content-length"];
+    const bodyless =
+      declared === "0" || (declared === undefined && req.headers["transfer-encoding"] === undefined);
+    const p =
+      v.config.auth !== "key" && bodyless
+        ? this.dispatch(req, res, target, v, EMPTY)
+        : this.run(req, res, target, v);
+    p.catch((err: unknown) => this.fail(res, err));
+  }
+
+  private fail(res: ServerResponse, err: unknown): void {
+    const e =
+      err instanceof NimbusError ? err : new NimbusError("NIMBUS_INTERNAL", undefined, { cause: err });
+    this.onRefused?.(e.code);
+    sendError(res, e);
+  }
+
+  /** A request that needs auth, or has a body to read within the caps. */
+  private async run(
+    req: IncomingMessage,
+    res: ServerResponse,
+    target: ReturnType<typeof parseFunctionPath>,
+    v: VersionRecord,
+  ): Promise<void> {
+    try {
+      if (v.config.auth === "key") await this.auth.require(req.headers.authorization, "invoke");
+    } catch (err) {
       discard(req);
       throw err;
     }
@@ -346,11 +403,28 @@ export class Gateway {
       } else discard(req);
       throw err;
     }
+    try {
+      await this.dispatch(req, res, target, v, body);
+    } finally {
+      // The body went to the instance or the queue (or the request failed): no longer held here.
+      this.admission.release(body.length);
+    }
+  }
+
+  /** Hands a request (its body read) to the invoker, or to the async queue. */
+  private dispatch(
+    req: IncomingMessage,
+    res: ServerResponse,
+    target: ReturnType<typeof parseFunctionPath>,
+    v: VersionRecord,
+    body: Buffer,
+  ): Promise<void> {
     const raw = req.rawHeaders;
     const headers: [string, string][] = [];
+    const dropAuth = v.config.auth === "key";
     for (let i = 0; i < raw.length; i += 2) {
       const k = raw[i]!.toLowerCase();
-      if (k === "authorization" && v.config.auth === "key") continue;
+      if (dropAuth && k === "authorization") continue;
       headers.push([k, raw[i + 1]!]);
     }
     const call: InvokeRequest = {
@@ -365,12 +439,7 @@ export class Gateway {
       sourceIp: req.socket.remoteAddress ?? "",
       trigger: "http",
     };
-    try {
-      if (this.asyncCalls?.is(headers)) await this.asyncCalls.accept(call, v, res);
-      else await this.invoker.invoke(call, v, new HttpResponder(res, req.method === "HEAD"));
-    } finally {
-      // The body went to the instance or the queue (or the request failed): no longer held here.
-      this.admission.release(body.length);
-    }
+    if (this.asyncCalls?.is(headers)) return this.asyncCalls.accept(call, v, res);
+    return this.invoker.invoke(call, v, new HttpResponder(res, req.method === "HEAD"));
   }
 }

@@ -21,7 +21,7 @@
  */
 
 import { TI } from "../runtime/isolate/frames.ts";
-import { cutLogLine, type Frame, MAX_CHUNK, MAX_LOG_LINE, T } from "../runtime/protocol.ts";
+import { copyOut, cutLogLine, type Frame, MAX_CHUNK, MAX_LOG_LINE, T } from "../runtime/protocol.ts";
 import { QUEUE_LIMITS, type QueueSendMeta } from "../runtime/queue-send.ts";
 
 /** Thrown by a rule's `check` (or the decoder) when a frame breaks the protocol. */
@@ -348,32 +348,54 @@ export class FrameGuard {
   /** Feeds bytes read from the instance. */
   push(chunk: Buffer): void {
     if (this.broken) return;
-    this.parts.push(chunk);
-    this.size += chunk.length;
     try {
+      let off = 0;
+      if (this.size === 0) {
+        // Nothing buffered: the frames lying whole in this read are decoded in place (one
+        // read usually holds a turn's frames), the same checks in the same order.
+        while (chunk.length - off >= 5) {
+          const len = this.checkPrefix(chunk, off);
+          const end = off + 4 + len;
+          if (end > chunk.length) break;
+          const frame = this.decode(chunk, off, end);
+          off = end;
+          if (frame) this.onFrame(frame);
+          if (this.broken) return;
+        }
+        if (off === chunk.length) return;
+      }
+      this.parts.push(off === 0 ? chunk : chunk.subarray(off));
+      this.size += chunk.length - off;
       for (;;) {
         if (this.need === 0) {
           if (this.size < 5) return;
-          const head = this.peek(5);
-          const len = head.readUInt32LE(0);
-          const type = head[4]!;
-          const rule = this.rules[type];
-          if (!rule) violation(`frame type ${type} is not one an instance may send`);
-          if (len < MIN_LEN || len > rule.maxBytes) {
-            violation(`a frame of type ${type} and ${len} bytes (at most ${rule.maxBytes})`);
-          }
-          this.need = 4 + len;
+          this.need = 4 + this.checkPrefix(this.peek(5), 0);
         }
         if (this.size < this.need) return;
         const buf = this.take(this.need);
         this.need = 0;
-        const frame = this.decode(buf);
+        const frame = this.decode(buf, 0, buf.length);
         if (frame) this.onFrame(frame);
         if (this.broken) return;
       }
     } catch (err) {
       this.fail(err instanceof FrameViolation ? err.message : `frame handling failed: ${String(err)}`);
     }
+  }
+
+  /**
+   * Checks a frame's length prefix and type (at `off`) before a byte of its body is kept;
+   * returns the length.
+   */
+  private checkPrefix(buf: Buffer, off: number): number {
+    const len = buf.readUInt32LE(off);
+    const type = buf[off + 4]!;
+    const rule = this.rules[type];
+    if (!rule) violation(`frame type ${type} is not one an instance may send`);
+    if (len < MIN_LEN || len > rule.maxBytes) {
+      violation(`a frame of type ${type} and ${len} bytes (at most ${rule.maxBytes})`);
+    }
+    return len;
   }
 
   private fail(why: string): void {
@@ -420,25 +442,27 @@ export class FrameGuard {
     return out;
   }
 
-  private decode(buf: Buffer): Frame | undefined {
-    const type = buf[4]!;
-    const id = buf.readUInt32LE(5);
-    const metaLen = buf.readUInt32LE(9);
-    if (metaLen > buf.length - 13) violation(`meta length ${metaLen} exceeds the frame`);
+  /** Decodes and checks the frame at `buf[start, end)`. */
+  private decode(buf: Buffer, start: number, end: number): Frame | undefined {
+    const type = buf[start + 4]!;
+    const id = buf.readUInt32LE(start + 5);
+    const metaLen = buf.readUInt32LE(start + 9);
+    if (metaLen > end - start - 13) violation(`meta length ${metaLen} exceeds the frame`);
+    const metaStart = start + 13;
     let raw: unknown;
     if (metaLen > 0) {
       try {
-        raw = JSON.parse(buf.toString("utf8", 13, 13 + metaLen));
+        raw = JSON.parse(buf.toString("utf8", metaStart, metaStart + metaLen));
       } catch {
         violation("meta is not valid JSON");
       }
     }
-    const payloadStart = 13 + metaLen;
-    // Copy the payload out, so that it does not pin a larger read buffer.
-    const payload = payloadStart === buf.length ? EMPTY : Buffer.from(buf.subarray(payloadStart));
-    if (type !== T.RESP_CHUNK && type !== T.QUEUE_SEND && payload.length > 0) {
+    const payloadStart = metaStart + metaLen;
+    if (type !== T.RESP_CHUNK && type !== T.QUEUE_SEND && payloadStart < end) {
       violation(`frame type ${type} carries no payload`);
     }
+    // Copied out, so that it does not pin a larger read buffer.
+    const payload = payloadStart === end ? EMPTY : copyOut(buf, payloadStart, end);
     const meta = this.rules[type]!.check(raw, payload);
     if (!this.inOrder(type, id, meta)) return undefined;
     return { type, id, meta, payload };

@@ -6,13 +6,12 @@
 import { randomUUID } from "node:crypto";
 import { clampToLimits, DEFAULT_LIMITS, type ServerLimits } from "../build/config.ts";
 import { NimbusError } from "../errors.ts";
-import type { ResponseSink } from "../executors/types.ts";
-import { InvocationTrace } from "../observability/invocation-trace.ts";
-import { formatTraceparent, type Tracer } from "../observability/tracing.ts";
-import type { InvokeMeta, LogMeta } from "../runtime/protocol.ts";
+import type { Tracer } from "../observability/tracing.ts";
 import type { Scheduler, VersionPool } from "../scheduler/pool.ts";
 import type { VersionRecord } from "../store/types.ts";
-import { InvocationLogBudget, LogQuota } from "./log-quota.ts";
+import { Deadlines } from "./deadlines.ts";
+import { Invocation } from "./invocation.ts";
+import { LogQuota } from "./log-quota.ts";
 import type { Recorder } from "./recorder.ts";
 import type { Registry } from "./registry.ts";
 
@@ -61,18 +60,16 @@ export function uuidv7(now = Date.now()): string {
   return `${t.slice(0, 8)}-${t.slice(8, 12)}-7${r.slice(15)}`;
 }
 
-/** Metadata headers Nimbus adds to every function response. */
-export const H = {
-  cold: "x-nimbus-cold-start",
-  id: "x-nimbus-invocation-id",
-  version: "x-nimbus-version",
-} as const;
+export { H } from "./invocation.ts";
 
 /** The invoker. */
 export class Invoker {
   private readonly registry: Registry;
   private readonly scheduler: Scheduler;
-  private readonly recorder: Recorder;
+  /** Where invocation records and log lines go. */
+  readonly recorder: Recorder;
+  /** The running invocations' deadlines (one timer per timeout value, not per request). */
+  readonly deadlines = new Deadlines();
   private draining = false;
   private active = 0;
   private readonly idleWaiters: (() => void)[] = [];
@@ -154,223 +151,21 @@ export class Invoker {
    * Runs one invocation of an already-resolved version. Never throws: every failure goes to
    * `responder.error` with a catalogued code.
    */
-  async invoke(req: InvokeRequest, v: VersionRecord, responder: Responder): Promise<void> {
+  invoke(req: InvokeRequest, v: VersionRecord, responder: Responder): Promise<void> {
     if (this.draining) {
       responder.error(
         new NimbusError("NIMBUS_UNAVAILABLE", "The server is shutting down; retry shortly."),
         false,
       );
-      return;
+      return Promise.resolve();
     }
     this.active++;
-    const invocationId = uuidv7();
-    const start = Date.now();
-    const t0 = performance.now();
-    const trace = this.tracer && new InvocationTrace(this.tracer, req, v.name, v.version, invocationId);
-    let cold = false;
-    let status = 0;
-    let errorCode: string | null = null;
-    let cpuMs = 0;
-    let firstByteMs: number | null = null;
-    let headersSent = false;
-    let recorded = false;
-    /** The response went out in full; the invocation may still run `waitUntil` work. */
-    let responded = false;
-    let timer: NodeJS.Timeout | undefined;
-    let pool: VersionPool | undefined;
-    let leased = false;
-    let released = false;
-    const release = (): void => {
-      if (!leased || released) return;
-      released = true;
-      pool?.release();
-    };
+    return new Invocation(this, req, v, responder, uuidv7()).run();
+  }
 
-    const quotaKey = `${v.tenant}/${v.name}`;
-    const budget = new InvocationLogBudget();
-    let reported = 0;
-    const store = (level: LogMeta["level"], t: number, msg: string): void => {
-      this.recorder.log({
-        tenant: v.tenant,
-        fn: v.name,
-        version: v.version,
-        invocationId,
-        t,
-        level,
-        msg,
-      });
-    };
-    // The function's own lines: cut, and kept only within the log quotas.
-    const log = (line: LogMeta): void => {
-      const msg = this.logQuota.cut(typeof line.msg === "string" ? line.msg : String(line.msg));
-      const now = Date.now();
-      if (this.logQuota.admit(quotaKey, msg.length, now, budget) !== "ok") return;
-      // A line dated in the future would outlive the retention period.
-      store(line.level, Number.isFinite(line.t) ? Math.min(line.t, now) : now, msg);
-    };
-    /** One counted marker for the lines dropped since the last one. */
-    const reportDropped = (): void => {
-      if (budget.dropped === reported) return;
-      store("warn", Date.now(), this.logQuota.marker(budget.dropped - reported, budget.reason));
-      reported = budget.dropped;
-    };
-    // The platform's own lines about the invocation are not the function's to spend.
-    const platformLog = (msg: string): void => store("error", Date.now(), this.logQuota.cut(msg));
-    const finish = (): void => {
-      if (recorded) return;
-      recorded = true;
-      reportDropped();
-      if (timer) clearTimeout(timer);
-      // Until the invocation is really over: its response and its `waitUntil` work (as
-      // Lambda bills until the handler returns, and Workers meters waitUntil time).
-      const durationMs = performance.now() - t0;
-      // Only time on an instance is billed: a request refused before it ran (throttled,
-      // shutting down) costs nothing, as on Lambda.
-      const billedMs = leased ? Math.max(1, Math.ceil(durationMs)) : 0;
-      this.recorder.record({
-        id: invocationId,
-        tenant: v.tenant,
-        fn: v.name,
-        version: v.version,
-        trigger: req.trigger,
-        start,
-        durationMs,
-        billedMs,
-        memoryMB: memory,
-        gbSeconds: (memory / 1024) * (billedMs / 1000),
-        cpuMs,
-        coldStart: cold,
-        status,
-        errorCode,
-        firstByteMs,
-        eventId: req.event?.id ?? null,
-        attempt: req.event?.attempt ?? null,
-        queueWaitMs: req.event ? Math.max(0, start - req.event.enqueuedAt) : null,
-        e2eMs: req.event ? Math.max(0, start + durationMs - req.event.enqueuedAt) : null,
-      });
-      trace?.end(status, errorCode);
-      release();
-      this.active--;
-      if (this.active === 0 && this.draining) for (const w of this.idleWaiters.splice(0)) w();
-    };
-    const fail = (err: NimbusError, measuredCpu?: number): void => {
-      if (recorded) return;
-      if (measuredCpu !== undefined) cpuMs = Math.max(cpuMs, measuredCpu);
-      errorCode = err.code;
-      if (responded) {
-        // The response went out; what failed is its waitUntil work (e.g. the instance died).
-        finish();
-        return;
-      }
-      status = headersSent ? status : err.status;
-      responder.error(err, headersSent);
-      finish();
-    };
-
-    let memory = v.config.memory;
-    try {
-      pool = this.poolFor(v);
-      memory = pool.config.memory;
-      const timeoutMs = pool.config.timeoutMs;
-      const lease = await pool.acquire();
-      leased = true;
-      cold = lease.cold;
-      const instance = lease.instance;
-      trace?.acquired(cold, lease.instance.startPhases);
-      const url = `http://${req.host || "localhost"}${req.path}`;
-      const meta: InvokeMeta = {
-        invocationId,
-        method: req.method,
-        url,
-        headers: trace ? trace.headers(req.headers) : req.headers,
-        deadline: Date.now() + timeoutMs,
-        sourceIp: req.sourceIp,
-        trigger: req.trigger,
-      };
-      if (req.event?.kind) meta.kind = req.event.kind;
-      if (trace) meta.traceparent = formatTraceparent(trace.context);
-      const sink: ResponseSink = {
-        head: (s, headers) => {
-          if (recorded) return;
-          status = s;
-          headersSent = true;
-          firstByteMs = performance.now() - t0;
-          headers.push([H.cold, cold ? "1" : "0"], [H.id, invocationId], [H.version, String(v.version)]);
-          responder.head(s, headers);
-        },
-        chunk: (data, consumed) => {
-          if (!recorded) responder.chunk(data, consumed);
-          else consumed();
-        },
-        end: (measuredCpu, pending) => {
-          if (recorded || responded) return;
-          cpuMs = measuredCpu;
-          responded = true;
-          responder.end();
-          if (!pending) {
-            finish();
-            return;
-          }
-          // The caller has its response: the slot serves others, while the waitUntil work
-          // is billed until it settles, for at most the function's timeout (then its
-          // instance is stopped, as Workers cancels waitUntil work past its limit).
-          release();
-          if (timer) clearTimeout(timer);
-          timer = setTimeout(() => {
-            const err = new NimbusError(
-              "NIMBUS_TIMEOUT",
-              `The function's waitUntil work did not settle within its timeout of ${timeoutMs} ms after the response; its instance was stopped.`,
-            );
-            // The instance fails this sink as it goes (with the CPU used until then), which
-            // logs and records it; should it not, the record is written anyway.
-            instance.kill(err, sink);
-            timer = setTimeout(() => fail(err), 5000);
-          }, timeoutMs);
-        },
-        fail: (err, measuredCpu) => {
-          // The function's own failures were logged (with the source-mapped stack) by the
-          // runtime; the caller sees only the generic message and the invocation id.
-          const own = err.code === "NIMBUS_FUNCTION_ERROR" || err.code === "NIMBUS_BAD_RESPONSE";
-          if (!own) platformLog(`${err.code}: ${err.message}`);
-          // What a misbehaving instance sent goes to the function's log, not to the caller.
-          const generic = own || err.code === "NIMBUS_INSTANCE_PROTOCOL";
-          fail(
-            new NimbusError(err.code, generic ? undefined : err.message, { details: { invocationId } }),
-            measuredCpu,
-          );
-        },
-        log,
-        done: (measuredCpu) => {
-          // Lines dropped by waitUntil work after the response are reported when it settles.
-          reportDropped();
-          // Only after the response ended with work pending (an early DONE would stop billing).
-          if (recorded || !responded) return;
-          cpuMs = Math.max(cpuMs, measuredCpu);
-          finish();
-        },
-      };
-      timer = setTimeout(() => {
-        instance.kill(
-          new NimbusError(
-            "NIMBUS_TIMEOUT",
-            `The function did not respond within its timeout of ${timeoutMs} ms; its instance was stopped. Raise 'timeout' in its config.`,
-          ),
-          sink,
-        );
-      }, timeoutMs);
-      // A caller that hangs up stops the function's response instead of letting it stream on.
-      responder.onAbort?.(() => {
-        if (!recorded) instance.cancel(sink);
-      });
-      instance.invoke(meta, req.body, sink);
-    } catch (err) {
-      const e =
-        err instanceof NimbusError ? err : new NimbusError("NIMBUS_INTERNAL", undefined, { cause: err });
-      if (e.code === "NIMBUS_FUNCTION_ERROR") {
-        // The new instance failed to load the module (it threw at import).
-        platformLog(`${e.message}\n${(e.details as { stack?: string })?.stack ?? ""}`);
-        fail(new NimbusError("NIMBUS_FUNCTION_ERROR", undefined, { details: { invocationId } }));
-      } else fail(e);
-    }
+  /** Called by an {@link Invocation} once it is recorded. */
+  ended(): void {
+    this.active--;
+    if (this.active === 0 && this.draining) for (const w of this.idleWaiters.splice(0)) w();
   }
 }

@@ -194,6 +194,13 @@ export function encodeFrame(type: number, id: number, meta: unknown, payload?: U
   return buf;
 }
 
+/** A copy of `buf[start, end)` (one allocation: never a view that would pin `buf`). */
+export function copyOut(buf: Buffer, start: number, end: number): Buffer {
+  const out = Buffer.allocUnsafe(end - start);
+  buf.copy(out, 0, start, end);
+  return out;
+}
+
 /**
  * Incremental frame decoder: push socket data, get complete frames back in order.
  *
@@ -230,7 +237,7 @@ export class FrameDecoder {
       if (payloadStart > end) throw new RangeError(`frame meta of ${metaLen} bytes overruns its frame`);
       const meta = metaLen > 0 ? JSON.parse(buf.toString("utf8", metaStart, payloadStart)) : undefined;
       // Copy payloads out of the shared buffer: a subarray would pin the whole read buffer.
-      const payload = payloadStart === end ? EMPTY : Buffer.from(buf.subarray(payloadStart, end));
+      const payload = payloadStart === end ? EMPTY : copyOut(buf, payloadStart, end);
       frames.push({ type, id, meta, payload });
       off = end;
     }
@@ -250,11 +257,23 @@ export class FrameDecoder {
   }
 }
 
+/** One frame queued by a {@link FrameWriter}: encoded only when its turn's write is built. */
+interface QueuedFrame {
+  type: number;
+  id: number;
+  /** The meta's JSON (taken when the frame was sent: the object may change afterwards). */
+  meta: string;
+  metaBytes: number;
+  payload: Uint8Array | undefined;
+}
+
 /**
- * Collects frames and writes all the frames of one event-loop turn in a single write.
+ * Collects frames and writes all the frames of one event-loop turn in a single write. The
+ * frames are encoded straight into that write's buffer (one allocation and one copy per
+ * turn, not one per frame plus a join).
  */
 export class FrameWriter {
-  private queue: Buffer[] = [];
+  private queue: QueuedFrame[] = [];
   private queuedBytes = 0;
   private scheduled = false;
   private readonly socket: Socket;
@@ -278,9 +297,10 @@ export class FrameWriter {
       const line = meta as LogMeta;
       if (line.msg.length > MAX_LOG_LINE) meta = { ...line, msg: cutLogLine(line.msg) };
     }
-    const frame = encodeFrame(type, id, meta, payload);
-    this.queue.push(frame);
-    this.queuedBytes += frame.length;
+    const metaStr = meta === undefined ? "" : JSON.stringify(meta);
+    const metaBytes = metaStr.length === 0 ? 0 : Buffer.byteLength(metaStr);
+    this.queue.push({ type, id, meta: metaStr, metaBytes, payload });
+    this.queuedBytes += HEADER + metaBytes + (payload ? payload.byteLength : 0);
     if (!this.scheduled) {
       this.scheduled = true;
       setImmediate(this.flush);
@@ -290,14 +310,26 @@ export class FrameWriter {
   /** Writes everything queued now. */
   readonly flush = (): void => {
     this.scheduled = false;
-    if (this.queue.length === 0 || this.socket.destroyed) {
-      this.queue = [];
-      this.queuedBytes = 0;
-      return;
-    }
-    const data = this.queue.length === 1 ? this.queue[0]! : Buffer.concat(this.queue, this.queuedBytes);
+    const queue = this.queue;
+    const total = this.queuedBytes;
     this.queue = [];
     this.queuedBytes = 0;
-    this.socket.write(data);
+    if (queue.length === 0 || this.socket.destroyed) return;
+    const buf = Buffer.allocUnsafe(total);
+    let off = 0;
+    for (const f of queue) {
+      const payloadLen = f.payload ? f.payload.byteLength : 0;
+      buf.writeUInt32LE(HEADER - 4 + f.metaBytes + payloadLen, off);
+      buf[off + 4] = f.type;
+      buf.writeUInt32LE(f.id, off + 5);
+      buf.writeUInt32LE(f.metaBytes, off + 9);
+      off += HEADER;
+      if (f.metaBytes > 0) off += buf.write(f.meta, off, f.metaBytes, "utf8");
+      if (f.payload && payloadLen > 0) {
+        buf.set(f.payload, off);
+        off += payloadLen;
+      }
+    }
+    this.socket.write(buf);
   };
 }

@@ -142,6 +142,11 @@ class ProcessInstance implements Instance {
   private readonly cpuStart = new Map<number, { at: number | undefined; overlap: number }>();
   /** The cgroup's CPU ms when the instance last went quiet (billed to the next invocation). */
   private idleUsage: number | undefined;
+  /**
+   * The cgroup's CPU ms read by the invocation that just ended, in the same frame's handling
+   * (one kernel read then serves both its bill and the quiet spell's start).
+   */
+  private usageRead: number | undefined;
   private freezeTimer: NodeJS.Timeout | undefined;
   state: InstanceState = "starting";
   lastUsed = Date.now();
@@ -380,6 +385,8 @@ class ProcessInstance implements Instance {
     const c = this.cpuStart.get(id);
     this.cpuStart.delete(id);
     const now = this.cgroup?.cpuUsageMs();
+    // The instance may go quiet right after this: that reading is the one it needs then.
+    this.usageRead = now;
     if (!c || c.at === undefined || now === undefined) return own;
     const delta = Math.max(0, now - c.at);
     return c.overlap <= 1 ? delta : Math.max(delta / c.overlap, Math.min(own, delta));
@@ -403,8 +410,9 @@ class ProcessInstance implements Instance {
    */
   private maybeFreeze(): void {
     if (this.idleUsage === undefined && this.sinks.size === 0 && this.spec && this.state !== "starting") {
-      this.idleUsage = this.cgroup?.cpuUsageMs();
+      this.idleUsage = this.usageRead ?? this.cgroup?.cpuUsageMs();
     }
+    this.usageRead = undefined;
     if (!this.exec.options.freeze || !this.cgroup?.canFreeze || this.freezeTimer || !this.quiet) return;
     this.freezeTimer = setTimeout(() => {
       this.freezeTimer = undefined;
