@@ -166,6 +166,7 @@ export class Invoker {
     let errorCode: string | null = null;
     let cpuMs = 0;
     let firstByteMs: number | null = null;
+    let acquireMs: number | null = null;
     let headersSent = false;
     let recorded = false;
     /** The response went out in full; the invocation may still run `waitUntil` work. */
@@ -241,6 +242,7 @@ export class Invoker {
         attempt: req.event?.attempt ?? null,
         queueWaitMs: req.event ? Math.max(0, start - req.event.enqueuedAt) : null,
         e2eMs: req.event ? Math.max(0, start + durationMs - req.event.enqueuedAt) : null,
+        acquireMs,
       });
       release();
       this.active--;
@@ -267,6 +269,7 @@ export class Invoker {
       const timeoutMs = pool.config.timeoutMs;
       const lease = await pool.acquire();
       leased = true;
+      acquireMs = performance.now() - t0;
       cold = lease.cold;
       const instance = lease.instance;
       const url = `http://${req.host || "localhost"}${req.path}`;
