@@ -14,6 +14,7 @@ import { registerEventRoutes } from "./api/events.ts";
 import { registerTriggerRoutes } from "./api/triggers.ts";
 import { LogStreams } from "./api/logs.ts";
 import { registerRoutes } from "./api/routes.ts";
+import { registerDashboard } from "./dashboard/routes.ts";
 import { DEFAULT_LIMITS, type ServerLimits } from "./build/config.ts";
 import { NimbusError } from "./errors.ts";
 import { AsyncInvocations } from "./events/async.ts";
@@ -446,6 +447,16 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
       memoryUsedMB: scheduler.memoryUsed,
       memoryBudgetMB: scheduler.memoryBudgetMB,
     }),
+  });
+  registerDashboard(app, {
+    store,
+    registry,
+    scheduler,
+    recorder,
+    auth,
+    logStreams,
+    pricePlan,
+    tenant: "default",
   });
   registerEventRoutes(app, {
     auth,

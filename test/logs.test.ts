@@ -124,7 +124,11 @@ describe("function logs", () => {
 
   it("Last-Event-ID resumes after the last line seen, with nothing lost or repeated", async () => {
     await call(s, "n=3&text=foxtrot");
-    const first = await follow(s, "q=foxtrot&limit=100", (ev) => ev.filter((e) => e.event === "log").length >= 3);
+    const first = await follow(
+      s,
+      "q=foxtrot&limit=100",
+      (ev) => ev.filter((e) => e.event === "log").length >= 3,
+    );
     const ids = first.events.filter((e) => e.event === "log").map((e) => e.id!);
     assert.equal(ids.length, 3);
     // Disconnected after the second line; meanwhile the function logs on.

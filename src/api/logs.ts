@@ -126,7 +126,11 @@ export class LogStreams {
       );
     }
     const cap = this.ctx.bufferBytes ?? 1024 * 1024;
-    const resume = opts.lastEventId !== undefined ? Number.parseInt(opts.lastEventId, 10) : Number.NaN;
+    // Only a plain sequence number resumes; anything else is ignored (never parsed loosely).
+    const resume =
+      opts.lastEventId !== undefined && /^\d{1,15}$/.test(opts.lastEventId)
+        ? Number(opts.lastEventId)
+        : Number.NaN;
     let after = Number.isSafeInteger(resume) && resume >= 0 ? resume : filter.after;
     this.open++;
     res.writeHead(200, {
@@ -142,7 +146,10 @@ export class LogStreams {
     let again = false;
     const cut = (): void => {
       this.cutOff++;
-      opts.log.warn({ fn, buffered: res.writableLength, cap }, "log stream cut off: its client reads too slowly");
+      opts.log.warn(
+        { fn, buffered: res.writableLength, cap },
+        "log stream cut off: its client reads too slowly",
+      );
       res.destroy();
     };
     /** Sends the lines after `after`; one read at a time, another after it if woken meanwhile. */

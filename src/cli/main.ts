@@ -598,7 +598,14 @@ program
   .option("-f, --follow", "keep streaming new lines")
   .option("-n, --limit <n>", "lines to show (with --follow: of the backlog first)", "100")
   .option("--invocation <id>", "only this invocation's lines")
-  .addOption(new Option("--level <level>", "only lines of this level or above").choices(["debug", "info", "warn", "error"]))
+  .addOption(
+    new Option("--level <level>", "only lines of this level or above").choices([
+      "debug",
+      "info",
+      "warn",
+      "error",
+    ]),
+  )
   .option("--grep <text>", "only lines containing this text (case-insensitive)")
   .option("--since <when>", "only lines since: a period back (30s, 10m, 2h, 1d) or an ISO time")
   .option("--json", "print JSON (one line per log line with --follow)")

@@ -69,14 +69,16 @@ function prettyStream(out: NodeJS.WritableStream): Writable {
 export function createLogger(opts: LoggerOptions = {}): Logger {
   const dest = opts.destination ?? process.stderr;
   const pretty =
-    opts.pretty ??
-    (Boolean((dest as { isTTY?: boolean }).isTTY) && process.env.NIMBUS_LOG_FORMAT !== "json");
+    opts.pretty ?? (Boolean((dest as { isTTY?: boolean }).isTTY) && process.env.NIMBUS_LOG_FORMAT !== "json");
   return pino(
     {
       level: opts.level ?? process.env.NIMBUS_LOG_LEVEL ?? "info",
       base: { pid: process.pid },
       // Keys never written even if a caller passes them along.
-      redact: { paths: ["authorization", "req.headers.authorization", "req.headers.cookie", "adminKey"], remove: true },
+      redact: {
+        paths: ["authorization", "req.headers.authorization", "req.headers.cookie", "adminKey"],
+        remove: true,
+      },
     },
     pretty ? prettyStream(dest) : (dest as pino.DestinationStream),
   );

@@ -178,20 +178,15 @@ export interface SeriesPoint {
   instances: number;
 }
 
-/**
- * Folds rows into steps of `stepMs` from `from` to `to` (every step present, zero when
- * empty: a chart needs the gaps).
- */
-export function toSeries(rows: readonly RollupRow[], from: number, to: number, stepMs: number): SeriesPoint[] {
-  const start = from - (from % stepMs);
-  const n = Math.max(1, Math.ceil((to - start) / stepMs));
-  const steps: RollupRow[] = [];
-  for (let i = 0; i < n; i++) steps.push(emptyRow("", "", start + i * stepMs));
-  for (const r of rows) {
-    const i = Math.floor((r.t - start) / stepMs);
-    if (i >= 0 && i < n) mergeInto(steps[i]!, r);
-  }
-  return steps.map((s) => ({
+/** All rows folded into one point covering `periodMs` (its rps is requests over the period). */
+export function summarize(rows: readonly RollupRow[], periodMs: number): SeriesPoint {
+  const all = emptyRow("", "", 0);
+  for (const r of rows) mergeInto(all, r);
+  return point(all, periodMs);
+}
+
+function point(s: RollupRow, stepMs: number): SeriesPoint {
+  return {
     t: s.t,
     requests: s.requests,
     rps: s.requests / (stepMs / 1000),
@@ -205,5 +200,26 @@ export function toSeries(rows: readonly RollupRow[], from: number, to: number, s
     gbSeconds: s.gbSeconds,
     cpuMs: s.cpuMs,
     instances: s.instances,
-  }));
+  };
+}
+
+/**
+ * Folds rows into steps of `stepMs` from `from` to `to` (every step present, zero when
+ * empty: a chart needs the gaps).
+ */
+export function toSeries(
+  rows: readonly RollupRow[],
+  from: number,
+  to: number,
+  stepMs: number,
+): SeriesPoint[] {
+  const start = from - (from % stepMs);
+  const n = Math.max(1, Math.ceil((to - start) / stepMs));
+  const steps: RollupRow[] = [];
+  for (let i = 0; i < n; i++) steps.push(emptyRow("", "", start + i * stepMs));
+  for (const r of rows) {
+    const i = Math.floor((r.t - start) / stepMs);
+    if (i >= 0 && i < n) mergeInto(steps[i]!, r);
+  }
+  return steps.map((s) => point(s, stepMs));
 }

@@ -90,7 +90,12 @@ export function addInstanceSamples(db: DatabaseSync, samples: readonly InstanceS
  * `hourKeepMs` go. At most 100,000 minute rows per call (the next call takes the rest).
  * Returns the rows removed.
  */
-export function compactRollup(db: DatabaseSync, now: number, minuteKeepMs: number, hourKeepMs: number): number {
+export function compactRollup(
+  db: DatabaseSync,
+  now: number,
+  minuteKeepMs: number,
+  hourKeepMs: number,
+): number {
   db.exec("BEGIN");
   try {
     const old = db
@@ -107,7 +112,9 @@ export function compactRollup(db: DatabaseSync, now: number, minuteKeepMs: numbe
     addRollup(db, [...hours.values()], "h");
     const del = db.prepare("DELETE FROM rollup WHERE tenant = ? AND fn = ? AND res = 'm' AND t = ?");
     for (const r of old) del.run(r.tenant, r.fn, r.t);
-    const gone = Number(db.prepare("DELETE FROM rollup WHERE res = 'h' AND t < ?").run(now - hourKeepMs).changes);
+    const gone = Number(
+      db.prepare("DELETE FROM rollup WHERE res = 'h' AND t < ?").run(now - hourKeepMs).changes,
+    );
     db.exec("COMMIT");
     return old.length + gone;
   } catch (err) {

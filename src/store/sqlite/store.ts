@@ -160,7 +160,13 @@ export class SqliteStore implements Store {
     this.db.exec(SCHEMA);
     this.db.exec(ROLLUP_SCHEMA);
     // Columns of async attempts (added after the first schema; ALTER fails once they exist).
-    for (const col of ["event_id TEXT", "attempt INTEGER", "queue_wait_ms REAL", "e2e_ms REAL", "acquire_ms REAL"]) {
+    for (const col of [
+      "event_id TEXT",
+      "attempt INTEGER",
+      "queue_wait_ms REAL",
+      "e2e_ms REAL",
+      "acquire_ms REAL",
+    ]) {
       try {
         this.db.exec(`ALTER TABLE invocations ADD COLUMN ${col}`);
       } catch {}
@@ -269,7 +275,11 @@ export class SqliteStore implements Store {
    * Writes records and log lines. With a writer thread (see {@link SqliteStore.startWriter})
    * the write happens there, off the event loop that serves requests.
    */
-  async writeBatch(invocations: InvocationRecord[], logs: LogRecord[], samples: InstanceSample[] = []): Promise<void> {
+  async writeBatch(
+    invocations: InvocationRecord[],
+    logs: LogRecord[],
+    samples: InstanceSample[] = [],
+  ): Promise<void> {
     if (invocations.length === 0 && logs.length === 0 && samples.length === 0) return;
     if (this.writer) return this.writer.write(invocations, logs, samples);
     this.writeBatchSync(invocations, logs, samples);
