@@ -16,7 +16,9 @@ import { cleanup, sleep, startTestServer, type TestServer } from "./helpers.ts";
 const CHROMIUM = "/usr/bin/chromium";
 const ARTIFACTS = process.env.TEST_ARTIFACTS ?? join(tmpdir(), "nimbus-artifacts");
 
-describe("dashboard (browser)", { skip: !existsSync(CHROMIUM) && !process.env.CI && "no /usr/bin/chromium" }, () => {
+describe("dashboard (browser)", {
+  skip: !existsSync(CHROMIUM) && !process.env.CI && "no /usr/bin/chromium",
+}, () => {
   let s: TestServer;
   let browser: Browser;
   before(async () => {
@@ -60,12 +62,19 @@ describe("dashboard (browser)", { skip: !existsSync(CHROMIUM) && !process.env.CI
     await page.waitForURL(`${s.url}/dashboard`);
     await page.locator("#functions tbody a", { hasText: "logger" }).waitFor();
     await page.locator(".chart canvas").first().waitFor();
-    const paint = await page.evaluate(() => {
-      const fcp = performance.getEntriesByName("first-contentful-paint")[0];
-      return fcp ? fcp.startTime : -1;
-    });
-    process.stdout.write(`# dashboard overview first-contentful-paint: ${paint.toFixed(0)} ms\n`);
-    assert.ok(paint > 0);
+    // First paint of the overview, measured on reloads (the first load also pays the browser's start).
+    const paints: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      await page.reload();
+      await page.locator("#functions tbody a", { hasText: "logger" }).waitFor();
+      paints.push(
+        await page.evaluate(() => performance.getEntriesByName("first-contentful-paint")[0]?.startTime ?? -1),
+      );
+    }
+    process.stdout.write(
+      `# dashboard overview first-contentful-paint (3 reloads): ${paints.map((p) => p.toFixed(0)).join(", ")} ms\n`,
+    );
+    assert.ok(paints.every((p) => p > 0));
     const cookies = await page.evaluate(() => document.cookie);
     assert.doesNotMatch(cookies, /nimbus_session/, "the session cookie is HttpOnly");
     await page.screenshot({ path: join(ARTIFACTS, "dashboard-overview.png"), fullPage: true });
@@ -84,7 +93,7 @@ describe("dashboard (browser)", { skip: !existsSync(CHROMIUM) && !process.env.CI
     await page.locator("#invocations tbody button").first().click();
     await page.locator("#invocation .wf").waitFor();
     await page.locator("#invocation .log li", { hasText: "boom 0" }).waitFor();
-    assert.ok(await page.locator("#invocation .wf .bar").count() >= 2);
+    assert.ok((await page.locator("#invocation .wf .bar").count()) >= 2);
     await page.locator(".chart canvas").first().waitFor();
     await page.screenshot({ path: join(ARTIFACTS, "dashboard-function.png"), fullPage: true });
     assert.equal(await page.evaluate(() => (window as unknown as { __xss?: number }).__xss), undefined);
@@ -110,7 +119,8 @@ describe("dashboard (browser)", { skip: !existsSync(CHROMIUM) && !process.env.CI
     await page.keyboard.press("Enter");
     await page.waitForURL(`${s.url}/dashboard`);
     const requests = async () =>
-      (await (await page.request.get(`${s.url}/dashboard/api/fn/logger?range=1h`)).json()).usage.requests as number;
+      (await (await page.request.get(`${s.url}/dashboard/api/fn/logger?range=1h`)).json()).usage
+        .requests as number;
     const before = await requests();
     for (let i = 0; i < 7; i++) await (await fetch(`${s.url}/fn/logger/?n=0`)).text();
     await sleep(300);

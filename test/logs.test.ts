@@ -184,4 +184,22 @@ describe("function logs", () => {
       child.kill();
     }
   });
+
+  it("nimbus top --once --json lists the busiest functions with req/s, p99, errors and instances", async () => {
+    for (let i = 0; i < 4; i++) await call(s, "n=0");
+    await call(s, "n=0&fail=1");
+    const r = await s.cli(["top", "--once", "--json", "--minutes", "1"]);
+    assert.equal(r.code, 0, r.stderr);
+    const top = JSON.parse(r.stdout);
+    const row = top.functions.find((f: { name: string }) => f.name === "logger");
+    assert.ok(row, r.stdout);
+    assert.ok(row.requests >= 5, r.stdout);
+    assert.ok(row.errors >= 1);
+    assert.ok(row.rps > 0);
+    assert.equal(typeof row.p99, "number");
+    assert.ok(row.instances >= 1);
+    const human = await s.cli(["top", "--once"]);
+    assert.match(human.stdout, /FUNCTION\s+REQ\/S\s+P50 MS\s+P99 MS\s+ERRORS/);
+    assert.match(human.stdout, /\nlogger\s+\d/);
+  });
 });

@@ -19,6 +19,7 @@ import type { Store, VersionRecord } from "../store/types.ts";
 import type { Auth, Scope } from "./auth.ts";
 import type { Deployer } from "./deploy.ts";
 import { type LogStreams, registerLogRoutes } from "./logs.ts";
+import { registerTopRoute } from "./top.ts";
 
 /** What the routes need. */
 export interface ApiContext {
@@ -472,6 +473,16 @@ export function registerRoutes(app: FastifyInstance, ctx: ApiContext): void {
         );
       },
     );
+  });
+
+  registerTopRoute(app, {
+    store: ctx.store,
+    registry: ctx.registry,
+    scheduler: ctx.scheduler,
+    recorder: ctx.recorder,
+    tenant: TENANT,
+    guard: guard("read"),
+    errors,
   });
 
   registerLogRoutes(app, {

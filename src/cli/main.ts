@@ -11,6 +11,7 @@ import { NimbusError } from "../errors.ts";
 import { Client, fromBody } from "./client.ts";
 import { invokeAsync, registerEventCommands } from "./events.ts";
 import { readSse } from "./sse.ts";
+import { registerTopCommand } from "./top.ts";
 import { registerTriggerCommands } from "./triggers.ts";
 
 process.removeAllListeners("warning");
@@ -727,6 +728,7 @@ program
   );
 
 registerEventCommands(program, { out, table, action });
+registerTopCommand(program, { out, table, action });
 registerTriggerCommands(program, { out, table, action });
 
 await program.parseAsync(process.argv);

@@ -174,43 +174,66 @@ ${error ? `<p role="alert" class="error">${escapeHtml(error)}</p>` : ""}
 <button type="submit">Log in</button></form></main>`,
     );
 
-  app.get("/dashboard/login", { schema: { hide: true } }, async (_req, reply) =>
-    html(reply, 200, loginPage()),
+  app.get(
+    "/dashboard/login",
+    { schema: { summary: "Dashboard login form (HTML)", tags: ["dashboard"] } },
+    async (_req, reply) => html(reply, 200, loginPage()),
   );
 
-  app.post("/dashboard/login", { schema: { hide: true }, bodyLimit: 4096 }, async (req, reply) => {
-    if (!sameOrigin(req)) return html(reply, 403, loginPage("Cross-site login refused."));
-    const key = form(req).get("key")?.trim() ?? "";
-    const rec = key ? await ctx.auth.verify(`Bearer ${key}`) : undefined;
-    if (!rec || !(rec.scopes.includes("admin") || rec.scopes.includes("read"))) {
-      return html(reply, 401, loginPage("That key is not valid, or lacks the read scope."));
-    }
-    const s = sessions.create(rec);
-    req.log.info({ session: s.id.slice(0, 8) }, "dashboard login");
-    return reply
-      .code(303)
-      .header("set-cookie", sessions.cookie(s, secure(req)))
-      .header("location", "/dashboard")
-      .send();
-  });
+  app.post(
+    "/dashboard/login",
+    {
+      schema: {
+        summary:
+          "Log in: form field 'key'; sets an HttpOnly SameSite=Strict session cookie and answers 303 to /dashboard",
+        tags: ["dashboard"],
+      },
+      bodyLimit: 4096,
+    },
+    async (req, reply) => {
+      if (!sameOrigin(req)) return html(reply, 403, loginPage("Cross-site login refused."));
+      const key = form(req).get("key")?.trim() ?? "";
+      const rec = key ? await ctx.auth.verify(`Bearer ${key}`) : undefined;
+      if (!rec || !(rec.scopes.includes("admin") || rec.scopes.includes("read"))) {
+        return html(reply, 401, loginPage("That key is not valid, or lacks the read scope."));
+      }
+      const s = sessions.create(rec);
+      req.log.info({ session: s.id.slice(0, 8) }, "dashboard login");
+      return reply
+        .code(303)
+        .header("set-cookie", sessions.cookie(s, secure(req)))
+        .header("location", "/dashboard")
+        .send();
+    },
+  );
 
-  app.post("/dashboard/logout", { schema: { hide: true }, bodyLimit: 4096 }, async (req, reply) => {
-    const s = sessions.fromCookie(req.headers.cookie);
-    const token = form(req).get("csrf") ?? "";
-    if (!s || !sameOrigin(req) || !sameToken(token, s.csrf)) {
-      return html(
-        reply,
-        403,
-        page("Refused", "<main><p>Logout refused: stale or cross-site form.</p></main>"),
-      );
-    }
-    sessions.delete(s.id);
-    return reply
-      .code(303)
-      .header("set-cookie", sessions.cookie(undefined, secure(req)))
-      .header("location", "/dashboard/login")
-      .send();
-  });
+  app.post(
+    "/dashboard/logout",
+    {
+      schema: {
+        summary: "Log out: form field 'csrf' (the session's token, in every page); ends the session",
+        tags: ["dashboard"],
+      },
+      bodyLimit: 4096,
+    },
+    async (req, reply) => {
+      const s = sessions.fromCookie(req.headers.cookie);
+      const token = form(req).get("csrf") ?? "";
+      if (!s || !sameOrigin(req) || !sameToken(token, s.csrf)) {
+        return html(
+          reply,
+          403,
+          page("Refused", "<main><p>Logout refused: stale or cross-site form.</p></main>"),
+        );
+      }
+      sessions.delete(s.id);
+      return reply
+        .code(303)
+        .header("set-cookie", sessions.cookie(undefined, secure(req)))
+        .header("location", "/dashboard/login")
+        .send();
+    },
+  );
 
   app.get<{ Params: { file: string } }>(
     "/dashboard/static/:file",
@@ -228,17 +251,20 @@ ${error ? `<p role="alert" class="error">${escapeHtml(error)}</p>` : ""}
     },
   );
 
-  app.get("/dashboard", { schema: { hide: true } }, async (req, reply) => {
-    const s = session(req, reply, false);
-    if (!s) return reply;
-    return html(
-      reply,
-      200,
-      shell(
-        s,
-        "Functions",
-        'data-page="overview"',
-        `<h1>Functions</h1>
+  app.get(
+    "/dashboard",
+    { schema: { summary: "Dashboard: functions overview (HTML; session cookie)", tags: ["dashboard"] } },
+    async (req, reply) => {
+      const s = session(req, reply, false);
+      if (!s) return reply;
+      return html(
+        reply,
+        200,
+        shell(
+          s,
+          "Functions",
+          'data-page="overview"',
+          `<h1>Functions</h1>
 <div class="range" role="group" aria-label="Time range"><button type="button" data-range="1h" aria-pressed="true">Last hour</button><button type="button" data-range="1d" aria-pressed="false">Last day</button></div>
 <section aria-labelledby="t-fns"><h2 id="t-fns">Functions</h2><table id="functions"><caption class="sr">Per function, over the range</caption>
 <thead><tr><th scope="col">Function</th><th scope="col">req/s</th><th scope="col">Error rate</th><th scope="col">p50</th><th scope="col">p99</th><th scope="col">Cold starts</th><th scope="col">Instances</th><th scope="col">Cost</th></tr></thead><tbody></tbody></table></section>
@@ -250,13 +276,14 @@ ${error ? `<p role="alert" class="error">${escapeHtml(error)}</p>` : ""}
 <figure><figcaption id="c-cold">Cold-start rate</figcaption><div class="chart" data-metric="coldRate" role="img" aria-labelledby="c-cold"></div></figure>
 <figure><figcaption id="c-cost">Cost (USD)</figcaption><div class="chart" data-metric="cost" role="img" aria-labelledby="c-cost"></div></figure>
 </div></section>`,
-      ),
-    );
-  });
+        ),
+      );
+    },
+  );
 
   app.get<{ Params: { name: string } }>(
     "/dashboard/fn/:name",
-    { schema: { hide: true } },
+    { schema: { summary: "Dashboard: one function (HTML; session cookie)", tags: ["dashboard"] } },
     async (req, reply) => {
       const s = session(req, reply, false);
       if (!s) return reply;
@@ -295,7 +322,12 @@ ${error ? `<p role="alert" class="error">${escapeHtml(error)}</p>` : ""}
 
   app.get<{ Querystring: { range?: string } }>(
     "/dashboard/api/overview",
-    { schema: { hide: true } },
+    {
+      schema: {
+        summary: "Dashboard data: per-function series and totals (session cookie)",
+        tags: ["dashboard"],
+      },
+    },
     async (req, reply) => {
       session(req, reply, true);
       const rg = range(req.query.range);
@@ -338,7 +370,12 @@ ${error ? `<p role="alert" class="error">${escapeHtml(error)}</p>` : ""}
 
   app.get<{ Params: { name: string }; Querystring: { range?: string; status?: string } }>(
     "/dashboard/api/fn/:name",
-    { schema: { hide: true } },
+    {
+      schema: {
+        summary: "Dashboard data: a function's series, usage, versions and invocations (session cookie)",
+        tags: ["dashboard"],
+      },
+    },
     async (req, reply) => {
       session(req, reply, true);
       checkFunctionName(req.params.name);
@@ -378,7 +415,12 @@ ${error ? `<p role="alert" class="error">${escapeHtml(error)}</p>` : ""}
 
   app.get<{ Params: { name: string; id: string } }>(
     "/dashboard/api/fn/:name/invocations/:id",
-    { schema: { hide: true } },
+    {
+      schema: {
+        summary: "Dashboard data: one invocation, its phases and log lines (session cookie)",
+        tags: ["dashboard"],
+      },
+    },
     async (req, reply) => {
       session(req, reply, true);
       checkFunctionName(req.params.name);
@@ -397,7 +439,12 @@ ${error ? `<p role="alert" class="error">${escapeHtml(error)}</p>` : ""}
 
   app.get<{ Params: { name: string }; Querystring: { limit?: number } }>(
     "/dashboard/api/fn/:name/logs",
-    { schema: { hide: true } },
+    {
+      schema: {
+        summary: "Dashboard live tail: SSE of a function's new log lines (session cookie)",
+        tags: ["dashboard"],
+      },
+    },
     async (req, reply) => {
       session(req, reply, true);
       checkFunctionName(req.params.name);
