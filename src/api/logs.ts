@@ -9,7 +9,7 @@
  * off (it can reconnect with Last-Event-ID), the server never buffers for it without bound.
  */
 import type { ServerResponse } from "node:http";
-import type { FastifyBaseLogger, FastifyInstance, FastifyRequest } from "fastify";
+import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { NimbusError } from "../errors.ts";
 import type { Recorder } from "../invoker/recorder.ts";
 import type { LogQuery, LogRecord, Store } from "../store/types.ts";
@@ -104,6 +104,35 @@ export class LogStreams {
   /** Streams open now. */
   get active(): number {
     return this.open;
+  }
+
+  /**
+   * Takes over a Fastify request and answers it with {@link LogStreams.stream} (resuming
+   * from its Last-Event-ID header); a refusal goes out as the usual JSON error.
+   */
+  async answer(
+    req: FastifyRequest,
+    reply: FastifyReply,
+    tenant: string,
+    fn: string,
+    filter: LogFilter,
+    heartbeatMs?: number,
+  ): Promise<void> {
+    const last = req.headers["last-event-id"];
+    reply.hijack();
+    try {
+      await this.stream(reply.raw, tenant, fn, filter, {
+        lastEventId: typeof last === "string" ? last : undefined,
+        heartbeatMs,
+        log: req.log,
+      });
+    } catch (err) {
+      const e = err instanceof NimbusError ? err : new NimbusError("NIMBUS_INTERNAL");
+      if (!reply.raw.headersSent) {
+        reply.raw.writeHead(e.status, { "content-type": "application/json", ...e.headers });
+        reply.raw.end(JSON.stringify(e.toBody()));
+      } else reply.raw.destroy();
+    }
   }
 
   /**
@@ -262,21 +291,7 @@ export function registerLogRoutes(
         const lines = await o.store.listLogs(logQuery(o.tenant, fn.name, req.query));
         return { lines: lines.map(logView) };
       }
-      const last = req.headers["last-event-id"];
-      reply.hijack();
-      try {
-        await o.streams.stream(reply.raw, o.tenant, fn.name, req.query, {
-          lastEventId: typeof last === "string" ? last : undefined,
-          heartbeatMs: (req.query.heartbeat ?? 15) * 1000,
-          log: req.log,
-        });
-      } catch (err) {
-        const e = err instanceof NimbusError ? err : new NimbusError("NIMBUS_INTERNAL");
-        if (!reply.raw.headersSent) {
-          reply.raw.writeHead(e.status, { "content-type": "application/json", ...e.headers });
-          reply.raw.end(JSON.stringify(e.toBody()));
-        } else reply.raw.destroy();
-      }
+      await o.streams.answer(req, reply, o.tenant, fn.name, req.query, (req.query.heartbeat ?? 15) * 1000);
     },
   );
 }

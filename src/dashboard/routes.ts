@@ -167,7 +167,7 @@ export function registerDashboard(app: FastifyInstance, ctx: DashboardContext): 
       "Log in",
       `<main id="main" class="login"><h1>Nimbus dashboard</h1>
 <form method="post" action="/dashboard/login" autocomplete="off">
-${error ? `<p role="alert" class="error">${escapeHtml(error)}</p>` : ""}
+${error ? `<p role="alert" class="alert">${escapeHtml(error)}</p>` : ""}
 <label for="key">API key</label>
 <input id="key" name="key" type="password" required autofocus aria-describedby="key-help">
 <p id="key-help" class="help">A key with the read scope (the admin key is in &lt;data dir&gt;/admin.key). It is kept on the server, in your session.</p>
@@ -451,26 +451,7 @@ ${error ? `<p role="alert" class="error">${escapeHtml(error)}</p>` : ""}
       if (!ctx.registry.getFunction(ctx.tenant, req.params.name)) {
         throw new NimbusError("NIMBUS_FN_NOT_FOUND", `No function named '${req.params.name}'.`);
       }
-      const last = req.headers["last-event-id"];
-      reply.hijack();
-      try {
-        await ctx.logStreams.stream(
-          reply.raw,
-          ctx.tenant,
-          req.params.name,
-          { limit: 50 },
-          {
-            lastEventId: typeof last === "string" ? last : undefined,
-            log: req.log,
-          },
-        );
-      } catch (err) {
-        const e = err instanceof NimbusError ? err : new NimbusError("NIMBUS_INTERNAL");
-        if (!reply.raw.headersSent) {
-          reply.raw.writeHead(e.status, { "content-type": "application/json", ...e.headers });
-          reply.raw.end(JSON.stringify(e.toBody()));
-        } else reply.raw.destroy();
-      }
+      await ctx.logStreams.answer(req, reply, ctx.tenant, req.params.name, { limit: 50 });
     },
   );
 

@@ -32,8 +32,8 @@ describe("platform logger", () => {
     s.stream.isTTY = true;
     const log = createLogger({ destination: s.stream });
     messageLog(log)("nimbus: writing records failed: disk full");
-    assert.match(s.text(), /^\d\d:\d\d:\d\d\.\d{3} WARN  writing records failed: disk full/);
-    assert.match(prettyLine('{"level":30,"time":0,"msg":"hi","fn":"a"}'), /INFO  hi {2}fn=a/);
+    assert.match(s.text(), /^\d\d:\d\d:\d\d\.\d{3} WARN {2}writing records failed: disk full/);
+    assert.match(prettyLine('{"level":30,"time":0,"msg":"hi","fn":"a"}'), /INFO {2}hi {2}fn=a/);
     assert.equal(prettyLine("not json"), "not json");
   });
 
