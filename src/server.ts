@@ -7,13 +7,15 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import { join, resolve } from "node:path";
 import swagger from "@fastify/swagger";
-import Fastify, { type FastifyError } from "fastify";
+import Fastify, { type FastifyBaseLogger, type FastifyError } from "fastify";
 import { Auth } from "./api/auth.ts";
 import { Deployer } from "./api/deploy.ts";
 import { registerEventRoutes } from "./api/events.ts";
 import { registerQueueRoutes } from "./api/queues.ts";
 import { registerTriggerRoutes } from "./api/triggers.ts";
+import { LogStreams } from "./api/logs.ts";
 import { registerRoutes } from "./api/routes.ts";
+import { registerDashboard } from "./dashboard/routes.ts";
 import { DEFAULT_LIMITS, type ServerLimits } from "./build/config.ts";
 import { NimbusError } from "./errors.ts";
 import { AsyncInvocations } from "./events/async.ts";
@@ -51,6 +53,7 @@ import { QueueConsumers } from "./queues/consumer.ts";
 import type { QueueSender } from "./queues/producer.ts";
 import { NamedQueues } from "./queues/service.ts";
 import type { LogMeta } from "./runtime/protocol.ts";
+import { createLogger, type Logger, messageLog, requestId, requestLevel } from "./observability/log.ts";
 import { Scheduler } from "./scheduler/pool.ts";
 import { SqliteStore } from "./store/sqlite/store.ts";
 
@@ -119,6 +122,17 @@ export interface ServeOptions {
   logMaxBytesPerFunction?: number;
   /** How often log retention runs, ms. @default 600000 */
   logPruneIntervalMs?: number;
+  /** Live log streams (`logs --follow`, the dashboard's tail). */
+  logStreams?: {
+    /** Streams open at once. @default 256 */
+    max?: number;
+    /** Bytes one stream may have waiting for its client before it is cut off. @default 1048576 */
+    bufferBytes?: number;
+  };
+  /** Per-minute rollup rows older than this fold into hourly rows, ms. @default 172800000 (48 h) */
+  rollupMinuteKeepMs?: number;
+  /** Hourly rollup rows older than this are deleted, ms. @default 7776000000 (90 days) */
+  rollupHourKeepMs?: number;
   /** Autoscaler tick, ms (0 turns pre-scaling off). @default 1000 */
   autoscaleIntervalMs?: number;
   /** Maximums a function's config may ask for (`--max-*` flags). @default DEFAULT_LIMITS */
@@ -128,8 +142,10 @@ export interface ServeOptions {
    * Off only for debugging (`--no-freeze`, NIMBUS_FREEZE=off). @default true
    */
   freeze?: boolean;
-  /** Where platform messages go. @default stderr */
+  /** Where platform messages go. @default the platform logger ({@link ServeOptions.logger}) */
   log?: (msg: string) => void;
+  /** The platform logger (pino). @default JSON on stderr, pretty when stderr is a terminal */
+  logger?: Logger;
   /** Async events, queues and triggers. */
   events?: EventOptions;
   /**
@@ -190,7 +206,8 @@ export interface RunningServer {
 
 /** Starts the platform. */
 export async function startServer(opts: ServeOptions = {}): Promise<RunningServer> {
-  const log = opts.log ?? ((m: string) => process.stderr.write(`${m}\n`));
+  const logger = opts.logger ?? createLogger();
+  const log = opts.log ?? messageLog(logger);
   const dataDir = resolve(opts.dataDir ?? process.env.NIMBUS_HOME ?? ".nimbus");
   const envOff = process.env.NIMBUS_SANDBOX === "off";
   const insecure = (opts.insecureNoSandbox ?? false) || envOff;
@@ -222,6 +239,11 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
   const registry = new Registry(store);
   await registry.load("default");
   const recorder = new Recorder(store, (err) => log(`nimbus: writing records failed: ${String(err)}`));
+  recorder.onSystemError = (r) =>
+    logger.warn(
+      { invocationId: r.id, fn: r.fn, version: r.version, trigger: r.trigger, code: r.errorCode },
+      "invocation failed on the platform side",
+    );
   const logQuota = new LogQuota(opts.logQuota);
   // Lines an instance wrote outside any invocation (start-up, stray output) go to its function's
   // log, within the function's log quota.
@@ -284,6 +306,18 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
   });
   const invoker = new Invoker(registry, scheduler, recorder, logQuota, limits);
   invoker.tracer = opts.otlpEndpoint ? createTracer(opts.otlpEndpoint, metrics, log) : undefined;
+  // Instances over time for the dashboard: sampled at flush time, into the rollup.
+  recorder.sampler = () => {
+    const t = Date.now();
+    return registry.all().map((f) => {
+      let instances = 0;
+      for (const p of scheduler.poolsOf(f.tenant, f.name)) {
+        const st = p.stats();
+        instances += st.idle + st.busy;
+      }
+      return { tenant: f.tenant, fn: f.name, t, instances };
+    });
+  };
   const auth = new Auth(store);
   const adminKey = await auth.ensureAdminKey(dataDir);
   const admission = new Admission({
@@ -374,7 +408,11 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
   let baseUrl = "";
   const headersTimeoutMs = opts.headersTimeoutMs ?? 10_000;
   const app = Fastify({
-    logger: false,
+    loggerInstance: logger as FastifyBaseLogger,
+    // One line per request at the end (below), not Fastify's two.
+    disableRequestLogging: true,
+    requestIdHeader: false,
+    genReqId: requestId,
     bodyLimit: 8 * 1024 * 1024,
     serverFactory: (handler) =>
       createServer(
@@ -415,10 +453,27 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
     } else if ((err as FastifyError).statusCode && (err as FastifyError).statusCode! < 500) {
       e = new NimbusError("NIMBUS_BAD_REQUEST", err.message);
     } else {
-      log(`nimbus: internal error: ${err.stack ?? err.message}`);
+      _req.log.error({ err }, "internal error");
       e = new NimbusError("NIMBUS_INTERNAL");
     }
     void reply.code(e.status).headers(e.headers).send(e.toBody());
+  });
+  // Every answer names its request id; one log line per request ties the id to what happened.
+  app.addHook("onRequest", async (req, reply) => {
+    void reply.header("x-request-id", req.id);
+  });
+  app.addHook("onResponse", async (req, reply) => {
+    const level = requestLevel(req.method, reply.statusCode);
+    if (!logger.isLevelEnabled(level)) return;
+    req.log[level](
+      {
+        method: req.method,
+        url: req.url.split("?")[0],
+        status: reply.statusCode,
+        ms: Math.round(reply.elapsedTime * 10) / 10,
+      },
+      "request",
+    );
   });
   app.setNotFoundHandler((req, reply) => {
     const e = new NimbusError(
@@ -433,12 +488,19 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
     functions: `${baseUrl}/fn/<name>`,
     api: `${baseUrl}/api/v1/openapi.json`,
   }));
+  const logStreams = new LogStreams({
+    store,
+    recorder,
+    maxStreams: opts.logStreams?.max,
+    bufferBytes: opts.logStreams?.bufferBytes,
+  });
   registerRoutes(app, {
     store,
     registry,
     scheduler,
     invoker,
     recorder,
+    logStreams,
     deployer,
     auth,
     protections,
@@ -453,6 +515,16 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
       memoryUsedMB: scheduler.memoryUsed,
       memoryBudgetMB: scheduler.memoryBudgetMB,
     }),
+  });
+  registerDashboard(app, {
+    store,
+    registry,
+    scheduler,
+    recorder,
+    auth,
+    logStreams,
+    pricePlan,
+    tenant: "default",
   });
   registerEventRoutes(app, {
     auth,
@@ -509,6 +581,13 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
     recorder
       .flush()
       .then(() => store.pruneLogs(Date.now() - retentionMs, maxLogChars))
+      .then(() =>
+        store.compactRollup(
+          Date.now(),
+          opts.rollupMinuteKeepMs ?? 48 * 3_600_000,
+          opts.rollupHourKeepMs ?? 90 * 86_400_000,
+        ),
+      )
       .catch((err: unknown) => log(`nimbus: log retention failed: ${String(err)}`))
       .finally(() => {
         pruning = false;

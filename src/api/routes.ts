@@ -3,7 +3,7 @@
  * OpenAPI document at `/api/v1/openapi.json`. Every route but health and the document
  * requires a bearer key.
  */
-import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { FastifyInstance, FastifyRequest } from "fastify";
 import { checkFunctionName } from "../build/config.ts";
 import { NimbusError } from "../errors.ts";
 import type { Protections } from "../executors/process/sandbox.ts";
@@ -15,12 +15,11 @@ import { cost, type PricePlan } from "../invoker/pricing.ts";
 import type { Recorder } from "../invoker/recorder.ts";
 import type { Registry } from "../invoker/registry.ts";
 import type { Scheduler } from "../scheduler/pool.ts";
-import type { LogRecord, Store, VersionRecord } from "../store/types.ts";
+import type { Store, VersionRecord } from "../store/types.ts";
 import type { Auth, Scope } from "./auth.ts";
 import type { Deployer } from "./deploy.ts";
-
-/** Bytes a `logs --follow` stream may have waiting for a slow reader before lines are skipped. */
-const FOLLOW_BUFFER = 4 * 1024 * 1024;
+import { type LogStreams, registerLogRoutes } from "./logs.ts";
+import { registerTopRoute } from "./top.ts";
 
 /** What the routes need. */
 export interface ApiContext {
@@ -29,6 +28,8 @@ export interface ApiContext {
   scheduler: Scheduler;
   invoker: Invoker;
   recorder: Recorder;
+  /** Live log streams (SSE). */
+  logStreams: LogStreams;
   deployer: Deployer;
   auth: Auth;
   protections: Protections;
@@ -474,99 +475,25 @@ export function registerRoutes(app: FastifyInstance, ctx: ApiContext): void {
     );
   });
 
-  app.get<{
-    Params: { name: string };
-    Querystring: { limit?: number; after?: number; invocation?: string; since?: number; follow?: boolean };
-  }>(
-    "/api/v1/functions/:name/logs",
-    {
-      onRequest: guard("read"),
-      schema: {
-        summary:
-          "Log lines of a function (oldest first). With follow=true the answer is an NDJSON stream of new lines that stays open.",
-        security: [{ bearer: [] }],
-        params: nameParam,
-        querystring: {
-          type: "object",
-          properties: {
-            limit: { type: "integer", minimum: 1, maximum: 10000, default: 100 },
-            after: { type: "integer", description: "Only lines with seq greater than this" },
-            invocation: { type: "string", description: "Only lines of this invocation id" },
-            since: { type: "integer", description: "Only lines at or after this time (ms since the epoch)" },
-            follow: { type: "boolean", default: false },
-          },
-        },
-        response: {
-          200: {
-            type: "object",
-            properties: {
-              lines: {
-                type: "array",
-                items: {
-                  type: "object",
-                  properties: {
-                    seq: { type: "integer" },
-                    t: { type: "integer" },
-                    level: { type: "string" },
-                    version: { type: "integer" },
-                    invocationId: { type: ["string", "null"] },
-                    msg: { type: "string" },
-                  },
-                },
-              },
-            },
-          },
-          ...errors,
-        },
-      },
-    },
-    async (req, reply: FastifyReply) => {
-      const fn = fnOr404(req.params.name);
-      await ctx.recorder.flush();
-      const lines = await ctx.store.listLogs({
-        tenant: TENANT,
-        fn: fn.name,
-        afterSeq: req.query.after,
-        invocationId: req.query.invocation,
-        since: req.query.since,
-        limit: req.query.limit ?? 100,
-      });
-      const view = (l: LogRecord) => ({
-        seq: l.seq,
-        t: l.t,
-        level: l.level,
-        version: l.version,
-        invocationId: l.invocationId,
-        msg: l.msg,
-      });
-      if (!req.query.follow) return { lines: lines.map(view) };
-      reply.hijack();
-      const res = reply.raw;
-      res.writeHead(200, { "content-type": "application/x-ndjson", "cache-control": "no-store" });
-      for (const l of lines) res.write(`${JSON.stringify(view(l))}\n`);
-      // A follower that reads slower than the function logs gets lines dropped (and counted),
-      // never an unbounded buffer in the server.
-      let skipped = 0;
-      const unsubscribe = ctx.recorder.follow(TENANT, fn.name, (l) => {
-        if (req.query.invocation && l.invocationId !== req.query.invocation) return;
-        if (res.writableLength > FOLLOW_BUFFER) {
-          skipped++;
-          return;
-        }
-        if (skipped > 0) {
-          const msg = `[nimbus] ${skipped} log lines skipped: this follower reads slower than the function logs`;
-          res.write(`${JSON.stringify({ t: Date.now(), level: "warn", msg })}\n`);
-          skipped = 0;
-        }
-        res.write(`${JSON.stringify(view(l))}\n`);
-      });
-      const keepAlive = setInterval(() => res.write("\n"), 15_000);
-      res.on("close", () => {
-        clearInterval(keepAlive);
-        unsubscribe();
-      });
-    },
-  );
+  registerTopRoute(app, {
+    store: ctx.store,
+    registry: ctx.registry,
+    scheduler: ctx.scheduler,
+    recorder: ctx.recorder,
+    tenant: TENANT,
+    guard: guard("read"),
+    errors,
+  });
+
+  registerLogRoutes(app, {
+    streams: ctx.logStreams,
+    store: ctx.store,
+    recorder: ctx.recorder,
+    tenant: TENANT,
+    guard: guard("read"),
+    fnOr404,
+    errors,
+  });
 
   app.get<{ Params: { name: string }; Querystring: { limit?: number } }>(
     "/api/v1/functions/:name/invocations",

@@ -11,6 +11,8 @@ import { NimbusError } from "../errors.ts";
 import { Client, fromBody } from "./client.ts";
 import { invokeAsync, registerEventCommands } from "./events.ts";
 import { registerQueueCommands } from "./queues.ts";
+import { readSse } from "./sse.ts";
+import { registerTopCommand } from "./top.ts";
 import { registerTriggerCommands } from "./triggers.ts";
 
 process.removeAllListeners("warning");
@@ -124,6 +126,11 @@ program
   .option("--log-max-mb <mb>", "log MB kept per function (oldest lines go first)", "256")
   .option("--log-rate <kb>", "log KB per second one function may write (bursts of 8x)", "1024")
   .option("--log-invocation-lines <n>", "log lines one invocation may write", "10000")
+  .option(
+    "--log-stream-buffer <kb>",
+    "KB a live log stream (logs --follow, dashboard tail) may have waiting for a slow client before it is cut off",
+    "1024",
+  )
   .addOption(
     new Option("--max-idle-timeout <duration>", "longest idleTimeout a function may ask for (e.g. 15m)")
       .env("NIMBUS_MAX_IDLE_TIMEOUT")
@@ -204,6 +211,7 @@ program
         maxBufferedBody: string;
         logRetention: string;
         logMaxMb: string;
+        logStreamBuffer: string;
         logRate: string;
         logInvocationLines: string;
         maxIdleTimeout: string;
@@ -290,6 +298,7 @@ program
           maxBufferedBodyBytes: (num("max-buffered-body", o.maxBufferedBody, 6) ?? 256) * 1024 * 1024,
           logRetentionDays: num("log-retention", o.logRetention, 1),
           logMaxBytesPerFunction: (num("log-max-mb", o.logMaxMb, 1) ?? 256) * 1024 * 1024,
+          logStreams: { bufferBytes: (num("log-stream-buffer", o.logStreamBuffer, 16) ?? 1024) * 1024 },
           logQuota: {
             functionBytesPerSecond: (num("log-rate", o.logRate, 1) ?? 1024) * 1024,
             functionBurstBytes: (num("log-rate", o.logRate, 1) ?? 1024) * 1024 * 8,
@@ -611,41 +620,92 @@ function logLine(l: any): string {
 
 program
   .command("logs")
-  .description("Show a function's logs; --follow streams new lines")
+  .description(
+    "Show a function's logs; --follow streams new lines (Server-Sent Events; reconnects and resumes where it stopped)",
+  )
   .argument("<name>")
   .option("-f, --follow", "keep streaming new lines")
-  .option("-n, --limit <n>", "lines to show", "100")
+  .option("-n, --limit <n>", "lines to show (with --follow: of the backlog first)", "100")
   .option("--invocation <id>", "only this invocation's lines")
-  .option("--json", "print JSON (NDJSON with --follow)")
+  .addOption(
+    new Option("--level <level>", "only lines of this level or above").choices([
+      "debug",
+      "info",
+      "warn",
+      "error",
+    ]),
+  )
+  .option("--grep <text>", "only lines containing this text (case-insensitive)")
+  .option("--since <when>", "only lines since: a period back (30s, 10m, 2h, 1d) or an ISO time")
+  .option("--json", "print JSON (one line per log line with --follow)")
   .action(
     action(
-      async (name: string, o: { follow?: boolean; limit: string; invocation?: string; json?: boolean }) => {
+      async (
+        name: string,
+        o: {
+          follow?: boolean;
+          limit: string;
+          invocation?: string;
+          level?: string;
+          grep?: string;
+          since?: string;
+          json?: boolean;
+        },
+      ) => {
         const client = new Client();
         const q = new URLSearchParams({ limit: o.limit });
         if (o.invocation) q.set("invocation", o.invocation);
+        if (o.level) q.set("level", o.level);
+        if (o.grep) q.set("q", o.grep);
+        if (o.since) q.set("since", String(sinceTime(o.since)));
+        const path = `/api/v1/functions/${encodeURIComponent(name)}/logs`;
         if (!o.follow) {
-          const r = await client.json<any>("GET", `/api/v1/functions/${encodeURIComponent(name)}/logs?${q}`);
+          const r = await client.json<any>("GET", `${path}?${q}`);
           out(Boolean(o.json), r, () => r.lines.map(logLine).join("\n"));
           return;
         }
-        q.set("follow", "true");
-        const res = await client.raw("GET", `/api/v1/functions/${encodeURIComponent(name)}/logs?${q}`);
-        if (!res.ok) throw fromBody(res.status, await res.json().catch(() => ({})));
-        const decoder = new TextDecoder();
-        let buf = "";
-        for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-          buf += decoder.decode(chunk, { stream: true });
-          let i = buf.indexOf("\n");
-          while (i >= 0) {
-            const line = buf.slice(0, i);
-            buf = buf.slice(i + 1);
-            if (line.trim()) process.stdout.write(`${o.json ? line : logLine(JSON.parse(line))}\n`);
-            i = buf.indexOf("\n");
+        q.set("follow", "1");
+        let last: string | undefined;
+        // A dropped stream (server restart, cut off as a slow reader) resumes from the last id.
+        for (let attempt = 0; ; attempt++) {
+          let res: Response;
+          try {
+            res = await client.raw("GET", `${path}?${q}`, {
+              headers: { accept: "text/event-stream", ...(last ? { "last-event-id": last } : {}) },
+            });
+          } catch (err) {
+            if (attempt >= 30) throw err;
+            await new Promise((r) => setTimeout(r, 1000));
+            continue;
           }
+          if (!res.ok) throw fromBody(res.status, await res.json().catch(() => ({})));
+          attempt = 0;
+          try {
+            for await (const ev of readSse(res.body as unknown as AsyncIterable<Uint8Array>)) {
+              if (ev.event !== "log") continue;
+              last = ev.id ?? last;
+              process.stdout.write(`${o.json ? ev.data : logLine(JSON.parse(ev.data))}\n`);
+            }
+          } catch {}
+          await new Promise((r) => setTimeout(r, 1000));
         }
       },
     ),
   );
+
+/** `--since`: a period back from now (30s, 10m, 2h, 7d) or an ISO time, as ms since the epoch. */
+function sinceTime(s: string): number {
+  const m = /^(\d+)(s|m|h|d)$/.exec(s);
+  if (m) return Date.now() - Number(m[1]) * { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as "s"];
+  const t = Date.parse(s);
+  if (Number.isNaN(t)) {
+    throw new NimbusError(
+      "NIMBUS_BAD_REQUEST",
+      `--since must be a period (30s, 10m, 2h, 7d) or an ISO time like 2026-01-31T12:00:00Z, got '${s}'.`,
+    );
+  }
+  return t;
+}
 
 function parseSince(s: string): number {
   const m = /^(\d+)(m|h|d)$/.exec(s);
@@ -696,6 +756,7 @@ program
   );
 
 registerEventCommands(program, { out, table, action });
+registerTopCommand(program, { out, table, action });
 registerTriggerCommands(program, { out, table, action });
 registerQueueCommands(program, { out, table, action });
 

@@ -49,6 +49,8 @@ export class Invocation implements ResponseSink, DeadlineEntry {
   private errorCode: string | null = null;
   private cpuMs = 0;
   private firstByteMs: number | null = null;
+  /** Time until an instance was leased (queueing and cold start), ms. */
+  private acquireMs: number | null = null;
   private headersSent = false;
   private recorded = false;
   /** The response went out in full; the invocation may still run `waitUntil` work. */
@@ -98,6 +100,7 @@ export class Invocation implements ResponseSink, DeadlineEntry {
       this.timeoutMs = pool.config.timeoutMs;
       const lease = await pool.acquire();
       this.leased = true;
+      this.acquireMs = performance.now() - this.t0;
       this.cold = lease.cold;
       const instance = lease.instance;
       this.instance = instance;
@@ -215,6 +218,7 @@ export class Invocation implements ResponseSink, DeadlineEntry {
       attempt: event?.attempt ?? null,
       queueWaitMs: event ? Math.max(0, start - event.enqueuedAt) : null,
       e2eMs: event ? Math.max(0, start + durationMs - event.enqueuedAt) : null,
+      acquireMs: this.acquireMs,
     });
     this.trace?.end(this.status, this.errorCode);
     this.releaseSlot();

@@ -6,6 +6,8 @@
  * and a batch the store refuses anyway is written again row by row, the rows it still
  * refuses counted ({@link Recorder.rejected}) and reported.
  */
+import { ERROR_CATALOGUE, type ErrorCode } from "../errors.ts";
+import type { InstanceSample } from "../observability/rollup.ts";
 import { cutLogLine } from "../runtime/protocol.ts";
 import type { InvocationRecord, LogRecord, Store } from "../store/types.ts";
 
@@ -63,6 +65,7 @@ export function cleanInvocation(r: InvocationRecord): InvocationRecord {
     attempt: optNum(r.attempt),
     queueWaitMs: optNum(r.queueWaitMs),
     e2eMs: optNum(r.e2eMs),
+    acquireMs: optNum(r.acquireMs),
   };
 }
 
@@ -86,6 +89,16 @@ export class Recorder {
   rejected = 0;
   /** Sees every batch of invocation records before it is written (metrics: off the hot path). */
   onRecords: ((records: readonly InvocationRecord[]) => void) | undefined;
+  /**
+   * Called (off the request path, at flush) for each record whose error is the platform's
+   * (a `system` class code), so the platform log names the invocation id.
+   */
+  onSystemError: ((r: InvocationRecord) => void) | undefined;
+  /** Instance counts to add to the rollup, taken at most every {@link Recorder.sampleEveryMs}. */
+  sampler: (() => InstanceSample[]) | undefined;
+  /** @default 10000 */
+  sampleEveryMs = 10_000;
+  private lastSample = 0;
 
   /**
    * @param flushMs how often buffered records are written. @default 100
@@ -129,7 +142,13 @@ export class Recorder {
   flush(): Promise<void> {
     const inv = this.invocations;
     const logs = this.logs;
-    if (inv.length === 0 && logs.length === 0) return this.flushing;
+    const now = Date.now();
+    let samples: InstanceSample[] = [];
+    if (this.sampler && now - this.lastSample >= this.sampleEveryMs) {
+      this.lastSample = now;
+      samples = this.sampler();
+    }
+    if (inv.length === 0 && logs.length === 0 && samples.length === 0) return this.flushing;
     this.invocations = [];
     this.logs = [];
     if (inv.length > 0 && this.onRecords) {
@@ -139,14 +158,20 @@ export class Recorder {
         this.onError(err);
       }
     }
-    this.flushing = this.flushing.then(() => this.write(inv, logs)).catch(this.onError);
+    if (this.onSystemError) {
+      for (const r of inv) {
+        const spec = r.errorCode ? ERROR_CATALOGUE[r.errorCode as ErrorCode] : undefined;
+        if (spec?.class === "system") this.onSystemError(r);
+      }
+    }
+    this.flushing = this.flushing.then(() => this.write(inv, logs, samples)).catch(this.onError);
     return this.flushing;
   }
 
   /** Writes a batch; if the store refuses it, row by row, so one bad row loses only itself. */
-  private async write(inv: InvocationRecord[], logs: LogRecord[]): Promise<void> {
+  private async write(inv: InvocationRecord[], logs: LogRecord[], samples: InstanceSample[]): Promise<void> {
     try {
-      await this.store.writeBatch(inv, logs);
+      await this.store.writeBatch(inv, logs, samples);
       return;
     } catch (err) {
       if (inv.length + logs.length === 1) {

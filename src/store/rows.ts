@@ -12,10 +12,10 @@ const numOrNull = (v: unknown): number | null => (v === null || v === undefined 
 
 /** The invocation columns, in the order {@link invocationValues} gives their values. */
 export const INVOCATION_COLUMNS =
-  "id, tenant, fn, version, trigger, start, duration_ms, billed_ms, memory_mb, gb_seconds, cpu_ms, cold_start, status, error_code, first_byte_ms, event_id, attempt, queue_wait_ms, e2e_ms";
+  "id, tenant, fn, version, trigger, start, duration_ms, billed_ms, memory_mb, gb_seconds, cpu_ms, cold_start, status, error_code, first_byte_ms, event_id, attempt, queue_wait_ms, e2e_ms, acquire_ms";
 
 /** How many {@link INVOCATION_COLUMNS} there are. */
-export const INVOCATION_COLUMN_COUNT = 19;
+export const INVOCATION_COLUMN_COUNT = 20;
 
 /** An invocation's values in column order; `coldStart` as the database stores booleans. */
 export function invocationValues<B>(
@@ -42,6 +42,7 @@ export function invocationValues<B>(
     r.attempt ?? null,
     r.queueWaitMs ?? null,
     r.e2eMs ?? null,
+    r.acquireMs ?? null,
   ];
 }
 
@@ -82,6 +83,7 @@ export function toInvocation(r: Row): InvocationRecord {
     attempt: numOrNull(r.attempt),
     queueWaitMs: numOrNull(r.queue_wait_ms),
     e2eMs: numOrNull(r.e2e_ms),
+    acquireMs: numOrNull(r.acquire_ms),
   };
 }
 

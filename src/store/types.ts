@@ -6,6 +6,7 @@
  */
 import type { FunctionConfig } from "../build/config.ts";
 import type { ExecutorKind } from "../executors/types.ts";
+import type { InstanceSample, RollupRow } from "../observability/rollup.ts";
 
 /** A deployed function. */
 export interface FunctionRecord {
@@ -59,6 +60,8 @@ export interface InvocationRecord {
   queueWaitMs?: number | null;
   /** Enqueue to the end of this attempt, ms. */
   e2eMs?: number | null;
+  /** Start to holding an instance (waiting for one, or starting it on a cold start), ms. */
+  acquireMs?: number | null;
 }
 
 /** One captured log line. */
@@ -120,6 +123,10 @@ export interface LogQuery {
   invocationId?: string;
   since?: number;
   limit?: number;
+  /** Only lines of these levels. */
+  levels?: string[];
+  /** Only lines whose message contains this text (case-insensitive). */
+  text?: string;
 }
 
 /** The durable store. */
@@ -139,9 +146,27 @@ export interface Store {
    */
   addVersion(v: Omit<VersionRecord, "version">): Promise<VersionRecord>;
   setLatest(tenant: string, name: string, version: number): Promise<void>;
-  /** Writes invocation records and log lines in one transaction. */
-  writeBatch(invocations: InvocationRecord[], logs: LogRecord[]): Promise<void>;
-  listInvocations(tenant: string, fn: string, limit: number): Promise<InvocationRecord[]>;
+  /**
+   * Writes invocation records and log lines in one transaction, and adds the records (and
+   * any instance samples) to the per-minute rollup in the same transaction.
+   */
+  writeBatch(invocations: InvocationRecord[], logs: LogRecord[], samples?: InstanceSample[]): Promise<void>;
+  /** A function's newest records; `outcome` keeps only successes (no error code) or failures. */
+  listInvocations(
+    tenant: string,
+    fn: string,
+    limit: number,
+    outcome?: "ok" | "error",
+  ): Promise<InvocationRecord[]>;
+  /** One invocation record by id. */
+  getInvocation(tenant: string, id: string): Promise<InvocationRecord | undefined>;
+  /** Rollup rows of a tenant's functions (or one function) with `from <= t < to`. */
+  rollup(tenant: string, fn: string | undefined, from: number, to: number): Promise<RollupRow[]>;
+  /**
+   * Rollup retention: minutes older than `minuteKeepMs` fold into hours, hours older than
+   * `hourKeepMs` go. Returns the rows removed.
+   */
+  compactRollup(now: number, minuteKeepMs: number, hourKeepMs: number): Promise<number>;
   listLogs(q: LogQuery): Promise<LogRecord[]>;
   /**
    * Log retention: deletes lines older than `olderThan` (ms since the epoch), then the oldest

@@ -24,6 +24,8 @@ import {
   toQueue,
   toVersion,
 } from "../rows.ts";
+import { type InstanceSample, type RollupRow, rollupRecords } from "../../observability/rollup.ts";
+import { addInstanceSamples, addRollup, compactRollup, readRollup, ROLLUP_SCHEMA } from "./rollup.ts";
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS functions (
@@ -79,11 +81,19 @@ class WriterThread {
     });
   }
 
-  write(invocations: InvocationRecord[], logs: LogRecord[]): Promise<void> {
+  write(invocations: InvocationRecord[], logs: LogRecord[], samples: InstanceSample[]): Promise<void> {
     const id = ++this.seq;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve: () => resolve(), reject });
-      this.worker.postMessage({ id, invocations, logs });
+      this.worker.postMessage({ id, invocations, logs, samples });
+    });
+  }
+
+  compact(now: number, minuteKeepMs: number, hourKeepMs: number): Promise<number> {
+    const id = ++this.seq;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve: (n) => resolve(n ?? 0), reject });
+      this.worker.postMessage({ id, compact: { now, minuteKeepMs, hourKeepMs } });
     });
   }
 
@@ -114,8 +124,15 @@ export class SqliteStore implements Store {
     this.db = new DatabaseSync(file);
     this.db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;");
     this.db.exec(SCHEMA);
+    this.db.exec(ROLLUP_SCHEMA);
     // Columns of async attempts (added after the first schema; ALTER fails once they exist).
-    for (const col of ["event_id TEXT", "attempt INTEGER", "queue_wait_ms REAL", "e2e_ms REAL"]) {
+    for (const col of [
+      "event_id TEXT",
+      "attempt INTEGER",
+      "queue_wait_ms REAL",
+      "e2e_ms REAL",
+      "acquire_ms REAL",
+    ]) {
       try {
         this.db.exec(`ALTER TABLE invocations ADD COLUMN ${col}`);
       } catch {}
@@ -146,7 +163,7 @@ export class SqliteStore implements Store {
       for (const table of ["functions", "versions"]) {
         this.q(`DELETE FROM ${table} WHERE tenant = ? AND name = ?`).run(tenant, name);
       }
-      for (const table of ["invocations", "logs"]) {
+      for (const table of ["invocations", "logs", "rollup"]) {
         this.q(`DELETE FROM ${table} WHERE tenant = ? AND fn = ?`).run(tenant, name);
       }
       this.db.exec("COMMIT");
@@ -238,10 +255,29 @@ export class SqliteStore implements Store {
    * Writes records and log lines. With a writer thread (see {@link SqliteStore.startWriter})
    * the write happens there, off the event loop that serves requests.
    */
-  async writeBatch(invocations: InvocationRecord[], logs: LogRecord[]): Promise<void> {
-    if (invocations.length === 0 && logs.length === 0) return;
-    if (this.writer) return this.writer.write(invocations, logs);
-    this.writeBatchSync(invocations, logs);
+  async writeBatch(
+    invocations: InvocationRecord[],
+    logs: LogRecord[],
+    samples: InstanceSample[] = [],
+  ): Promise<void> {
+    if (invocations.length === 0 && logs.length === 0 && samples.length === 0) return;
+    if (this.writer) return this.writer.write(invocations, logs, samples);
+    this.writeBatchSync(invocations, logs, samples);
+  }
+
+  /** Rollup retention (see {@link Store.compactRollup}), on the writer thread when there is one. */
+  async compactRollup(now: number, minuteKeepMs: number, hourKeepMs: number): Promise<number> {
+    if (this.writer) return this.writer.compact(now, minuteKeepMs, hourKeepMs);
+    return this.compactRollupSync(now, minuteKeepMs, hourKeepMs);
+  }
+
+  /** Rollup retention on this thread. */
+  compactRollupSync(now: number, minuteKeepMs: number, hourKeepMs: number): number {
+    return compactRollup(this.db, now, minuteKeepMs, hourKeepMs);
+  }
+
+  async rollup(tenant: string, fn: string | undefined, from: number, to: number): Promise<RollupRow[]> {
+    return readRollup(this.db, tenant, fn, from, to);
   }
 
   /** Log retention (see {@link Store.pruneLogs}), on the writer thread when there is one. */
@@ -297,8 +333,8 @@ export class SqliteStore implements Store {
   }
 
   /** Writes records and log lines in one transaction, on this thread. */
-  writeBatchSync(invocations: InvocationRecord[], logs: LogRecord[]): void {
-    if (invocations.length === 0 && logs.length === 0) return;
+  writeBatchSync(invocations: InvocationRecord[], logs: LogRecord[], samples: InstanceSample[] = []): void {
+    if (invocations.length === 0 && logs.length === 0 && samples.length === 0) return;
     this.db.exec("BEGIN");
     try {
       // Many rows per statement: the per-call overhead, not SQLite, dominates single-row inserts.
@@ -318,6 +354,9 @@ export class SqliteStore implements Store {
           out.push(l.tenant, l.fn, l.version, l.invocationId, l.t, l.level, l.msg);
         },
       );
+      // The dashboard's time series, in the same transaction as the records they count.
+      addRollup(this.db, rollupRecords(invocations));
+      addInstanceSamples(this.db, samples);
       this.db.exec("COMMIT");
     } catch (err) {
       this.db.exec("ROLLBACK");
@@ -343,10 +382,22 @@ export class SqliteStore implements Store {
     }
   }
 
-  async listInvocations(tenant: string, fn: string, limit: number): Promise<InvocationRecord[]> {
-    return this.q("SELECT * FROM invocations WHERE tenant = ? AND fn = ? ORDER BY start DESC LIMIT ?")
+  async listInvocations(
+    tenant: string,
+    fn: string,
+    limit: number,
+    outcome?: "ok" | "error",
+  ): Promise<InvocationRecord[]> {
+    const only =
+      outcome === "ok" ? " AND error_code IS NULL" : outcome === "error" ? " AND error_code IS NOT NULL" : "";
+    return this.q(`SELECT * FROM invocations WHERE tenant = ? AND fn = ?${only} ORDER BY start DESC LIMIT ?`)
       .all(tenant, fn, limit)
       .map(toInvocation);
+  }
+
+  async getInvocation(tenant: string, id: string): Promise<InvocationRecord | undefined> {
+    const r = this.q("SELECT * FROM invocations WHERE tenant = ? AND id = ?").get(tenant, id);
+    return r ? toInvocation(r) : undefined;
   }
 
   async listLogs(q: LogQuery): Promise<LogRecord[]> {
@@ -363,6 +414,15 @@ export class SqliteStore implements Store {
     if (q.since !== undefined) {
       where.push("t >= ?");
       args.push(q.since);
+    }
+    if (q.levels && q.levels.length > 0) {
+      where.push(`level IN (${q.levels.map(() => "?").join(",")})`);
+      args.push(...q.levels);
+    }
+    if (q.text) {
+      // instr, not LIKE: the text is the user's, and % or _ in it mean themselves.
+      where.push("instr(lower(msg), lower(?)) > 0");
+      args.push(q.text);
     }
     const limit = q.limit ?? 1000;
     // The newest `limit` lines, returned oldest first.

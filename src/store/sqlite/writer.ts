@@ -3,6 +3,7 @@
  * event loop that serves requests never waits on the disk.
  */
 import { parentPort, workerData } from "node:worker_threads";
+import type { InstanceSample } from "../../observability/rollup.ts";
 import type { InvocationRecord, LogRecord } from "../types.ts";
 import { SqliteStore } from "./store.ts";
 
@@ -12,6 +13,9 @@ interface Message {
   id: number;
   invocations?: InvocationRecord[];
   logs?: LogRecord[];
+  samples?: InstanceSample[];
+  /** Rollup retention instead of a write. */
+  compact?: { now: number; minuteKeepMs: number; hourKeepMs: number };
   /** Log retention instead of a write. */
   prune?: { olderThan: number; maxCharsPerFunction: number };
 }
@@ -23,7 +27,13 @@ parentPort!.on("message", (m: Message) => {
       parentPort!.postMessage({ id: m.id, deleted });
       return;
     }
-    store.writeBatchSync(m.invocations ?? [], m.logs ?? []);
+    if (m.compact) {
+      const c = m.compact;
+      const deleted = store.compactRollupSync(c.now, c.minuteKeepMs, c.hourKeepMs);
+      parentPort!.postMessage({ id: m.id, deleted });
+      return;
+    }
+    store.writeBatchSync(m.invocations ?? [], m.logs ?? [], m.samples ?? []);
     parentPort!.postMessage({ id: m.id });
   } catch (err) {
     parentPort!.postMessage({ id: m.id, error: (err as Error).message });
