@@ -12,22 +12,14 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { createServer } from "node:http";
-import { type AddressInfo, connect as netConnect } from "node:net";
+import type { AddressInfo } from "node:net";
 import { test } from "node:test";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect as natsConnect } from "@nats-io/transport-node";
 import mqtt from "mqtt";
+import { reachable } from "./brokers.ts";
 import { cleanup, sleep, startTestServer, type TestServer } from "./helpers.ts";
 
-async function reachable(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = netConnect({ host: "127.0.0.1", port }, () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.on("error", () => resolve(false));
-  });
-}
 const BROKERS = (await reachable(1883)) && (await reachable(4222));
 if (!BROKERS && process.env.CI === "true")
   throw new Error("the checker needs Mosquitto on 1883 and nats-server on 4222 when CI=true");
