@@ -31,7 +31,8 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
-async function accepting(port: number): Promise<boolean> {
+/** Whether something accepts TCP connections on 127.0.0.1:`port`. */
+export async function reachable(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const s = netConnect({ host: "127.0.0.1", port }, () => {
       s.destroy();
@@ -67,7 +68,7 @@ function ownBroker(scheme: string, port: number, dir: string, command: () => [st
         log = (log + d.toString()).slice(-4000);
       });
       const end = Date.now() + 20_000;
-      while (!(await accepting(port))) {
+      while (!(await reachable(port))) {
         if (p.exitCode !== null || Date.now() > end) {
           await stop("SIGKILL");
           throw new Error(`${cmd} did not start on ${port}: ${log}`);
@@ -107,4 +108,20 @@ export async function ownNats(): Promise<OwnBroker> {
     "nats-server",
     ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", dir],
   ]);
+}
+
+/** Polls `f` every 200 ms until it returns a value (or throws after `ms`, with the last error). */
+export async function until<T>(what: string, f: () => Promise<T | undefined>, ms = 60_000): Promise<T> {
+  const end = Date.now() + ms;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await f();
+      if (v !== undefined) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ""}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
 }

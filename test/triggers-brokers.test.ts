@@ -11,25 +11,10 @@ import { after, before, describe, test } from "node:test";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import mqtt from "mqtt";
-import { type OwnBroker, ownMosquitto, ownNats } from "./brokers.ts";
+import { type OwnBroker, ownMosquitto, ownNats, until } from "./brokers.ts";
 import { cleanup, sleep, startTestServer, type TestServer } from "./helpers.ts";
 
 let s: TestServer;
-
-async function until<T>(what: string, f: () => Promise<T | undefined>, ms = 60_000): Promise<T> {
-  const end = Date.now() + ms;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await f();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ""}`);
-    await sleep(200);
-  }
-}
 
 async function triggerOf(fn: string, state?: string): Promise<any> {
   return until(`${fn}'s trigger${state ? ` to be ${state}` : ""}`, async () => {

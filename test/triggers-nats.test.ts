@@ -1,7 +1,7 @@
 /**
  * NATS triggers against the real nats-server at 127.0.0.1:4222 (skipped with a reason when
  * it is absent, failing when CI=true): core subjects with a queue group, JetStream durable
- * consumers with explicit ack (acked once the batch is stored), size limits, an unreachable
+ * consumers with explicit ack (acked once the batch succeeded), size limits, an unreachable
  * server (state retrying, server fine). Streams are uniquely named and deleted after.
  */
 import assert from "node:assert/strict";
@@ -121,7 +121,7 @@ describe("NATS triggers", { skip }, () => {
     assert.equal(seen.size, 40, "each message went to exactly one member");
   });
 
-  test("a JetStream consumer (explicit ack): Lambda Records, every message acked once stored", async () => {
+  test("a JetStream consumer (explicit ack): Lambda Records, every message acked once its batch succeeded", async () => {
     const name = await stream("js");
     const d = await s.deploy("na-js", "triggers/lambda-records.ts", {
       triggers: [{ type: "nats", url: SERVER, stream: name, consumer: "na-js", batchSize: 4, maxWait: 0.2 }],

@@ -71,7 +71,7 @@ test("batcher: close settles waiting messages false (the broker redelivers them)
   assert.deepEqual(settled, [false]);
 });
 
-test("batcher: QoS 1 / JetStream messages are acked at their event's outcome, QoS 0 once stored; unsettled ones count against the bound", async () => {
+test("attack: a broker ignores its flow-control limit while the function holds earlier messages → refused, not buffered (QoS 1 acked only at the outcome)", async () => {
   const settled: [number, boolean][] = [];
   const outcomes: (() => void)[] = [];
   let cancelled = 0;
