@@ -31,6 +31,8 @@ export interface NimbusTargetOptions {
   reapIntervalMs: number;
   /** Run instances without bubblewrap and cgroups (to measure what the sandbox costs). */
   noSandbox?: boolean;
+  /** Isolate executor's default isolation (`--isolation`). */
+  isolation?: "isolate" | "context";
 }
 
 const HELLO = Buffer.from("Hello, world!\n");
@@ -63,6 +65,7 @@ async function main(): Promise<void> {
       prewarm: opts.prewarm,
       reapIntervalMs: opts.reapIntervalMs,
       noSandbox: opts.noSandbox ?? false,
+      isolation: opts.isolation,
       log: (m) => process.stderr.write(`${m}\n`),
     });
     info = {

@@ -25,6 +25,8 @@ export interface InstanceSpec {
   cpuMs?: number;
   /** Outbound network policy (executors that enforce it). */
   network?: NetworkPolicy;
+  /** Isolate executor: an isolate of its own, or a context in a shared one (config `isolation`). */
+  isolation?: "isolate" | "context";
 }
 
 /** What loading a bundle reported. */

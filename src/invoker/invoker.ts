@@ -128,6 +128,7 @@ export class Invoker {
         cpuMs: config.cpuMs,
         cpus: config.cpu,
         network: config.network,
+        isolation: config.isolation,
       },
       config,
     );
