@@ -626,19 +626,24 @@ function ensureWatch(): void {
       return;
     }
     checkIdleSlots();
-    for (const inv of invocations.values()) {
-      const slot = inv.slot;
-      if (slot.gone) continue;
-      if (slot.vm.iso.isDisposed) {
-        onIsolateError(slot, new Error("disposed due to memory limit"));
+    // One look at each busy isolate's clock per tick (not one per invocation).
+    for (const vm of [...vms]) {
+      if (vm.gone || vm.running.size === 0) continue;
+      if (vm.iso.isDisposed) {
+        const first = vm.running.values().next().value!;
+        onIsolateError(first.slot, new Error("disposed due to memory limit"));
         continue;
       }
-      const limit = slot.meta.cpuMs;
-      if (limit !== undefined && !inv.background && cpuMsOf(inv) > limit) {
+      settleCpu(vm);
+      for (const inv of [...vm.running]) {
+        const slot = inv.slot;
+        const limit = slot.meta.cpuMs;
+        if (slot.gone || limit === undefined || inv.background || inv.cpu <= limit) continue;
         gone(slot, {
           code: "NIMBUS_CPU_LIMIT",
           message: `The function used more than its CPU-time limit of ${limit} ms in one invocation and was stopped. Raise 'cpuMs' in its config, or do less work per request.`,
         });
+        if (vm.gone) break;
       }
     }
   }, 5);
@@ -866,6 +871,11 @@ function errorInfo(err: unknown): { message: string; stack?: string } {
   return { message: String(err) };
 }
 
+/** Bundles up to this size are compiled and linked synchronously into a fresh isolate (see handleLoad). */
+const SYNC_COMPILE_BYTES = 512 * 1024;
+/** Longest the runtime may take to read a module's exports synchronously, ms. */
+const SET_MODULE_TIMEOUT_MS = 2000;
+
 async function handleLoad(frame: Frame): Promise<void> {
   const t0 = performance.now();
   const meta = frame.meta as IsolateLoadMeta;
@@ -912,7 +922,16 @@ async function handleLoad(frame: Frame): Promise<void> {
     const codeEnd = frame.payload.length - mapBytes;
     const code = frame.payload.toString("utf8", 0, codeEnd);
     if (mapBytes > 0) slot.map = new SourceMap(frame.payload.toString("utf8", codeEnd));
-    const mod = await iso.compileModule(code, { filename: "file:///fn/index.mjs" });
+    // Each asynchronous isolated-vm call is a hop to the isolate's thread and back through
+    // this event loop (a fraction of a ms, several ms on a loaded machine). A fresh isolate of
+    // its own is idle, so compiling a bundle of modest size and linking it are done here in
+    // one go; only the module's top level (user code, under its timeout) runs asynchronously.
+    // A shared isolate may be busy with a neighbour: it is never waited for on this thread.
+    const sync = !vm.shared && codeEnd <= SYNC_COMPILE_BYTES;
+    const filename = "file:///fn/index.mjs";
+    const mod = sync
+      ? iso.compileModuleSync(code, { filename })
+      : await iso.compileModule(code, { filename });
     const builtinShim = (specifier: string): Ivm => {
       // Bundles carry `createRequire(import.meta.url)` for CommonJS dependencies; inside an
       // isolate there is nothing to require, and saying so beats failing the whole load.
@@ -925,10 +944,15 @@ async function handleLoad(frame: Frame): Promise<void> {
         `The function imports '${specifier}', a Node.js built-in (or an unbundled package) that the isolate executor does not provide. Set executor: "process" in its config to use the full Node.js API, or remove the import.${compat}`,
       );
     };
-    await mod.instantiate(ctx, builtinShim);
+    if (sync) mod.instantiateSync(ctx, builtinShim);
+    else await mod.instantiate(ctx, builtinShim);
     await mod.evaluate({ timeout: meta.timeoutMs });
+    const ns = [mod.namespace.derefInto()];
     const loaded = JSON.parse(
-      await setModule.apply(undefined, [mod.namespace.derefInto()], { result: { copy: true } }),
+      sync
+        ? // Reads the exports' shape: runtime code, bounded in case an export's getter loops.
+          setModule.applySync(undefined, ns, { result: { copy: true }, timeout: SET_MODULE_TIMEOUT_MS })
+        : await setModule.apply(undefined, ns, { result: { copy: true } }),
     );
     loaded.loadMs = performance.now() - t0;
     if (loaded.error?.stack && slot.map) loaded.error.stack = slot.map.rewrite(loaded.error.stack);
@@ -1093,8 +1117,8 @@ function onEmit(slot: Slot, kind: number, id: number, m: unknown, bytes?: Uint8A
 function end(inv: Invocation, id: number, pending: boolean): void {
   // waitUntil work keeps sharing the isolate's CPU clock until DONE.
   if (pending) inv.background = true;
-  else forgetInvocation(id, inv);
-  writer.send(T.RESP_END, id, { cpuMs: cpuMsOf(inv), pending });
+  else forgetInvocation(id, inv); // settles the clock
+  writer.send(T.RESP_END, id, { cpuMs: pending ? cpuMsOf(inv) : inv.cpu, pending });
 }
 
 const EMPTY = new Uint8Array(0);
