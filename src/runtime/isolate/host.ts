@@ -475,13 +475,18 @@ function scheduleRefill(delayMs = 20): void {
   }, delayMs);
 }
 
+/** The isolate of each spare, once made (spares of a stopped shared isolate are dropped). */
+const spareVm = new WeakMap<Promise<Blank>, Vm>();
+
 function refill(): void {
   if (refilling) return;
-  for (const [key, list] of spares) {
+  for (const [key, all] of spares) {
+    const list = all.filter((p) => !spareVm.get(p)?.gone);
+    spares.set(key, list);
     if (list.length >= spareTarget) continue;
     refilling = true;
     const p = newBlank(Number(key.slice(1)), key[0] === "c");
-    p.catch(() => {});
+    p.then((b) => spareVm.set(p, b.vm)).catch(() => {});
     list.push(p);
     void p.finally(() => {
       refilling = false;
@@ -513,6 +518,8 @@ function gone(slot: Slot, meta: GoneMeta): void {
 function goneVm(vm: Vm, culprit: Slot | undefined, meta: GoneMeta): void {
   const victims = [...vm.slots];
   disposeVm(vm);
+  // Its spare contexts went with it.
+  scheduleRefill();
   for (const s of victims) {
     if (s.gone) continue;
     dispose(s);
