@@ -104,34 +104,47 @@ describe("isolate sharing (isolation: context)", () => {
     assert.equal(own.headers.get("x-nimbus-cold-start"), "0");
   });
 
-  it("attack: CPU loop past cpuMs in a shared isolate → NIMBUS_CPU_LIMIT; the neighbour's log names the culprit", async () => {
-    await deploy(s, "calm2", ALIVE);
-    await deploy(s, "burn", `export default { fetch() { for (;;) {} } };`, { cpuMs: 100, timeout: "20s" });
-    assert.equal((await get(s, "/fn/calm2")).text, "alive 1");
-    const r = await get(s, "/fn/burn");
-    assert.equal(r.status, 504);
-    assert.equal(JSON.parse(r.text).error.code, "NIMBUS_CPU_LIMIT");
-    await until("the neighbour's log names the function that took it down", async () =>
-      (await logs(s, "calm2")).some((l) => l.includes("'burn'") && l.includes("NIMBUS_CPU_LIMIT")),
+  /** A runaway in a shared isolate: its caller gets `status`/`code`, the neighbour's log `says`, and it serves again. */
+  async function runawayStopsNeighbour(
+    neighbour: string,
+    runaway: string,
+    config: Record<string, unknown>,
+    expected: { status: number; code: string; says: (line: string) => boolean },
+  ): Promise<void> {
+    await deploy(s, neighbour, ALIVE);
+    await deploy(s, runaway, `export default { fetch() { for (;;) {} } };`, config);
+    assert.equal((await get(s, `/fn/${neighbour}`)).text, "alive 1");
+    const r = await get(s, `/fn/${runaway}`);
+    assert.equal(r.status, expected.status);
+    assert.equal(JSON.parse(r.text).error.code, expected.code);
+    await until("the neighbour's log says why it was stopped", async () =>
+      (await logs(s, neighbour)).some(expected.says),
     );
-    const again = await get(s, "/fn/calm2");
+    const again = await get(s, `/fn/${neighbour}`);
     assert.equal(again.status, 200);
-    assert.equal(again.text, "alive 1");
+    assert.equal(again.text, "alive 1", "a fresh context in a new shared isolate");
+  }
+
+  it("attack: CPU loop past cpuMs in a shared isolate → NIMBUS_CPU_LIMIT; the neighbour's log names the culprit", async () => {
+    await runawayStopsNeighbour(
+      "calm2",
+      "burn",
+      { cpuMs: 100, timeout: "20s" },
+      {
+        status: 504,
+        code: "NIMBUS_CPU_LIMIT",
+        says: (l) => l.includes("'burn'") && l.includes("NIMBUS_CPU_LIMIT"),
+      },
+    );
   });
 
   it("attack: endless loop until the timeout in a shared isolate → NIMBUS_TIMEOUT; the stuck isolate is stopped and the neighbour serves again", async () => {
-    await deploy(s, "calm3", ALIVE);
-    await deploy(s, "spin", `export default { fetch() { for (;;) {} } };`, { timeout: "1500ms" });
-    assert.equal((await get(s, "/fn/calm3")).text, "alive 1");
-    const r = await get(s, "/fn/spin");
-    assert.equal(r.status, 504);
-    assert.equal(JSON.parse(r.text).error.code, "NIMBUS_TIMEOUT");
-    await until("the neighbour's log says the isolate stayed busy", async () =>
-      (await logs(s, "calm3")).some((l) => l.includes("'spin'") && l.includes("stayed busy")),
+    await runawayStopsNeighbour(
+      "calm3",
+      "spin",
+      { timeout: "1500ms" },
+      { status: 504, code: "NIMBUS_TIMEOUT", says: (l) => l.includes("'spin'") && l.includes("stayed busy") },
     );
-    const again = await get(s, "/fn/calm3");
-    assert.equal(again.status, 200);
-    assert.equal(again.text, "alive 1");
   });
 
   it('a bad isolation value is refused with NIMBUS_BAD_CONFIG naming "isolate" and "context"', async () => {

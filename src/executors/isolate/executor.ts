@@ -246,6 +246,8 @@ class IsolateHost {
   private freezeTimer: NodeJS.Timeout | undefined;
   /** No freeze before this time (Date.now()): the host is checking a killed isolate. */
   private awakeUntil = 0;
+  /** Since when (Date.now()) the host has had no work; undefined while it has some. */
+  private idleSince: number | undefined;
   private isReady = false;
   private stopping = false;
 
@@ -393,26 +395,39 @@ class IsolateHost {
     return !this.exited;
   }
 
-  /** Schedules a freeze when none of the host's isolates has work (a load, an invocation, waitUntil). */
+  /**
+   * Schedules a freeze when none of the host's isolates has work (a load, an invocation,
+   * waitUntil). One timer serves every request: work in the meantime only moves the idle
+   * mark, and the timer, when it fires, waits out what is left (no timer set and cleared per
+   * request at one connection).
+   */
   private idleCheck(): void {
     if (!this.exec.options.freeze || !this.cgroup?.canFreeze || this.exited || this.stopping) return;
     if (!this.isReady) return;
-    if (this.sinks.size > 0 || this.loads.size > 0 || this.freezeTimer) return;
-    const delay = Math.max(this.exec.options.hostFreezeDelayMs ?? 200, this.awakeUntil - Date.now());
+    if (this.sinks.size > 0 || this.loads.size > 0) return;
+    this.idleSince = Date.now();
+    if (!this.freezeTimer) this.armFreeze(this.freezeDelay());
+  }
+
+  private freezeDelay(): number {
+    return Math.max(this.exec.options.hostFreezeDelayMs ?? 200, this.awakeUntil - Date.now());
+  }
+
+  private armFreeze(ms: number): void {
     this.freezeTimer = setTimeout(() => {
       this.freezeTimer = undefined;
-      if (this.sinks.size === 0 && this.loads.size === 0 && !this.exited && !this.stopping)
-        this.cgroup?.freeze();
-    }, delay);
+      if (this.exited || this.stopping || this.idleSince === undefined) return;
+      if (this.sinks.size > 0 || this.loads.size > 0) return;
+      const left = this.idleSince + this.freezeDelay() - Date.now();
+      if (left > 0) this.armFreeze(left);
+      else this.cgroup?.freeze();
+    }, ms);
     this.freezeTimer.unref();
   }
 
   /** Lets the host run before anything is sent to it (a no-op when it is not frozen). */
   private thaw(): void {
-    if (this.freezeTimer) {
-      clearTimeout(this.freezeTimer);
-      this.freezeTimer = undefined;
-    }
+    this.idleSince = undefined;
     this.cgroup?.thaw();
   }
 
