@@ -1134,8 +1134,9 @@ const pendingInvokes = new Map<Slot, { items: [number, InvokeMeta][]; bodies: Ui
 
 function handleInvoke(frame: Frame): void {
   lastInvokeAt = performance.now();
-  const { slot: slotId, ...meta } = frame.meta as InvokeMeta & { slot: number };
-  const slot = slots.get(slotId);
+  // Passed into the isolate as it came (its extra `slot` field is ignored there): no copy.
+  const meta = frame.meta as InvokeMeta & { slot: number };
+  const slot = slots.get(meta.slot);
   if (!slot || slot.gone || !slot.invoke) {
     writer.send(T.INVOKE_ERROR, frame.id, {
       code: "NIMBUS_FUNCTION_ERROR",
