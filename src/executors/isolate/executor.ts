@@ -528,6 +528,7 @@ class IsolateHost {
     spec: InstanceSpec,
     code: { payload: Buffer; mapBytes: number },
     cpuMs: number | undefined,
+    isolation: Isolation,
   ): Promise<{ instance: IsolateInstance; loaded: LoadedMeta }> {
     await this.ready;
     const instance = new IsolateInstance(this, spec);
@@ -543,7 +544,6 @@ class IsolateHost {
     if (code.mapBytes > 0) meta.mapBytes = code.mapBytes;
     const egress = this.exec.options.egressFor?.(spec);
     if (egress) meta.egress = egress;
-    const isolation = this.exec.isolation(spec);
     if (isolation === "context") meta.isolation = isolation;
     const loaded = await new Promise<LoadedMeta>((res) => {
       if (this.exited) {
@@ -772,6 +772,7 @@ export class IsolateExecutor implements Executor {
       spec,
       this.readCode(spec.codeDir),
       this.cpuMs(spec),
+      this.isolation(spec),
     );
     if (!loaded.ok) {
       throw new NimbusError(
@@ -794,7 +795,10 @@ export class IsolateExecutor implements Executor {
         err instanceof NimbusError ? err.message : `The bundle could not be read: ${(err as Error).message}`;
       return { ok: false, loadMs: 0, error: { message } };
     }
-    const { instance, loaded } = await this.host(spec.tenant).load(spec, code, undefined);
+    // A deploy's check loads into an isolate of its own, whatever the function's isolation: a
+    // version must not fail its check because a live neighbour filled a shared heap, nor
+    // take a shared isolate (and its functions) down with a bundle that fails to load.
+    const { instance, loaded } = await this.host(spec.tenant).load(spec, code, undefined, "isolate");
     if (loaded.ok) await instance.stop();
     return loaded;
   }
