@@ -110,6 +110,8 @@ interface Vm {
    */
   unbilledCpu: number;
   gone: boolean;
+  /** A function was killed in it (it may still be looping or full): no new contexts go in. */
+  draining?: boolean;
 }
 
 const vms = new Set<Vm>();
@@ -141,7 +143,7 @@ function newVm(memoryMB: number, shared: boolean): Vm {
 /** A shared isolate of this memory size with room for one more context. */
 function sharedVm(memoryMB: number): Vm {
   for (const vm of sharedVms.get(memoryMB) ?? []) {
-    if (!vm.gone && vm.contexts < contextsPerIsolate) return vm;
+    if (!vm.gone && !vm.draining && vm.contexts < contextsPerIsolate) return vm;
   }
   return newVm(memoryMB, true);
 }
@@ -1241,6 +1243,7 @@ socket.on("data", (chunk: Buffer) => {
         if (!slot) break;
         // Killed mid-invocation in a shared isolate: it may still hold the isolate's thread.
         const stuck = slot.vm.shared && slot.running.size > 0 && (frame.meta as UnloadMeta)?.kill === true;
+        if (slot.vm.shared && (frame.meta as UnloadMeta)?.kill === true) slot.vm.draining = true;
         dispose(slot);
         if (stuck) probeVm(slot.vm, slot.meta.functionName);
         break;
