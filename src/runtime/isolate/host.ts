@@ -453,9 +453,21 @@ async function takeBlank(memoryMB: number, shared: boolean): Promise<Blank> {
   spares.set(key, list);
   for (let p = list.shift(); p; p = list.shift()) {
     const b = await p.catch(() => undefined);
-    if (b && !b.vm.gone) return b;
+    if (b && !b.vm.gone && !b.vm.draining) return b;
+    if (b) discardBlank(b);
   }
   return newBlank(memoryMB, shared);
+}
+
+/** Gives back a spare that will not be used (its isolate stopped or drains). */
+function discardBlank(b: Blank): void {
+  b.vm.contexts--;
+  try {
+    b.ctx.release();
+  } catch {
+    // Already gone.
+  }
+  if (b.vm.contexts <= 0) disposeVm(b.vm);
 }
 
 let refilling = false;
@@ -483,7 +495,11 @@ const spareVm = new WeakMap<Promise<Blank>, Vm>();
 function refill(): void {
   if (refilling) return;
   for (const [key, all] of spares) {
-    const list = all.filter((p) => !spareVm.get(p)?.gone);
+    const list = all.filter((p) => {
+      const vm = spareVm.get(p);
+      if (vm?.draining && !vm.gone) void p.then(discardBlank, () => {});
+      return !vm?.gone && !vm?.draining;
+    });
     spares.set(key, list);
     if (list.length >= spareTarget) continue;
     refilling = true;
