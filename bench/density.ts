@@ -16,9 +16,14 @@ import { bundle } from "../src/build/bundle.ts";
 import { api, HELLO_FN, httpRequest, RESULTS_DIR, ROOT, sleep, startTarget } from "./harness.ts";
 import type { IsolateMemory } from "./isolate-memory.ts";
 
+/** How functions are isolated from each other (the server's `--isolation`). */
+export type Isolation = "isolate" | "context";
+
 /** What one density run measured. */
 export interface DensityResult {
   functions: number;
+  /** The isolate executor's isolation (`--isolation`): an isolate per function, or a context in a shared isolate. */
+  isolation: Isolation;
   /** Functions that held a started instance when memory was measured. */
   warm: number;
   deploySeconds: number;
@@ -125,9 +130,12 @@ export async function pool<T>(items: T[], limit: number, fn: (item: T) => Promis
 export async function runDensity(opts: {
   functions: number;
   log: (m: string) => void;
+  /** @default "isolate" */
+  isolation?: Isolation;
 }): Promise<DensityResult> {
+  const isolation = opts.isolation ?? "isolate";
   const dataDir = mkdtempSync(join(tmpdir(), "nimbus-density-"));
-  const target = await startTarget("nimbus", null, { dataDir, prewarm: 2, reapIntervalMs: 1000 });
+  const target = await startTarget("nimbus", null, { dataDir, prewarm: 2, reapIntervalMs: 1000, isolation });
   try {
     await sleep(1500);
     const base = treeRss(target.pid);
@@ -142,7 +150,7 @@ export async function runDensity(opts: {
       });
     });
     const deploySeconds = (performance.now() - t0) / 1000;
-    opts.log(`density: ${opts.functions} functions deployed in ${deploySeconds.toFixed(1)} s`);
+    opts.log(`density (${isolation}): ${opts.functions} functions deployed in ${deploySeconds.toFixed(1)} s`);
     const t1 = performance.now();
     await pool(names, 32, async (name) => {
       let r = await httpRequest(`${target.url}/fn/${name}`, { timeoutMs: 30_000 });
@@ -161,6 +169,7 @@ export async function runDensity(opts: {
     const mib = (n: number) => n / 1048576;
     return {
       functions: opts.functions,
+      isolation,
       warm,
       deploySeconds,
       warmUpSeconds,
@@ -204,25 +213,24 @@ const STAGE_LABEL: Record<string, string> = {
   context: "one more context from the snapshot inside a shared isolate",
 };
 
-/** The markdown section for a density result. */
-export function densityMarkdown(r: DensityResult): string {
-  const gib = r.totalMiB / 1024;
+/** The markdown section for density results (one row per isolation mode measured). */
+export function densityMarkdown(results: DensityResult | DensityResult[]): string {
+  const rs = Array.isArray(results) ? results : [results];
+  const r = rs[0]!;
+  const row = (r: DensityResult): string => {
+    const gib = r.totalMiB / 1024;
+    return `| ${r.isolation ?? "isolate"} | ${r.functions} | ${r.warm} | ${r.baselineMiB.toFixed(0)} MiB | ${r.totalMiB.toFixed(0)} MiB | ${r.isolateHostMiB.toFixed(0)} MiB | ${r.perFunctionKiB.toFixed(0)} KiB | ${r.totalPssMiB ? `${r.totalPssMiB.toFixed(0)} MiB` : "–"} | ${r.processes} | ${r.deploySeconds.toFixed(1)} s | ${r.warmUpSeconds.toFixed(1)} s | ${r.functions < 1000 ? `not judged (the aim is for 1,000; at this growth: ~${((r.baselineMiB + (r.perFunctionKiB * 1000) / 1024) / 1024).toFixed(2)} GiB)` : gib < 1 ? "yes" : `**no** (${gib.toFixed(2)} GiB)`} |`;
+  };
   return [
     "## Density (isolate executor)",
     "",
-    `${r.functions} functions deployed with \`executor: "isolate"\` (the hello function), each called once so that it holds a warm isolate; resident memory (RSS) of the whole platform's process tree read from /proc.`,
+    `${r.functions} functions deployed with \`executor: "isolate"\` (the hello function), each called once so that it holds a warm instance; resident memory (RSS) of the whole platform's process tree read from /proc. One row per \`--isolation\`: \`isolate\` (an isolate per function, the default) and \`context\` (a context per function in isolates shared by up to 32 functions of the tenant).`,
     "",
-    "| functions | warm at measurement | platform RSS before | platform RSS after | of which isolate host | per function | processes | deploy | warm-up | aim: < 1 GiB |",
-    "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
-    `| ${r.functions} | ${r.warm} | ${r.baselineMiB.toFixed(0)} MiB | ${r.totalMiB.toFixed(0)} MiB | ${r.isolateHostMiB.toFixed(0)} MiB | ${r.perFunctionKiB.toFixed(0)} KiB | ${r.processes} | ${r.deploySeconds.toFixed(1)} s | ${r.warmUpSeconds.toFixed(1)} s | ${r.functions < 1000 ? `not judged (the aim is for 1,000; at this growth: ~${((r.baselineMiB + (r.perFunctionKiB * 1000) / 1024) / 1024).toFixed(2)} GiB)` : gib < 1 ? "yes" : `**no** (${gib.toFixed(2)} GiB)`} |`,
+    "| isolation | functions | warm at measurement | platform RSS before | platform RSS after | of which isolate host | per function | PSS after | processes | deploy | warm-up | aim: < 1 GiB |",
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ...rs.map(row),
     "",
-    "The tree includes the gateway (Node, Fastify, SQLite), the spawner, the pre-started process runtimes (2) and the isolate host; the per-function figure is the growth divided by the functions.",
-    ...(r.totalPssMiB
-      ? [
-          "",
-          `Proportional set size (PSS) of the tree at the end: ${r.totalPssMiB.toFixed(0)} MiB (RSS counts the pages processes share, such as the node binary's code, once per process; PSS divides them among their users).`,
-        ]
-      : []),
+    "The tree includes the gateway (Node, Fastify, SQLite), the spawner, the pre-started process runtimes (2) and the isolate host; the per-function figure is the growth divided by the functions. PSS (proportional set size) divides pages that processes share (the node binary's code) among them; RSS counts them once per process.",
     ...(r.breakdown
       ? [
           "",
@@ -243,33 +251,55 @@ export function densityMarkdown(r: DensityResult): string {
 }
 
 /** Writes `density-<time>.json` and `latest-density.md` into bench/results. */
-export function saveDensity(r: DensityResult, command: string): void {
+export function saveDensity(r: DensityResult | DensityResult[], command: string): void {
   mkdirSync(RESULTS_DIR, { recursive: true });
   const date = new Date();
   const stamp = date.toISOString().slice(0, 16).replace(":", "");
   writeFileSync(
     join(RESULTS_DIR, `density-${stamp}Z.json`),
-    `${JSON.stringify({ date: date.toISOString(), command, loadavg: loadavg()[0], ...r }, null, 2)}\n`,
+    `${JSON.stringify({ date: date.toISOString(), command, loadavg: loadavg()[0], results: Array.isArray(r) ? r : [r] }, null, 2)}\n`,
   );
   const head = `# Nimbus benchmark: density\n\nRun ${date.toISOString()} with \`${command}\` (load average ${loadavg()[0]!.toFixed(2)}).\n\n`;
   writeFileSync(join(RESULTS_DIR, "latest-density.md"), head + densityMarkdown(r));
 }
 
-/** `npm run bench -- density [--functions n] [--no-breakdown] [--no-save]`. */
+/** Density in each isolation mode, one after the other (each with a fresh platform). */
+export async function runDensityModes(opts: {
+  functions: number;
+  log: (m: string) => void;
+  modes?: Isolation[];
+}): Promise<DensityResult[]> {
+  const out: DensityResult[] = [];
+  for (const isolation of opts.modes ?? (["isolate", "context"] as const)) {
+    out.push(await runDensity({ functions: opts.functions, log: opts.log, isolation }));
+  }
+  return out;
+}
+
+/** `npm run bench -- density [--functions n] [--isolation isolate|context|both] [--no-breakdown] [--no-save]`. */
 export async function densityMain(
   argv: string[],
   command = "npm run bench -- density",
-): Promise<DensityResult> {
+): Promise<DensityResult[]> {
   const i = argv.indexOf("--functions");
   const functions = i >= 0 ? Number(argv[i + 1]) : 1000;
   if (!Number.isInteger(functions) || functions < 1 || functions > 5000) {
     throw new Error(`--functions must be a whole number from 1 to 5000, got ${argv[i + 1]}.`);
   }
-  const r = await runDensity({ functions, log: (m) => console.error(m) });
-  if (!argv.includes("--no-breakdown")) r.breakdown = isolateBreakdown();
-  process.stdout.write(`${densityMarkdown(r)}\n`);
-  if (!argv.includes("--no-save")) saveDensity(r, argv.length ? `${command} ${argv.join(" ")}` : command);
-  return r;
+  const j = argv.indexOf("--isolation");
+  const mode = j >= 0 ? argv[j + 1] : "both";
+  if (mode !== "both" && mode !== "isolate" && mode !== "context") {
+    throw new Error(`--isolation must be isolate, context or both, got ${mode}.`);
+  }
+  const rs = await runDensityModes({
+    functions,
+    log: (m) => console.error(m),
+    modes: mode === "both" ? undefined : [mode],
+  });
+  if (!argv.includes("--no-breakdown")) rs[0]!.breakdown = isolateBreakdown();
+  process.stdout.write(`${densityMarkdown(rs)}\n`);
+  if (!argv.includes("--no-save")) saveDensity(rs, argv.length ? `${command} ${argv.join(" ")}` : command);
+  return rs;
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {

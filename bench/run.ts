@@ -373,9 +373,9 @@ async function main(): Promise<void> {
   }
   // The core suite also measures isolate density (1,000 warm functions), after the targets above are gone.
   if (opts.suite === "core" && opts.isolate !== "off") {
-    const { runDensity, densityMarkdown, saveDensity } = await import("./density.ts");
+    const { runDensityModes, densityMarkdown, saveDensity } = await import("./density.ts");
     try {
-      const d = await runDensity({ functions: 1000, log });
+      const d = await runDensityModes({ functions: 1000, log });
       console.log(densityMarkdown(d));
       if (opts.save) saveDensity(d, "npm run bench");
     } catch (err) {

@@ -31,6 +31,8 @@ export interface NimbusTargetOptions {
   reapIntervalMs: number;
   /** Run instances without bubblewrap and cgroups (to measure what the sandbox costs). */
   noSandbox?: boolean;
+  /** Isolate executor's default isolation (`--isolation`). */
+  isolation?: "isolate" | "context";
 }
 
 const HELLO = Buffer.from("Hello, world!\n");
@@ -65,6 +67,7 @@ async function main(): Promise<void> {
       noSandbox: opts.noSandbox ?? false,
       // NIMBUS_BENCH_METRICS=off measures the platform without its Prometheus metrics.
       metrics: process.env.NIMBUS_BENCH_METRICS !== "off",
+      isolation: opts.isolation,
       log: (m) => process.stderr.write(`${m}\n`),
     });
     info = {

@@ -90,6 +90,14 @@ program
   .addOption(new Option("--host <host>", "address to bind").env("NIMBUS_BIND").default("127.0.0.1"))
   .addOption(new Option("--data-dir <dir>", "data directory").env("NIMBUS_HOME").default(".nimbus"))
   .option("--prewarm <n>", "pre-started runtimes kept per memory size", "2")
+  .addOption(
+    new Option(
+      "--isolation <mode>",
+      'isolate executor, for functions whose config does not say: "isolate" (an isolate each) or "context" (a context each in an isolate shared by the tenant\'s functions of one memory size: ~7x denser, but one function\'s runaway stops its neighbours)',
+    )
+      .choices(["isolate", "context"])
+      .default("isolate"),
+  )
   .option(
     "--no-sandbox",
     "run functions without bubblewrap/cgroups: local development mode, loopback only (said loudly)",
@@ -199,6 +207,7 @@ program
         host: string;
         dataDir: string;
         prewarm: string;
+        isolation: "isolate" | "context";
         sandbox: boolean;
         insecureNoSandbox?: boolean;
         egressAllow?: string[];
@@ -286,6 +295,7 @@ program
           host: o.host,
           dataDir: o.dataDir,
           prewarm: num("prewarm", o.prewarm, 0),
+          isolation: o.isolation,
           noSandbox: !o.sandbox,
           insecureNoSandbox: o.insecureNoSandbox,
           egressAllow: o.egressAllow,

@@ -27,6 +27,8 @@ export interface InstanceSpec {
   network?: NetworkPolicy;
   /** Producer binding names (`env.JOBS`): the only queues the instance may send to. */
   queues?: string[];
+  /** Isolate executor: an isolate of its own, or a context in a shared one (config `isolation`). */
+  isolation?: "isolate" | "context";
 }
 
 /** What loading a bundle reported. */

@@ -130,6 +130,7 @@ export class Invoker {
         cpus: config.cpu,
         network: config.network,
         queues: Object.keys(config.queues?.producers ?? {}),
+        isolation: config.isolation,
       },
       config,
     );

@@ -24,7 +24,9 @@ import {
   type GoneMeta,
   type InitMeta,
   type IsolateLoadMeta,
+  type Isolation,
   TI,
+  type UnloadMeta,
 } from "../../runtime/isolate/frames.ts";
 import {
   type CreditMeta,
@@ -53,7 +55,7 @@ import type {
 } from "../types.ts";
 import { hostSource, preludeSource } from "./prelude.ts";
 
-export type { EgressPolicy } from "../../runtime/isolate/frames.ts";
+export type { EgressPolicy, Isolation } from "../../runtime/isolate/frames.ts";
 
 const RUNTIME_DIR = resolve(dirname(fileURLToPath(import.meta.url)), "../../runtime");
 const require = createRequire(import.meta.url);
@@ -66,6 +68,8 @@ const INSIDE_IVM = "/nimbus/ivm";
 const MAX_BUNDLE = MAX_FRAME - 256 * 1024;
 /** Budgeted memory of one warm isolate, MB (measured ~2 MB idle; headroom for a working heap). */
 const ISOLATE_COST_MB = 4;
+/** Budgeted memory of one context in a shared isolate, MB (measured ~0.3 MB idle; headroom). */
+const CONTEXT_COST_MB = 1;
 /** Bundles kept in memory for cold starts, bytes. */
 const CODE_CACHE_BYTES = 64 * 1024 * 1024;
 const INSIDE_UNDICI = "/nimbus/undici";
@@ -89,6 +93,22 @@ export interface IsolateExecutorOptions {
   egress?: EgressPolicy;
   /** Blank isolates each host keeps ready per memory size. @default 2 */
   spares?: number;
+  /**
+   * How a function is isolated from its tenant's other functions when its config does not
+   * say (`isolation`): `"isolate"`, a V8 isolate each; `"context"`, a context each in an
+   * isolate shared by up to {@link contextsPerIsolate} functions of the same tenant and memory
+   * size (about a seventh of the memory; they share that isolate's heap limit and thread, and
+   * a limit breach by one stops them all, each told why). Tenants never share an isolate.
+   * @default "isolate"
+   */
+  isolation?: Isolation;
+  /** Functions one shared isolate holds at most (isolation "context"). @default 32 */
+  contextsPerIsolate?: number;
+  /**
+   * A function's own isolation (config `isolation`), when it has one.
+   * @example (spec) => spec.isolation
+   */
+  isolationFor?: (spec: InstanceSpec) => Isolation | undefined;
   /**
    * cgroup memory limit of one tenant's host (all its isolates together), MB. Each isolate
    * is also held to its function's `memory` by V8.
@@ -181,7 +201,7 @@ class IsolateInstance implements Instance {
 
   kill(reason: NimbusError): void {
     if (this.exited) return;
-    this.host.unload(this);
+    this.host.unload(this, true);
     this.die(reason);
   }
 
@@ -238,6 +258,10 @@ class IsolateHost {
   private readonly exitCbs: (() => void)[] = [];
   private readonly exec: IsolateExecutor;
   private freezeTimer: NodeJS.Timeout | undefined;
+  /** No freeze before this time (Date.now()): the host is checking a killed isolate. */
+  private awakeUntil = 0;
+  /** Since when (Date.now()) the host has had no work; undefined while it has some. */
+  private idleSince: number | undefined;
   private isReady = false;
   private stopping = false;
 
@@ -362,6 +386,8 @@ class IsolateHost {
           // function's own, narrower policy is checked early, for a clear error.
           egress: o.egress ?? { default: "allow", allowPrivate: true },
           spares: o.spares ?? 2,
+          isolation: o.isolation ?? "isolate",
+          contextsPerIsolate: o.contextsPerIsolate ?? 32,
         };
         this.writer.send(TI.INIT, 0, init, Buffer.from(src));
       },
@@ -376,25 +402,39 @@ class IsolateHost {
     return !this.exited;
   }
 
-  /** Schedules a freeze when none of the host's isolates has work (a load, an invocation, waitUntil). */
+  /**
+   * Schedules a freeze when none of the host's isolates has work (a load, an invocation,
+   * waitUntil). One timer serves every request: work in the meantime only moves the idle
+   * mark, and the timer, when it fires, waits out what is left (no timer set and cleared per
+   * request at one connection).
+   */
   private idleCheck(): void {
     if (!this.exec.options.freeze || !this.cgroup?.canFreeze || this.exited || this.stopping) return;
     if (!this.isReady) return;
-    if (this.sinks.size > 0 || this.loads.size > 0 || this.freezeTimer) return;
+    if (this.sinks.size > 0 || this.loads.size > 0) return;
+    this.idleSince = Date.now();
+    if (!this.freezeTimer) this.armFreeze(this.freezeDelay());
+  }
+
+  private freezeDelay(): number {
+    return Math.max(this.exec.options.hostFreezeDelayMs ?? 200, this.awakeUntil - Date.now());
+  }
+
+  private armFreeze(ms: number): void {
     this.freezeTimer = setTimeout(() => {
       this.freezeTimer = undefined;
-      if (this.sinks.size === 0 && this.loads.size === 0 && !this.exited && !this.stopping)
-        this.cgroup?.freeze();
-    }, this.exec.options.hostFreezeDelayMs ?? 200);
+      if (this.exited || this.stopping || this.idleSince === undefined) return;
+      if (this.sinks.size > 0 || this.loads.size > 0) return;
+      const left = this.idleSince + this.freezeDelay() - Date.now();
+      if (left > 0) this.armFreeze(left);
+      else this.cgroup?.freeze();
+    }, ms);
     this.freezeTimer.unref();
   }
 
   /** Lets the host run before anything is sent to it (a no-op when it is not frozen). */
   private thaw(): void {
-    if (this.freezeTimer) {
-      clearTimeout(this.freezeTimer);
-      this.freezeTimer = undefined;
-    }
+    this.idleSince = undefined;
     this.cgroup?.thaw();
   }
 
@@ -449,6 +489,14 @@ class IsolateHost {
       case TI.GONE: {
         const inst = this.instances.get(f.id);
         const m = f.meta as GoneMeta;
+        // In the function's log too: an idle instance stopped with a shared isolate has no
+        // invocation to carry the reason, and must not vanish silently.
+        if (inst)
+          this.exec.options.onInstanceLog?.(inst.spec.functionName, {
+            level: "error",
+            t: Date.now(),
+            msg: m.message,
+          });
         inst?.die(new NimbusError(m.code as ErrorCode, m.message));
         return;
       }
@@ -514,6 +562,7 @@ class IsolateHost {
     spec: InstanceSpec,
     code: { payload: Buffer; mapBytes: number },
     cpuMs: number | undefined,
+    isolation: Isolation,
   ): Promise<{ instance: IsolateInstance; loaded: LoadedMeta }> {
     await this.ready;
     const instance = new IsolateInstance(this, spec);
@@ -530,6 +579,7 @@ class IsolateHost {
     if (code.mapBytes > 0) meta.mapBytes = code.mapBytes;
     const egress = this.exec.options.egressFor?.(spec);
     if (egress) meta.egress = egress;
+    if (isolation === "context") meta.isolation = isolation;
     const loaded = await new Promise<LoadedMeta>((res) => {
       if (this.exited) {
         res({ ok: false, loadMs: 0, error: { message: "The isolate host exited." } });
@@ -566,11 +616,14 @@ class IsolateHost {
     for (const [id, s] of this.sinks) if (s.sink === sink) this.writer.send(T.CANCEL, id);
   }
 
-  /** Asks the host to dispose an instance's isolate. */
-  unload(instance: IsolateInstance): void {
+  /** Asks the host to dispose an instance's isolate (`kill`: it may still be running code). */
+  unload(instance: IsolateInstance, kill = false): void {
     if (this.exited) return;
     this.thaw();
-    this.writer.send(TI.UNLOAD, instance.slot, {});
+    // A killed function may hold a shared isolate's thread: the host checks that (within
+    // 500 ms, PROBE_MS in host.ts) and must not be frozen before it can.
+    if (kill) this.awakeUntil = Date.now() + 1000;
+    this.writer.send(TI.UNLOAD, instance.slot, (kill ? { kill } : {}) satisfies UnloadMeta);
     this.idleCheck();
   }
 
@@ -740,8 +793,13 @@ export class IsolateExecutor implements Executor {
    * (bare isolated-vm isolate ~1 MB + runtime ~0.7 MB), far below its `memory` limit, which
    * V8 enforces per isolate; the host's cgroup bounds the sum.
    */
-  memoryCostMB(_spec: InstanceSpec): number {
-    return ISOLATE_COST_MB;
+  memoryCostMB(spec: InstanceSpec): number {
+    return this.isolation(spec) === "context" ? CONTEXT_COST_MB : ISOLATE_COST_MB;
+  }
+
+  /** How an instance of this version is isolated (its config, else the server's default). */
+  isolation(spec: InstanceSpec): Isolation {
+    return this.options.isolationFor?.(spec) ?? this.options.isolation ?? "isolate";
   }
 
   async start(spec: InstanceSpec): Promise<Instance> {
@@ -750,6 +808,7 @@ export class IsolateExecutor implements Executor {
       spec,
       this.readCode(spec.codeDir),
       this.cpuMs(spec),
+      this.isolation(spec),
     );
     if (!loaded.ok) {
       throw new NimbusError(
@@ -776,7 +835,10 @@ export class IsolateExecutor implements Executor {
         err instanceof NimbusError ? err.message : `The bundle could not be read: ${(err as Error).message}`;
       return { ok: false, loadMs: 0, error: { message } };
     }
-    const { instance, loaded } = await this.host(spec.tenant).load(spec, code, undefined);
+    // A deploy's check loads into an isolate of its own, whatever the function's isolation: a
+    // version must not fail its check because a live neighbour filled a shared heap, nor
+    // take a shared isolate (and its functions) down with a bundle that fails to load.
+    const { instance, loaded } = await this.host(spec.tenant).load(spec, code, undefined, "isolate");
     if (loaded.ok) await instance.stop();
     return loaded;
   }

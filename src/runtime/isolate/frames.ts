@@ -40,6 +40,25 @@ export interface InitMeta {
   egress: EgressPolicy;
   /** Pre-created blank isolates kept per memory size. */
   spares: number;
+  /** The server's default isolation, whose spares are kept from the start. @default "isolate" */
+  isolation?: Isolation;
+  /** Functions one shared isolate holds at most (isolation "context"). @default 32 */
+  contextsPerIsolate?: number;
+}
+
+/**
+ * How a function's code is isolated from the tenant's other functions in the isolate host:
+ * `"isolate"`, a V8 isolate of its own (own heap limit, own thread, stopped alone);
+ * `"context"`, a V8 context in an isolate shared with up to `contextsPerIsolate` functions of
+ * the same tenant and memory size (~0.3 MB instead of ~2 MB each; they share the heap limit and
+ * the thread, and a limit breach stops them all). Never shared across tenants.
+ */
+export type Isolation = "isolate" | "context";
+
+/** What UNLOAD carries. */
+export interface UnloadMeta {
+  /** The platform killed the instance (its timeout), rather than stopping an idle one. */
+  kill?: boolean;
 }
 
 /** What LOAD carries for an isolate (the bundle is the payload). */
@@ -57,6 +76,8 @@ export interface IsolateLoadMeta {
   mapBytes?: number;
   /** The function's own network policy (else the host's, from INIT). */
   egress?: EgressPolicy;
+  /** @default "isolate" */
+  isolation?: Isolation;
 }
 
 /** Why an isolate went away. */

@@ -27,7 +27,7 @@ import {
 } from "../protocol.ts";
 import { QUEUE_LIMITS, type QueueSendMeta, type QueueSentMeta } from "../queue-send.ts";
 import { KeyTable, subtleCall } from "./crypto-bridge.ts";
-import { type GoneMeta, type InitMeta, type IsolateLoadMeta, TI } from "./frames.ts";
+import { type GoneMeta, type InitMeta, type IsolateLoadMeta, TI, type UnloadMeta } from "./frames.ts";
 import {
   fetchBodyLimitMessage,
   fetchLimitMessage,
@@ -60,7 +60,14 @@ const E = { HEAD: 1, CHUNK: 2, END: 3, ERROR: 4, LOG: 5, DONE: 6, FULL: 7 } as c
 let snapshot: Ivm;
 let egress: Egress;
 let spareTarget = 2;
-const spares = new Map<number, Promise<Blank>[]>();
+/** Functions one shared isolate holds at most (isolation "context"). */
+let contextsPerIsolate = 32;
+/** Pre-created blanks per kind: key {@link spareKey}. */
+const spares = new Map<string, Promise<Blank>[]>();
+/** Spare lists by isolation mode and memory size. */
+function spareKey(memoryMB: number, shared: boolean): string {
+  return `${shared ? "c" : "i"}${memoryMB}`;
+}
 
 interface Invocation {
   slot: Slot;
@@ -81,9 +88,87 @@ interface Invocation {
   cancelled: boolean;
 }
 
+/**
+ * One V8 isolate: its own (isolation "isolate") for one function, or shared (isolation
+ * "context") by up to {@link contextsPerIsolate} functions of this tenant with the same memory
+ * size, each in its own context created from the runtime snapshot. The isolate is the unit of
+ * CPU clock, heap limit and termination: V8 cannot stop one context of a running isolate.
+ */
+interface Vm {
+  iso: Ivm;
+  memoryMB: number;
+  shared: boolean;
+  /** Contexts handed out of it (loaded functions and spare blanks), for capacity and disposal. */
+  contexts: number;
+  /** Functions loaded in it. */
+  slots: Set<Slot>;
+  /** Invocations sharing the isolate's CPU clock now (across its functions), and the clock at the last split. */
+  running: Set<Invocation>;
+  lastCpu: bigint;
+  /**
+   * CPU ms the isolate used while none of its invocations ran (work left behind after a
+   * response): billed to its next invocation, so post-response work is never free.
+   */
+  unbilledCpu: number;
+  gone: boolean;
+  /** A function was killed in it (it may still be looping or full): no new contexts go in. */
+  draining?: boolean;
+}
+
+const vms = new Set<Vm>();
+/** Shared isolates taking new contexts, per memory size. */
+const sharedVms = new Map<number, Vm[]>();
+
+function newVm(memoryMB: number, shared: boolean): Vm {
+  const iso = new ivm.Isolate({ memoryLimit: Math.max(8, memoryMB), snapshot });
+  const vm: Vm = {
+    iso,
+    memoryMB,
+    shared,
+    contexts: 0,
+    slots: new Set(),
+    running: new Set(),
+    lastCpu: iso.cpuTime,
+    unbilledCpu: 0,
+    gone: false,
+  };
+  vms.add(vm);
+  if (shared) {
+    const list = sharedVms.get(memoryMB) ?? [];
+    list.push(vm);
+    sharedVms.set(memoryMB, list);
+  }
+  return vm;
+}
+
+/** A shared isolate of this memory size with room for one more context. */
+function sharedVm(memoryMB: number): Vm {
+  for (const vm of sharedVms.get(memoryMB) ?? []) {
+    if (!vm.gone && !vm.draining && vm.contexts < contextsPerIsolate) return vm;
+  }
+  return newVm(memoryMB, true);
+}
+
+/** Disposes an isolate (all its contexts). */
+function disposeVm(vm: Vm): void {
+  if (vm.gone) return;
+  vm.gone = true;
+  vms.delete(vm);
+  const list = sharedVms.get(vm.memoryMB);
+  if (list) {
+    const i = list.indexOf(vm);
+    if (i >= 0) list.splice(i, 1);
+  }
+  try {
+    if (!vm.iso.isDisposed) vm.iso.dispose();
+  } catch {
+    // Already gone.
+  }
+}
+
 interface Slot {
   id: number;
-  iso: Ivm;
+  vm: Vm;
   ctx: Ivm;
   meta: IsolateLoadMeta;
   invoke?: Ivm;
@@ -98,14 +183,8 @@ interface Slot {
   map?: SourceMap;
   /** The function's network policy for fetch. */
   egress: Egress;
-  /** Invocations sharing the isolate's CPU clock now, and the clock at the last split. */
+  /** This function's invocations running now (its share of {@link Vm.running}). */
   running: Set<Invocation>;
-  lastCpu: bigint;
-  /**
-   * CPU ms the isolate used while none of its invocations ran (work it left behind after a
-   * response): billed to its next invocation, so post-response work is never free.
-   */
-  unbilledCpu: number;
   /**
    * Timers that came due while no invocation ran: the isolate is frozen between
    * invocations (as Lambda freezes an idle environment), so they fire when the next
@@ -145,29 +224,30 @@ const invocations = new Map<number, Invocation>();
  * equal shares: exact when an isolate serves one invocation at a time (the default), a fair
  * split when several overlap (V8 cannot say which of them a microtask belonged to).
  */
-function settleCpu(slot: Slot): void {
+function settleCpu(vm: Vm): void {
   let now: bigint;
   try {
-    now = slot.iso.cpuTime;
+    now = vm.iso.cpuTime;
   } catch {
     return; // disposed
   }
-  if (slot.running.size > 0) {
-    const share = Number(now - slot.lastCpu) / 1e6 / slot.running.size;
-    for (const inv of slot.running) inv.cpu += share;
-  } else slot.unbilledCpu += Number(now - slot.lastCpu) / 1e6;
-  slot.lastCpu = now;
+  if (vm.running.size > 0) {
+    const share = Number(now - vm.lastCpu) / 1e6 / vm.running.size;
+    for (const inv of vm.running) inv.cpu += share;
+  } else vm.unbilledCpu += Number(now - vm.lastCpu) / 1e6;
+  vm.lastCpu = now;
 }
 
 function cpuMsOf(inv: Invocation): number {
-  settleCpu(inv.slot);
+  settleCpu(inv.slot.vm);
   return inv.cpu;
 }
 
 /** An invocation is over (its response, or its waitUntil work, or its failure). */
 function forgetInvocation(id: number, inv: Invocation): void {
-  settleCpu(inv.slot);
+  settleCpu(inv.slot.vm);
   inv.slot.running.delete(inv);
+  inv.slot.vm.running.delete(inv);
   invocations.delete(id);
   releaseInvocation(id, inv);
 }
@@ -234,14 +314,12 @@ function onCredit(frame: Frame): void {
  * The bridge's callbacks reach the slot through `holder`, set when a function is loaded.
  */
 interface Blank {
-  iso: Ivm;
+  vm: Vm;
   ctx: Ivm;
   holder: { slot?: Slot; keys?: KeyTable };
   invoke: Ivm;
   setModule: Ivm;
   configure: Ivm;
-  /** `node:module` stand-in (bundles import createRequire from it). */
-  moduleShim: Ivm;
 }
 
 /** Built-ins that `compatibility: ["nodejs"]` bundles in (src/build/node-compat.ts). */
@@ -263,9 +341,21 @@ const MODULE_SHIM = `const msg = (id) => "require('" + id + "') is not available
 export function createRequire() { return function require(id) { throw new Error(msg(id)); }; }
 export default { createRequire };`;
 
-async function newIsolate(memoryMB: number): Promise<Blank> {
-  const iso = new ivm.Isolate({ memoryLimit: Math.max(8, memoryMB), snapshot });
-  const ctx = await iso.createContext();
+/** A blank: a fresh isolate of its own, or a new context in a shared isolate (`shared`). */
+async function newBlank(memoryMB: number, shared: boolean): Promise<Blank> {
+  const vm = shared ? sharedVm(memoryMB) : newVm(memoryMB, false);
+  vm.contexts++;
+  try {
+    return await newContext(vm);
+  } catch (err) {
+    vm.contexts--;
+    if (!vm.shared || vm.contexts === 0) disposeVm(vm);
+    throw err;
+  }
+}
+
+async function newContext(vm: Vm): Promise<Blank> {
+  const ctx = await vm.iso.createContext();
   const holder: { slot?: Slot; keys?: KeyTable } = {};
   // Everything an isolate sends comes batched: [[kind, id, meta], …] plus the byte payloads.
   const emit = new ivm.Callback(
@@ -354,23 +444,38 @@ async function newIsolate(memoryMB: number): Promise<Blank> {
   );
   // URL parsing and legacy text decoding: one synchronous call into the host's own code.
   await ctx.evalClosure("__nimbus_web_init($0)", [new ivm.Callback(webOp)]);
-  const moduleShim = await iso.compileModule(MODULE_SHIM, { filename: "nimbus:node-module-shim" });
   return {
-    iso,
+    vm,
     ctx,
     holder,
     invoke: api.getSync("invoke", { reference: true }),
     setModule: api.getSync("setModule", { reference: true }),
     configure: api.getSync("configure", { reference: true }),
-    moduleShim,
   };
 }
 
-/** A blank isolate of this memory size, pre-created when possible. */
-function takeIsolate(memoryMB: number): Promise<Blank> {
-  const list = spares.get(memoryMB) ?? [];
-  spares.set(memoryMB, list);
-  return list.shift() ?? newIsolate(memoryMB);
+/** A blank of this kind, pre-created when possible (spares in an isolate since stopped are dropped). */
+async function takeBlank(memoryMB: number, shared: boolean): Promise<Blank> {
+  const key = spareKey(memoryMB, shared);
+  const list = spares.get(key) ?? [];
+  spares.set(key, list);
+  for (let p = list.shift(); p; p = list.shift()) {
+    const b = await p.catch(() => undefined);
+    if (b && !b.vm.gone && !b.vm.draining) return b;
+    if (b) discardBlank(b);
+  }
+  return newBlank(memoryMB, shared);
+}
+
+/** Gives back a spare that will not be used (its isolate stopped or drains). */
+function discardBlank(b: Blank): void {
+  b.vm.contexts--;
+  try {
+    b.ctx.release();
+  } catch {
+    // Already gone.
+  }
+  if (b.vm.contexts <= 0) disposeVm(b.vm);
 }
 
 let refilling = false;
@@ -392,13 +497,22 @@ function scheduleRefill(delayMs = 20): void {
   }, delayMs);
 }
 
+/** The isolate of each spare, once made (spares of a stopped shared isolate are dropped). */
+const spareVm = new WeakMap<Promise<Blank>, Vm>();
+
 function refill(): void {
   if (refilling) return;
-  for (const [memoryMB, list] of spares) {
+  for (const [key, all] of spares) {
+    const list = all.filter((p) => {
+      const vm = spareVm.get(p);
+      if (vm?.draining && !vm.gone) void p.then(discardBlank, () => {});
+      return !vm?.gone && !vm?.draining;
+    });
+    spares.set(key, list);
     if (list.length >= spareTarget) continue;
     refilling = true;
-    const p = newIsolate(memoryMB);
-    p.catch(() => {});
+    const p = newBlank(Number(key.slice(1)), key[0] === "c");
+    p.then((b) => spareVm.set(p, b.vm)).catch(() => {});
     list.push(p);
     void p.finally(() => {
       refilling = false;
@@ -408,10 +522,69 @@ function refill(): void {
   }
 }
 
+/**
+ * A function's isolate must stop (memory, CPU or runaway limit). In a shared isolate that
+ * stops every function in it: V8 can only terminate a whole isolate.
+ */
 function gone(slot: Slot, meta: GoneMeta): void {
   if (slot.gone) return;
+  if (slot.vm.shared) {
+    goneVm(slot.vm, slot, meta);
+    return;
+  }
   dispose(slot);
   writer.send(TI.GONE, slot.id, meta);
+}
+
+/**
+ * Stops a shared isolate and tells the platform, for each function in it, why: `culprit`
+ * gets `meta`; the others learn which neighbour took them down (never silently). Without
+ * a culprit (the shared heap ran out: V8 does not say which context allocated), all get `meta`.
+ */
+function goneVm(vm: Vm, culprit: Slot | undefined, meta: GoneMeta): void {
+  const victims = [...vm.slots];
+  disposeVm(vm);
+  // Its spare contexts went with it.
+  scheduleRefill();
+  for (const s of victims) {
+    if (s.gone) continue;
+    dispose(s);
+    const own = culprit === undefined || s === culprit;
+    writer.send(
+      TI.GONE,
+      s.id,
+      own
+        ? meta
+        : {
+            code: "NIMBUS_INSTANCE_CRASHED",
+            message: `The function shared its isolate (isolation "context") with function '${culprit.meta.functionName}', which was stopped (${meta.code}); every function in that isolate was stopped with it and restarts on its next request. Set isolation: "isolate" in the config of a function that must not share this fate.`,
+          },
+    );
+  }
+}
+
+/** Time a shared isolate has to answer after one of its functions was killed mid-invocation. */
+const PROBE_MS = 500;
+
+/**
+ * A function killed while it ran (its timeout) may still hold the shared isolate's thread (an
+ * endless loop): V8 cannot stop one context. Ask the isolate for a trivial task; if it cannot
+ * run it soon, the isolate is stuck and is stopped with every function in it.
+ */
+function probeVm(vm: Vm, functionName: string): void {
+  if (vm.gone) return;
+  let answered = false;
+  const done = (): void => {
+    answered = true;
+  };
+  vm.iso.compileScript("0").then(done, done);
+  setTimeout(() => {
+    if (answered || vm.gone) return;
+    goneVm(vm, undefined, {
+      code: "NIMBUS_INSTANCE_CRASHED",
+      message: `The function shared its isolate (isolation "context") with function '${functionName}', which was stopped at its timeout while still running code; the isolate stayed busy, so every function in it was stopped and restarts on its next request. Set isolation: "isolate" in the config of a function that must not share this fate.`,
+    });
+  }, PROBE_MS).unref();
 }
 
 function dispose(slot: Slot): void {
@@ -426,11 +599,20 @@ function dispose(slot: Slot): void {
     inv.waiter = undefined;
     invocations.delete(id);
   }
+  const vm = slot.vm;
+  for (const inv of slot.running) vm.running.delete(inv);
   slot.running.clear();
   slot.keys?.clear();
   for (const [k, w] of sendWaits) if (w.slot === slot) sendWaits.delete(k);
+  vm.slots.delete(slot);
+  vm.contexts--;
+  if (!vm.shared || vm.contexts <= 0) {
+    disposeVm(vm);
+    return;
+  }
   try {
-    if (!slot.iso.isDisposed) slot.iso.dispose();
+    // The context goes; its heap is collected while the isolate serves the others.
+    slot.ctx.release();
   } catch {
     // Already gone.
   }
@@ -440,14 +622,21 @@ function dispose(slot: Slot): void {
 function onIsolateError(slot: Slot, err: unknown, id?: number): void {
   if (slot.gone) return;
   const message = err instanceof Error ? err.message : String(err);
-  if (slot.iso.isDisposed || /disposed/i.test(message)) {
-    const memory = /memory limit/i.test(message) || slot.iso.isDisposed;
-    gone(slot, {
+  if (slot.vm.iso.isDisposed || /disposed/i.test(message)) {
+    const memory = /memory limit/i.test(message) || slot.vm.iso.isDisposed;
+    const meta: GoneMeta = {
       code: memory ? "NIMBUS_MEMORY_LIMIT" : "NIMBUS_INSTANCE_CRASHED",
       message: memory
         ? `The function exceeded its memory limit of ${slot.meta.memoryMB} MB and was stopped. Raise 'memory' in its config.`
         : `The function's isolate stopped: ${message}`,
-    });
+    };
+    if (slot.vm.shared) {
+      // V8 does not say which context filled the shared heap: every function in it hears why.
+      if (memory) {
+        meta.message = `The isolate this function shared with ${slot.vm.slots.size - 1} other function(s) of its tenant (isolation "context") exceeded its heap limit of ${slot.vm.memoryMB} MB and was stopped with all of them; they restart on their next request. Raise 'memory', or set isolation: "isolate" to give a function a heap of its own.`;
+      }
+      goneVm(slot.vm, undefined, meta);
+    } else gone(slot, meta);
     return;
   }
   if (id !== undefined) {
@@ -471,19 +660,24 @@ function ensureWatch(): void {
       return;
     }
     checkIdleSlots();
-    for (const inv of invocations.values()) {
-      const slot = inv.slot;
-      if (slot.gone) continue;
-      if (slot.iso.isDisposed) {
-        onIsolateError(slot, new Error("disposed due to memory limit"));
+    // One look at each busy isolate's clock per tick (not one per invocation).
+    for (const vm of [...vms]) {
+      if (vm.gone || vm.running.size === 0) continue;
+      if (vm.iso.isDisposed) {
+        const first = vm.running.values().next().value!;
+        onIsolateError(first.slot, new Error("disposed due to memory limit"));
         continue;
       }
-      const limit = slot.meta.cpuMs;
-      if (limit !== undefined && !inv.background && cpuMsOf(inv) > limit) {
+      settleCpu(vm);
+      for (const inv of [...vm.running]) {
+        const slot = inv.slot;
+        const limit = slot.meta.cpuMs;
+        if (slot.gone || limit === undefined || inv.background || inv.cpu <= limit) continue;
         gone(slot, {
           code: "NIMBUS_CPU_LIMIT",
           message: `The function used more than its CPU-time limit of ${limit} ms in one invocation and was stopped. Raise 'cpuMs' in its config, or do less work per request.`,
         });
+        if (vm.gone) break;
       }
     }
   }, 5);
@@ -500,15 +694,19 @@ function checkIdleSlots(): void {
   const now = performance.now();
   if (now - lastIdleCheck < 250) return;
   lastIdleCheck = now;
-  for (const slot of slots.values()) {
-    if (slot.gone || slot.running.size > 0) continue;
-    settleCpu(slot);
-    if (slot.unbilledCpu > slot.meta.timeoutMs) {
-      gone(slot, {
-        code: "NIMBUS_CPU_LIMIT",
-        message: `The function kept running for ${Math.round(slot.unbilledCpu)} ms of CPU after its invocations ended (more than its timeout of ${slot.meta.timeoutMs} ms) and was stopped. Use ctx.waitUntil for work after the response.`,
-      });
-    }
+  for (const vm of [...vms]) {
+    if (vm.gone || vm.running.size > 0 || vm.slots.size === 0) continue;
+    settleCpu(vm);
+    let timeoutMs = 0;
+    for (const s of vm.slots) timeoutMs = Math.max(timeoutMs, s.meta.timeoutMs);
+    if (vm.unbilledCpu <= timeoutMs) continue;
+    const meta: GoneMeta = {
+      code: "NIMBUS_CPU_LIMIT",
+      message: `The function kept running for ${Math.round(vm.unbilledCpu)} ms of CPU after its invocations ended (more than its timeout of ${timeoutMs} ms) and was stopped. Use ctx.waitUntil for work after the response.`,
+    };
+    // In a shared isolate the clock is the isolate's: which function kept it busy is unknown.
+    if (vm.shared) goneVm(vm, undefined, meta);
+    else for (const s of vm.slots) gone(s, meta);
   }
 }
 
@@ -734,6 +932,11 @@ function errorInfo(err: unknown): { message: string; stack?: string } {
   return { message: String(err) };
 }
 
+/** Bundles up to this size are compiled and linked synchronously into a fresh isolate (see handleLoad). */
+const SYNC_COMPILE_BYTES = 512 * 1024;
+/** Longest the runtime may take to read a module's exports synchronously, ms. */
+const SET_MODULE_TIMEOUT_MS = 2000;
+
 async function handleLoad(frame: Frame): Promise<void> {
   const t0 = performance.now();
   const meta = frame.meta as IsolateLoadMeta;
@@ -748,11 +951,12 @@ async function handleLoad(frame: Frame): Promise<void> {
     });
     return;
   }
-  const blank = await takeIsolate(meta.memoryMB);
-  const { iso, ctx } = blank;
+  const blank = await takeBlank(meta.memoryMB, meta.isolation === "context");
+  const { vm, ctx } = blank;
+  const iso = vm.iso;
   const slot: Slot = {
     id: frame.id,
-    iso,
+    vm,
     ctx,
     meta,
     timers: new Map(),
@@ -761,12 +965,11 @@ async function handleLoad(frame: Frame): Promise<void> {
     gone: false,
     egress: policy,
     running: new Set(),
-    lastCpu: iso.cpuTime,
-    unbilledCpu: 0,
     held: [],
     keys: blank.holder.keys,
   };
   slots.set(slot.id, slot);
+  vm.slots.add(slot);
   blank.holder.slot = slot;
   try {
     blank.configure.applySync(
@@ -784,11 +987,21 @@ async function handleLoad(frame: Frame): Promise<void> {
     const codeEnd = frame.payload.length - mapBytes;
     const code = frame.payload.toString("utf8", 0, codeEnd);
     if (mapBytes > 0) slot.map = new SourceMap(frame.payload.toString("utf8", codeEnd));
-    const mod = await iso.compileModule(code, { filename: "file:///fn/index.mjs" });
+    // Each asynchronous isolated-vm call is a hop to the isolate's thread and back through
+    // this event loop (a fraction of a ms, several ms on a loaded machine). A fresh isolate of
+    // its own is idle, so compiling a bundle of modest size and linking it are done here in
+    // one go; only the module's top level (user code, under its timeout) runs asynchronously.
+    // A shared isolate may be busy with a neighbour: it is never waited for on this thread.
+    const sync = !vm.shared && codeEnd <= SYNC_COMPILE_BYTES;
+    const filename = "file:///fn/index.mjs";
+    const mod = sync
+      ? iso.compileModuleSync(code, { filename })
+      : await iso.compileModule(code, { filename });
     const builtinShim = (specifier: string): Ivm => {
       // Bundles carry `createRequire(import.meta.url)` for CommonJS dependencies; inside an
       // isolate there is nothing to require, and saying so beats failing the whole load.
-      if (specifier === "node:module" || specifier === "module") return blank.moduleShim;
+      if (specifier === "node:module" || specifier === "module")
+        return iso.compileModuleSync(MODULE_SHIM, { filename: "nimbus:node-module-shim" });
       const compat = NODE_COMPAT.has(specifier.replace(/^node:/, ""))
         ? ` It is part of the Node compatibility subset: add "compatibility": ["nodejs"] to the function's nimbus.json config and deploy again.`
         : "";
@@ -796,18 +1009,24 @@ async function handleLoad(frame: Frame): Promise<void> {
         `The function imports '${specifier}', a Node.js built-in (or an unbundled package) that the isolate executor does not provide. Set executor: "process" in its config to use the full Node.js API, or remove the import.${compat}`,
       );
     };
-    await mod.instantiate(ctx, builtinShim);
+    if (sync) mod.instantiateSync(ctx, builtinShim);
+    else await mod.instantiate(ctx, builtinShim);
     await mod.evaluate({ timeout: meta.timeoutMs });
+    const ns = [mod.namespace.derefInto()];
     const loaded = JSON.parse(
-      await setModule.apply(undefined, [mod.namespace.derefInto()], { result: { copy: true } }),
+      sync
+        ? // Reads the exports' shape: runtime code, bounded in case an export's getter loops.
+          setModule.applySync(undefined, ns, { result: { copy: true }, timeout: SET_MODULE_TIMEOUT_MS })
+        : await setModule.apply(undefined, ns, { result: { copy: true } }),
     );
     loaded.loadMs = performance.now() - t0;
     if (loaded.error?.stack && slot.map) loaded.error.stack = slot.map.rewrite(loaded.error.stack);
     if (!loaded.ok) dispose(slot);
     else {
-      // Loading (the module's top level) is not billed to the first invocation.
-      settleCpu(slot);
-      slot.unbilledCpu = 0;
+      // Loading (the module's top level) is not billed to the first invocation (in a shared
+      // isolate, invocations running meanwhile share the load's CPU: one clock).
+      settleCpu(vm);
+      vm.unbilledCpu = 0;
     }
     writer.send(T.LOADED, frame.id, loaded);
     scheduleRefill();
@@ -819,6 +1038,13 @@ async function handleLoad(frame: Frame): Promise<void> {
     }
     dispose(slot);
     writer.send(T.LOADED, frame.id, { ok: false, error: info, loadMs: performance.now() - t0 });
+    // Its load filled a shared heap: the functions already in that isolate went with it.
+    if (vm.shared && iso.isDisposed) {
+      goneVm(vm, undefined, {
+        code: "NIMBUS_MEMORY_LIMIT",
+        message: `Function '${meta.functionName}', loading into the isolate this function shared (isolation "context"), exceeded its heap limit of ${vm.memoryMB} MB; every function in it was stopped and restarts on its next request. Set isolation: "isolate" to give a function a heap of its own.`,
+      });
+    }
   }
 }
 
@@ -956,8 +1182,8 @@ function onEmit(slot: Slot, kind: number, id: number, m: unknown, bytes?: Uint8A
 function end(inv: Invocation, id: number, pending: boolean): void {
   // waitUntil work keeps sharing the isolate's CPU clock until DONE.
   if (pending) inv.background = true;
-  else forgetInvocation(id, inv);
-  writer.send(T.RESP_END, id, { cpuMs: cpuMsOf(inv), pending });
+  else forgetInvocation(id, inv); // settles the clock
+  writer.send(T.RESP_END, id, { cpuMs: pending ? cpuMsOf(inv) : inv.cpu, pending });
 }
 
 const EMPTY = new Uint8Array(0);
@@ -966,8 +1192,9 @@ const pendingInvokes = new Map<Slot, { items: [number, InvokeMeta][]; bodies: Ui
 
 function handleInvoke(frame: Frame): void {
   lastInvokeAt = performance.now();
-  const { slot: slotId, ...meta } = frame.meta as InvokeMeta & { slot: number };
-  const slot = slots.get(slotId);
+  // Passed into the isolate as it came (its extra `slot` field is ignored there): no copy.
+  const meta = frame.meta as InvokeMeta & { slot: number };
+  const slot = slots.get(meta.slot);
   if (!slot || slot.gone || !slot.invoke) {
     writer.send(T.INVOKE_ERROR, frame.id, {
       code: "NIMBUS_FUNCTION_ERROR",
@@ -987,11 +1214,13 @@ function handleInvoke(frame: Frame): void {
     cancelled: false,
   };
   invocations.set(frame.id, inv);
-  settleCpu(slot);
+  const vm = slot.vm;
+  settleCpu(vm);
   // What the isolate ran since its last invocation ended is billed to this one.
-  inv.cpu += slot.unbilledCpu;
-  slot.unbilledCpu = 0;
+  inv.cpu += vm.unbilledCpu;
+  vm.unbilledCpu = 0;
   slot.running.add(inv);
+  vm.running.add(inv);
   // Thawed: timers that came due while it was frozen fire now.
   if (slot.held.length > 0) for (const res of slot.held.splice(0)) res(true);
   let batch = pendingInvokes.get(slot);
@@ -1022,7 +1251,8 @@ async function handleInit(frame: Frame): Promise<void> {
   const meta = frame.meta as InitMeta;
   egress = new Egress(meta.egress);
   spareTarget = meta.spares;
-  spares.set(128, []);
+  if (meta.contextsPerIsolate !== undefined) contextsPerIsolate = meta.contextsPerIsolate;
+  spares.set(spareKey(128, meta.isolation === "context"), []);
   // The warm-up runs requests through the runtime so the snapshot holds compiled code for
   // the hot path: a new isolate's first request does not pay for lazy compilation.
   snapshot = ivm.Isolate.createSnapshot(
@@ -1030,16 +1260,16 @@ async function handleInit(frame: Frame): Promise<void> {
     "__nimbus_warm()",
   );
   // Warm what every cold start touches (module compile, context from snapshot) once.
-  const warm = await newIsolate(16);
+  const warm = await newBlank(16, false);
   warm.configure.applySync(undefined, [{}, { functionName: "warm", version: 0, memoryMB: 16 }], {
     arguments: { copy: true },
   });
-  const m = await warm.iso.compileModule("export default 1");
+  const m = await warm.vm.iso.compileModule("export default 1");
   await m.instantiate(warm.ctx, () => {
     throw new Error("no imports");
   });
   await m.evaluate();
-  warm.iso.dispose();
+  disposeVm(warm.vm);
   writer.send(T.READY, 0, { pid: process.pid });
   refill();
 }
@@ -1069,7 +1299,12 @@ socket.on("data", (chunk: Buffer) => {
         break;
       case TI.UNLOAD: {
         const slot = slots.get(frame.id);
-        if (slot) dispose(slot);
+        if (!slot) break;
+        // Killed mid-invocation in a shared isolate: it may still hold the isolate's thread.
+        const stuck = slot.vm.shared && slot.running.size > 0 && (frame.meta as UnloadMeta)?.kill === true;
+        if (slot.vm.shared && (frame.meta as UnloadMeta)?.kill === true) slot.vm.draining = true;
+        dispose(slot);
+        if (stuck) probeVm(slot.vm, slot.meta.functionName);
         break;
       }
       case TI.INIT:

@@ -84,10 +84,26 @@ class Body {
   /** @internal */ _bytes: Uint8Array | undefined;
   /** @internal */ _stream: ReadableStream<Uint8Array> | undefined;
   /** @internal */ _used = false;
-  readonly headers: Headers;
+  /** @internal */ _h: Headers | undefined;
+  /** @internal Pairs the platform checked already, made into Headers when first read. */
+  _hPairs: [string, string][] | undefined;
 
-  constructor(headers: Headers) {
-    this.headers = headers;
+  constructor(headers: Headers | undefined, pairs?: [string, string][]) {
+    this._h = headers;
+    this._hPairs = pairs;
+  }
+
+  get headers(): Headers {
+    if (this._h === undefined) {
+      this._h = new Headers(this._hPairs);
+      this._hPairs = undefined;
+    }
+    return this._h;
+  }
+  /** @internal (Response.error() swaps in immutable headers). */
+  set headers(h: Headers) {
+    this._h = h;
+    this._hPairs = undefined;
   }
 
   /** @internal */
@@ -176,9 +192,34 @@ const METHOD = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const MODES = new Set(["same-origin", "no-cors", "cors"]);
 const REDIRECTS = new Set(["follow", "error", "manual"]);
 
+/** Set by {@link invocationRequest} for the one construction it makes. */
+let platformMade: { url: string; headers: [string, string][]; body: Uint8Array | undefined } | undefined;
+
+/**
+ * The invocation's Request, made from what the platform already parsed and checked: its URL
+ * is normalised and its Headers built only when the function reads them (most handlers
+ * never do), and its body bytes are taken as they are (they were copied into the isolate).
+ */
+export function invocationRequest(
+  url: string,
+  method: string,
+  headers: [string, string][],
+  body: Uint8Array | undefined,
+): Request {
+  platformMade = { url, headers, body };
+  try {
+    return new Request(url, { method });
+  } finally {
+    platformMade = undefined;
+  }
+}
+
 /** The Fetch Standard's Request. */
 export class Request extends Body {
-  readonly url: string;
+  /** @internal The normalised URL, once known. */
+  _url: string | undefined;
+  /** @internal The platform's URL, normalised when first read. */
+  _rawUrl: string | undefined;
   readonly method: string;
   readonly redirect: "follow" | "error" | "manual";
   readonly signal: AbortSignal;
@@ -192,14 +233,19 @@ export class Request extends Body {
   readonly referrerPolicy = "";
 
   constructor(input: string | URL | Request, init: RequestInit = {}) {
+    const made = platformMade;
+    platformMade = undefined;
     const src = input instanceof Request ? input : undefined;
     init ??= {};
-    super(new Headers(init.headers ?? src?.headers));
-    const url = src ? src.url : new URL(String(input)).href;
-    if (!src && /^[a-z][a-z0-9+.-]*:\/\/[^/]*@/i.test(url)) {
-      throw new TypeError(`Request cannot be constructed from a URL that includes credentials: ${url}`);
+    super(made ? undefined : new Headers(init.headers ?? src?.headers), made?.headers);
+    if (made) this._rawUrl = made.url;
+    else {
+      const url = src ? src.url : new URL(String(input)).href;
+      if (!src && /^[a-z][a-z0-9+.-]*:\/\/[^/]*@/i.test(url)) {
+        throw new TypeError(`Request cannot be constructed from a URL that includes credentials: ${url}`);
+      }
+      this._url = url;
     }
-    this.url = url;
     let method = init.method === undefined ? (src?.method ?? "GET") : toByteString(init.method, "A method");
     if (!METHOD.test(method)) throw new TypeError(`'${method}' is not a valid HTTP method.`);
     const upper = method.toUpperCase();
@@ -223,6 +269,17 @@ export class Request extends Body {
         throw new TypeError("A Request with a stream body needs duplex: 'half' in its init.");
       }
     } else if (src) src._cloneBodyInto(this);
+    else if (made?.body && made.body.byteLength > 0 && method !== "GET" && method !== "HEAD") {
+      this._bytes = made.body;
+    }
+  }
+
+  get url(): string {
+    if (this._url === undefined) {
+      this._url = new URL(this._rawUrl!).href;
+      this._rawUrl = undefined;
+    }
+    return this._url;
   }
 
   get [Symbol.toStringTag](): string {

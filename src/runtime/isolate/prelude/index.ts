@@ -42,7 +42,17 @@ import { structuredClone } from "./clone.ts";
 import { CompressionStream, DecompressionStream } from "./compression.ts";
 import { atob, btoa, DOMExceptionLike, TextDecoder, TextEncoder, utf8Encode } from "./encoding.ts";
 import { AbortController, AbortSignal, CustomEvent, Event, EventTarget, setTimerHooks } from "./events.ts";
-import { Blob, File, FormData, Headers, makeResponse, Request, Response, toU8 } from "./fetch-api.ts";
+import {
+  Blob,
+  File,
+  FormData,
+  Headers,
+  invocationRequest,
+  makeResponse,
+  Request,
+  Response,
+  toU8,
+} from "./fetch-api.ts";
 import { format } from "./inspect.ts";
 import { installNodeHook, nodeModulesUsed } from "./node-hook.ts";
 import { CryptoKey, type SubtleCall, SubtleCrypto, setSubtleBridge, subtle } from "./subtle.ts";
@@ -583,11 +593,9 @@ async function invoke(id: number, meta: InvokeMeta, body: Uint8Array): Promise<v
       bridge!.emit(E.END, id, { pending: false });
       return;
     }
-    const init: Record<string, unknown> = { method: meta.method, headers: meta.headers };
-    if (meta.method !== "GET" && meta.method !== "HEAD" && body.byteLength > 0) init.body = body;
     let response: unknown;
     try {
-      const request = new Request(meta.url, init as never);
+      const request = invocationRequest(meta.url, meta.method, meta.headers, body);
       const ctx = {
         waitUntil(p: Promise<unknown>) {
           background.push(

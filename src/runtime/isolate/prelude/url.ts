@@ -79,12 +79,13 @@ function invalid(input: string): TypeError {
 
 /**
  * URLs the standard's parser would give back unchanged (lower-case http(s), a plain DNS name
- * whose last label starts with a letter, no default port, no dot segments, no character it
+ * whose last label starts with a letter or an IPv4 address in its canonical dotted-decimal
+ * form (no leading zeros, each part ≤ 255: what the standard serialises), no default port, no dot segments, no character it
  * would percent-encode): parsed here without a host call. Everything else goes to the host.
  * `request.url` is nearly always such a URL, so the hot path stays inside the isolate.
  */
 const PLAIN =
-  /^(https?):\/\/((?:(?!xn--)[a-z0-9][a-z0-9-]*\.)*(?!xn--)[a-z][a-z0-9-]*)(?::([1-9][0-9]{0,4}))?(\/[A-Za-z0-9\-._~!$&'()*+,;=:@/]*)?(\?[A-Za-z0-9\-._~!$&()*+,;=:@/?%]*)?(#[A-Za-z0-9\-._~!$&'()*+,;=:@/?%]*)?$/;
+  /^(https?):\/\/((?:(?!xn--)[a-z0-9][a-z0-9-]*\.)*(?!xn--)[a-z][a-z0-9-]*|(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9]))(?::([1-9][0-9]{0,4}))?(\/[A-Za-z0-9\-._~!$&'()*+,;=:@/]*)?(\?[A-Za-z0-9\-._~!$&()*+,;=:@/?%]*)?(#[A-Za-z0-9\-._~!$&'()*+,;=:@/?%]*)?$/;
 const DOT_SEGMENT = /\/\.{1,2}(?:\/|$)/;
 
 function plainParts(input: string): string[] | null {
