@@ -22,7 +22,8 @@ export interface EventsApiContext {
 
 const TENANT = "default";
 
-const errorSchema = {
+/** The API's error body (shared by the event and queue routes). */
+export const errorSchema = {
   type: "object",
   properties: {
     error: {
@@ -32,7 +33,8 @@ const errorSchema = {
     },
   },
 };
-const errors = { 400: errorSchema, 401: errorSchema, 403: errorSchema, 404: errorSchema };
+/** The common error answers of a route. */
+export const errors = { 400: errorSchema, 401: errorSchema, 403: errorSchema, 404: errorSchema };
 const nameParam = {
   type: "object",
   properties: { name: { type: "string", description: "Function name (^[a-z][a-z0-9-]{0,62}$)" } },

@@ -10,6 +10,7 @@ import type { QueueConsumers } from "../queues/consumer.ts";
 import type { NamedQueues, SendItem } from "../queues/service.ts";
 import type { QueueContentType } from "../runtime/queue-send.ts";
 import type { Auth, Scope } from "./auth.ts";
+import { errorSchema, errors } from "./events.ts";
 
 /** What these routes need. */
 export interface QueuesApiContext {
@@ -20,17 +21,6 @@ export interface QueuesApiContext {
 
 const TENANT = "default";
 
-const errorSchema = {
-  type: "object",
-  properties: {
-    error: {
-      type: "object",
-      properties: { code: { type: "string" }, message: { type: "string" }, details: {} },
-      required: ["code", "message"],
-    },
-  },
-};
-const errors = { 400: errorSchema, 401: errorSchema, 403: errorSchema, 404: errorSchema };
 const nameParam = {
   type: "object",
   properties: { name: { type: "string", maxLength: 63, description: "Queue name (^[a-z][a-z0-9-]{0,62}$)" } },
@@ -338,47 +328,32 @@ export function registerQueueRoutes(app: FastifyInstance, ctx: QueuesApiContext)
     },
   );
 
-  app.get<{ Params: { name: string }; Querystring: { limit?: number } }>(
-    "/api/v1/queues/:name/messages",
-    {
-      onRequest: guard("read"),
-      schema: {
-        summary: "Recent messages of a queue (state, attempts, error), newest first",
-        security: [{ bearer: [] }],
-        params: nameParam,
-        querystring: {
-          type: "object",
-          properties: { limit: { type: "integer", minimum: 1, maximum: 10000, default: 100 } },
-        },
-        response: {
-          200: { type: "object", properties: { messages: { type: "array", items: messageSchema } } },
-          ...errors,
-        },
-      },
-    },
-    async (req) => ({ messages: await ctx.named.messages(TENANT, req.params.name, req.query.limit) }),
-  );
-
-  app.get<{ Params: { name: string }; Querystring: { limit?: number } }>(
-    "/api/v1/queues/:name/dlq",
-    {
-      onRequest: guard("read"),
-      schema: {
-        summary: "Dead messages of a queue (out of retries, or past retention), newest first",
-        security: [{ bearer: [] }],
-        params: nameParam,
-        querystring: {
-          type: "object",
-          properties: { limit: { type: "integer", minimum: 1, maximum: 1000, default: 100 } },
-        },
-        response: {
-          200: { type: "object", properties: { messages: { type: "array", items: messageSchema } } },
-          ...errors,
+  // Two listings: recent messages in any state, and the dead ones.
+  for (const [path, summary, read] of [
+    ["messages", "Recent messages of a queue (state, attempts, error), newest first", "messages"],
+    ["dlq", "Dead messages of a queue (out of retries, or past retention), newest first", "dead"],
+  ] as const) {
+    app.get<{ Params: { name: string }; Querystring: { limit?: number } }>(
+      `/api/v1/queues/:name/${path}`,
+      {
+        onRequest: guard("read"),
+        schema: {
+          summary,
+          security: [{ bearer: [] }],
+          params: nameParam,
+          querystring: {
+            type: "object",
+            properties: { limit: { type: "integer", minimum: 1, maximum: 10000, default: 100 } },
+          },
+          response: {
+            200: { type: "object", properties: { messages: { type: "array", items: messageSchema } } },
+            ...errors,
+          },
         },
       },
-    },
-    async (req) => ({ messages: await ctx.named.dead(TENANT, req.params.name, req.query.limit) }),
-  );
+      async (req) => ({ messages: await ctx.named[read](TENANT, req.params.name, req.query.limit) }),
+    );
+  }
 
   app.post<{ Params: { name: string }; Body: { ids?: string[] } | undefined }>(
     "/api/v1/queues/:name/dlq/redrive",

@@ -16,7 +16,7 @@ import { type EventMeta, parseFunctionQueue } from "./async.ts";
 import { EVENT_DEFAULTS } from "./config.ts";
 import type { Destinations } from "./destinations.ts";
 import type { TerminalOutcome } from "./outcomes.ts";
-import { type AttemptOutcome, CollectingResponder } from "./responder.ts";
+import { type AttemptOutcome, CollectingResponder, outcomeWithin } from "./responder.ts";
 import { decideRetry, isExpired } from "./retry.ts";
 
 /** Dispatcher settings. */
@@ -213,26 +213,8 @@ export class Dispatcher {
       v,
       responder,
     );
-    // An attempt never outlives its lease: past it the event is someone else's (redelivered),
-    // and this slot must come back even if the invocation never reports an end.
-    let guard: NodeJS.Timeout | undefined;
-    const out = await Promise.race([
-      responder.done,
-      new Promise<AttemptOutcome>((r) => {
-        guard = setTimeout(
-          () =>
-            r({
-              ok: false,
-              status: 504,
-              body: Buffer.alloc(0),
-              bodyBytes: 0,
-              error: { code: "NIMBUS_TIMEOUT", message: "The attempt reported no outcome within its lease." },
-            }),
-          Math.max(1000, m.leaseUntil - this.clock()),
-        );
-      }),
-    ]);
-    clearTimeout(guard);
+    // An attempt never outlives its lease: past it the event is someone else's (redelivered).
+    const out = await outcomeWithin(responder.done, Math.max(1000, m.leaseUntil - this.clock()));
     const result = JSON.stringify({
       status: out.status,
       body: out.body.toString("utf8"),

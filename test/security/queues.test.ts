@@ -135,26 +135,30 @@ describe("queues against a real server", () => {
       { req: 1, binding, messages: sizes.map((bytes) => ({ bytes, contentType: "text" })) },
       Buffer.from(bodies.join("")),
     );
-  const post = async (path: string, body?: Uint8Array<ArrayBuffer>) => {
-    const r = await fetch(`${s.url}${path}`, { method: "POST", body, signal: AbortSignal.timeout(90_000) });
+  const post = async (path: string, body?: Buffer) => {
+    const r = await fetch(`${s.url}${path}`, {
+      method: "POST",
+      body: body as BodyInit | undefined,
+      signal: AbortSignal.timeout(90_000),
+    });
     return { status: r.status, text: await r.text() };
   };
 
   test("attack: a function forges a send through a binding it does not have → its instance is stopped, nothing is stored", async () => {
-    const r = await post("/fn/raw", new Uint8Array(forged("VICTIM", ["stolen"])));
+    const r = await post("/fn/raw", forged("VICTIM", ["stolen"]));
     assert.equal(r.status, 502, r.text);
     assert.equal(JSON.parse(r.text).error.code, "NIMBUS_INSTANCE_PROTOCOL");
     const v = await stats("victim");
     assert.equal(v.ready + v.leased + v.delayed + v.dead + v.succeeded, 0);
     // The function's own binding still works from a new instance.
-    const own = await post("/fn/raw", new Uint8Array(forged("JOBS", ["fine"])));
+    const own = await post("/fn/raw", forged("JOBS", ["fine"]));
     assert.equal(own.status, 200, own.text);
     assert.equal((await stats("mine")).ready, 1);
   });
 
   test("attack: a forged send whose sizes lie about its payload → instance stopped, nothing stored", async () => {
     const before = (await stats("mine")).ready;
-    const r = await post("/fn/raw", new Uint8Array(forged("JOBS", ["abc", "def"], [1, 100])));
+    const r = await post("/fn/raw", forged("JOBS", ["abc", "def"], [1, 100]));
     assert.equal(r.status, 502, r.text);
     assert.equal((await stats("mine")).ready, before);
   });
