@@ -9,12 +9,11 @@
  * compile and evaluate the function's module in it. No process is spawned.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import type { Socket } from "node:net";
 import { availableParallelism, totalmem } from "node:os";
-import { dirname, join, relative, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { dirname, join, relative } from "node:path";
 import { type ErrorCode, NimbusError } from "../../errors.ts";
 import { FrameGuard, ISOLATE_HOST_RULES } from "../../invoker/frame-guard.ts";
 import { type QueueSender, SendGate } from "../../queues/producer.ts";
@@ -42,7 +41,7 @@ import {
 import { serverCeiling } from "../egress/ceiling.ts";
 import { EgressProxy } from "../egress/proxy.ts";
 import { ResponseFlow } from "../flow.ts";
-import { ARGS_FD, launchCommand, linkNode, makeRunDir, makeSlot } from "../process/launch.ts";
+import { ARGS_FD, launchCommand, linkNode, linkTree, makeRunDir, makeSlot } from "../process/launch.ts";
 import { Cgroup, INSIDE, type Protections } from "../process/sandbox.ts";
 import type {
   Executor,
@@ -57,7 +56,6 @@ import { hostSource, preludeSource } from "./prelude.ts";
 
 export type { EgressPolicy, Isolation } from "../../runtime/isolate/frames.ts";
 
-const RUNTIME_DIR = resolve(dirname(fileURLToPath(import.meta.url)), "../../runtime");
 const require = createRequire(import.meta.url);
 const IVM_DIR = dirname(require.resolve("isolated-vm/package.json"));
 const IVM_NATIVE: string = require("node-gyp-build").path(IVM_DIR);
@@ -302,14 +300,14 @@ class IsolateHost {
       p,
       {
         nodeDir: exec.nodeDir,
-        runtimeDir: RUNTIME_DIR,
+        runtimeDir: exec.libs.runtime,
         codeDir: this.dir,
         egressDir,
         tmpMB: 16,
         // The native addon and undici, read-only, beside the runtime.
         extra: [
-          [IVM_DIR, INSIDE_IVM],
-          [UNDICI_DIR, INSIDE_UNDICI],
+          [exec.libs.ivm, INSIDE_IVM],
+          [exec.libs.undici, INSIDE_UNDICI],
         ],
       },
       [
@@ -324,8 +322,8 @@ class IsolateHost {
         process.execPath,
         ...nodeArgs,
         join(this.dir, "host.mjs"),
-        IVM_NATIVE,
-        UNDICI_MAIN,
+        join(exec.libs.ivm, relative(IVM_DIR, IVM_NATIVE)),
+        join(exec.libs.undici, relative(UNDICI_DIR, UNDICI_MAIN)),
         join(egressDir, "ctl.sock"),
       ],
       this.cgroup,
@@ -704,6 +702,12 @@ export class IsolateExecutor implements Executor {
   readonly runDir: string;
   /** The node binary's directory, at a neutral path in the run directory. */
   readonly nodeDir: string;
+  /**
+   * What isolate hosts read besides their own program, mirrored into the run directory (see
+   * {@link linkTree}): the native addon, undici, and an empty runtime directory (the host
+   * program is bundled into each host's own directory).
+   */
+  readonly libs: { ivm: string; undici: string; runtime: string };
   private readonly ownRunDir: boolean;
   /** The server's egress ceiling. */
   readonly ceiling: Egress;
@@ -713,6 +717,13 @@ export class IsolateExecutor implements Executor {
     this.ownRunDir = options.runDir === undefined;
     this.runDir = options.runDir ?? makeRunDir();
     this.nodeDir = linkNode(this.runDir);
+    const libs = join(this.runDir, "isolate-libs");
+    this.libs = {
+      ivm: linkTree(IVM_DIR, join(libs, "isolated-vm")),
+      undici: linkTree(UNDICI_DIR, join(libs, "undici")),
+      runtime: join(libs, "runtime"),
+    };
+    mkdirSync(this.libs.runtime, { recursive: true, mode: 0o755 });
     this.ceiling = options.egressCeiling ?? serverCeiling();
     for (const t of options.warmTenants ?? ["default"]) this.host(t);
   }

@@ -4,7 +4,18 @@
  * unprivileged uid, never to host root) or, without the sandbox, the runtime directly.
  */
 import { randomBytes } from "node:crypto";
-import { chmodSync, copyFileSync, existsSync, linkSync, mkdirSync, mkdtempSync } from "node:fs";
+import {
+  chmodSync,
+  copyFileSync,
+  existsSync,
+  linkSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readlinkSync,
+  symlinkSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { bwrapOptions, type Cgroup, dropPrefix, type Protections, type SandboxMounts } from "./sandbox.ts";
@@ -43,6 +54,34 @@ export function linkNode(runDir: string): string {
     }
   }
   return dir;
+}
+
+/**
+ * Mirrors the directory tree `src` at `dest` with hard links (copies across file systems), so
+ * that a sandbox can bind it from the run directory: bubblewrap opens a bind source as the
+ * instances' unprivileged uid, which cannot traverse an installation inside a 0700 directory
+ * (e.g. a checkout in a home directory or a `mktemp -d`). Files keep their own permissions.
+ * Returns `dest`.
+ */
+export function linkTree(src: string, dest: string): string {
+  mkdirSync(dest, { recursive: true, mode: 0o755 });
+  for (const name of readdirSync(src)) {
+    const from = join(src, name);
+    const to = join(dest, name);
+    if (existsSync(to)) continue;
+    const st = lstatSync(from);
+    if (st.isDirectory()) linkTree(from, to);
+    else if (st.isSymbolicLink()) symlinkSync(readlinkSync(from), to);
+    else if (st.isFile()) {
+      try {
+        linkSync(from, to);
+      } catch {
+        copyFileSync(from, to);
+        chmodSync(to, st.mode & 0o755);
+      }
+    }
+  }
+  return dest;
 }
 
 /** A command ready for the spawner. */
