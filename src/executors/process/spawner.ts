@@ -73,7 +73,15 @@ process.on(
 );
 
 // The platform went away: take every runtime down with us.
-process.on("disconnect", () => {
+function orphaned(): void {
   for (const c of children.values()) c.kill("SIGKILL");
   process.exit(0);
-});
+}
+process.on("disconnect", orphaned);
+// A SIGKILLed platform did not always end the IPC channel in time (seen under load: the
+// spawner lived on with its runtimes, holding the platform's stdout open, so whoever
+// waited for that pipe to close waited forever). Being re-parented says it for certain.
+const platformPid = process.ppid;
+setInterval(() => {
+  if (process.ppid !== platformPid) orphaned();
+}, 500).unref();
