@@ -116,7 +116,8 @@ export async function startTestServer(
     proc,
     stdout: () => out + err,
     stop(signal = "SIGTERM") {
-      if (proc.exitCode !== null) return Promise.resolve(proc.exitCode);
+      // A process ended by a signal has no exit code, only a signal code.
+      if (proc.exitCode !== null || proc.signalCode !== null) return Promise.resolve(proc.exitCode);
       return new Promise((res) => {
         proc.once("exit", (code) => res(code));
         proc.kill(signal);
