@@ -5,7 +5,7 @@
  * are folded into hours; hours older than theirs are deleted, so the table stays bounded:
  * functions × (minutes kept + hours kept) rows.
  *
- * This file is pure (no store, no clock): the SQLite store calls it inside the record
+ * This file is pure (no store, no clock): both SQL stores call it inside the record
  * writer's transaction.
  */
 import type { InvocationRecord } from "../store/types.ts";
@@ -121,6 +121,44 @@ export function rollupRecords(records: readonly InvocationRecord[], periodMs = 6
     row.hist[bucketOf(r.durationMs)]!++;
   }
   return [...rows.values()];
+}
+
+/** Rows recording instance samples: each minute keeps the largest count seen. */
+export function sampleRows(samples: readonly InstanceSample[]): RollupRow[] {
+  return samples.map((s) => {
+    const row = emptyRow(s.tenant, s.fn, s.t - (s.t % 60_000));
+    row.instances = Math.max(0, Math.floor(s.instances));
+    return row;
+  });
+}
+
+/** Merges rows of the same function and period into one each (the inputs are not changed). */
+export function mergeByPeriod(rows: readonly RollupRow[], periodMs = 60_000): RollupRow[] {
+  const out = new Map<string, RollupRow>();
+  for (const r of rows) {
+    const t = r.t - (r.t % periodMs);
+    const key = `${r.tenant}\u0000${r.fn}\u0000${t}`;
+    const have = out.get(key);
+    if (have) mergeInto(have, r);
+    else out.set(key, mergeInto(emptyRow(r.tenant, r.fn, t), r));
+  }
+  return [...out.values()];
+}
+
+/**
+ * What one `writeBatch` adds to the minute rollup: its records and instance samples, one row
+ * per function and minute (a store may upsert them in one statement, which needs unique keys).
+ */
+export function batchRows(
+  records: readonly InvocationRecord[],
+  samples: readonly InstanceSample[],
+): RollupRow[] {
+  return mergeByPeriod([...rollupRecords(records), ...sampleRows(samples)]);
+}
+
+/** The hour an hour row covering `t` starts at. */
+export function hourOf(t: number): number {
+  return t - (t % 3_600_000);
 }
 
 /**

@@ -24,8 +24,8 @@ import {
   toQueue,
   toVersion,
 } from "../rows.ts";
-import { type InstanceSample, type RollupRow, rollupRecords } from "../../observability/rollup.ts";
-import { addInstanceSamples, addRollup, compactRollup, readRollup, ROLLUP_SCHEMA } from "./rollup.ts";
+import { batchRows, type InstanceSample, type RollupRow } from "../../observability/rollup.ts";
+import { addRollup, compactRollup, readRollup, ROLLUP_SCHEMA } from "./rollup.ts";
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS functions (
@@ -355,8 +355,7 @@ export class SqliteStore implements Store {
         },
       );
       // The dashboard's time series, in the same transaction as the records they count.
-      addRollup(this.db, rollupRecords(invocations));
-      addInstanceSamples(this.db, samples);
+      addRollup(this.db, batchRows(invocations, samples));
       this.db.exec("COMMIT");
     } catch (err) {
       this.db.exec("ROLLBACK");
