@@ -96,17 +96,22 @@ export function mergeInto(a: RollupRow, b: RollupRow): RollupRow {
   return a;
 }
 
+/** The row of `tenant/fn` at `t` in `rows`, added empty when missing. */
+function rowOf(rows: Map<string, RollupRow>, tenant: string, fn: string, t: number): RollupRow {
+  const key = `${tenant}\u0000${fn}\u0000${t}`;
+  let row = rows.get(key);
+  if (!row) {
+    row = emptyRow(tenant, fn, t);
+    rows.set(key, row);
+  }
+  return row;
+}
+
 /** Groups a batch of records into rows per function and period of `periodMs` (one minute by default). */
 export function rollupRecords(records: readonly InvocationRecord[], periodMs = 60_000): RollupRow[] {
   const rows = new Map<string, RollupRow>();
   for (const r of records) {
-    const t = r.start - (r.start % periodMs);
-    const key = `${r.tenant}\u0000${r.fn}\u0000${t}`;
-    let row = rows.get(key);
-    if (!row) {
-      row = emptyRow(r.tenant, r.fn, t);
-      rows.set(key, row);
-    }
+    const row = rowOf(rows, r.tenant, r.fn, r.start - (r.start % periodMs));
     if (r.billedMs === 0) {
       row.refused++;
       continue;
@@ -135,13 +140,7 @@ export function sampleRows(samples: readonly InstanceSample[]): RollupRow[] {
 /** Merges rows of the same function and period into one each (the inputs are not changed). */
 export function mergeByPeriod(rows: readonly RollupRow[], periodMs = 60_000): RollupRow[] {
   const out = new Map<string, RollupRow>();
-  for (const r of rows) {
-    const t = r.t - (r.t % periodMs);
-    const key = `${r.tenant}\u0000${r.fn}\u0000${t}`;
-    const have = out.get(key);
-    if (have) mergeInto(have, r);
-    else out.set(key, mergeInto(emptyRow(r.tenant, r.fn, t), r));
-  }
+  for (const r of rows) mergeInto(rowOf(out, r.tenant, r.fn, r.t - (r.t % periodMs)), r);
   return [...out.values()];
 }
 

@@ -6,7 +6,13 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { validateConfig } from "../build/config.ts";
-import { bucketOf, DURATION_BUCKETS_MS, quantile, type RollupRow } from "../observability/rollup.ts";
+import {
+  bucketOf,
+  DURATION_BUCKETS_MS,
+  emptyRow,
+  quantile,
+  type RollupRow,
+} from "../observability/rollup.ts";
 import type { InvocationRecord, LogRecord, Store, VersionRecord } from "./types.ts";
 
 /** One fresh database for one test. */
@@ -315,22 +321,7 @@ export function runStoreContract(name: string, make: StoreFactory): void {
           [],
           [{ tenant: T, fn: "f", t: H + 10, instances: 1 }],
         );
-        const row = (over: Partial<RollupRow>): RollupRow => ({
-          tenant: T,
-          fn: "f",
-          t: H,
-          requests: 0,
-          errors: 0,
-          refused: 0,
-          cold: 0,
-          durationMs: 0,
-          gbSeconds: 0,
-          cpuMs: 0,
-          billedMs: 0,
-          instances: 0,
-          hist: histOf([]),
-          ...over,
-        });
+        const row = (over: Partial<RollupRow>): RollupRow => ({ ...emptyRow(T, "f", H), ...over });
         const f = await s.rollup(T, "f", H, H + 10 * MIN);
         assert.deepEqual(
           f.map((r) => r.t),
@@ -418,13 +409,9 @@ export function runStoreContract(name: string, make: StoreFactory): void {
         assertRollup(
           f[0],
           {
-            tenant: T,
-            fn: "f",
-            t: H,
+            ...emptyRow(T, "f", H),
             requests: 2,
             errors: 1,
-            refused: 0,
-            cold: 0,
             durationMs: 52.5,
             gbSeconds: 0.0032,
             cpuMs: 8.5,

@@ -47,6 +47,12 @@ export function invocationValues<B>(
   ];
 }
 
+/** The WHERE fragment (` AND …`, or nothing) keeping only successes or failures. */
+export function outcomeFilter(outcome?: "ok" | "error"): string {
+  if (outcome === "ok") return " AND error_code IS NULL";
+  return outcome === "error" ? " AND error_code IS NOT NULL" : "";
+}
+
 /** A version row; `config` is parsed JSON text (SQLite) or already an object (PostgreSQL JSONB). */
 export function toVersion(r: Row): VersionRecord {
   return {

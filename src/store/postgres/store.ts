@@ -26,6 +26,7 @@ import {
   INVOCATION_COLUMN_COUNT,
   INVOCATION_COLUMNS,
   invocationValues,
+  outcomeFilter,
   type Row,
   queueValues,
   ROLLUP_VALUE_COLUMNS,
@@ -253,10 +254,8 @@ export class PostgresStore implements Store {
     limit: number,
     outcome?: "ok" | "error",
   ): Promise<InvocationRecord[]> {
-    const only =
-      outcome === "ok" ? " AND error_code IS NULL" : outcome === "error" ? " AND error_code IS NOT NULL" : "";
     const r = await this.pool.query(
-      `SELECT * FROM invocations WHERE tenant = $1 AND fn = $2${only} ORDER BY start DESC LIMIT $3`,
+      `SELECT * FROM invocations WHERE tenant = $1 AND fn = $2${outcomeFilter(outcome)} ORDER BY start DESC LIMIT $3`,
       [tenant, fn, limit],
     );
     return r.rows.map(toInvocation);

@@ -18,6 +18,7 @@ import {
   INVOCATION_COLUMN_COUNT,
   INVOCATION_COLUMNS,
   invocationValues,
+  outcomeFilter,
   queueValues,
   toFunction,
   toInvocation,
@@ -387,9 +388,9 @@ export class SqliteStore implements Store {
     limit: number,
     outcome?: "ok" | "error",
   ): Promise<InvocationRecord[]> {
-    const only =
-      outcome === "ok" ? " AND error_code IS NULL" : outcome === "error" ? " AND error_code IS NOT NULL" : "";
-    return this.q(`SELECT * FROM invocations WHERE tenant = ? AND fn = ?${only} ORDER BY start DESC LIMIT ?`)
+    return this.q(
+      `SELECT * FROM invocations WHERE tenant = ? AND fn = ?${outcomeFilter(outcome)} ORDER BY start DESC LIMIT ?`,
+    )
       .all(tenant, fn, limit)
       .map(toInvocation);
   }
