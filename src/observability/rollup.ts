@@ -5,7 +5,7 @@
  * are folded into hours; hours older than theirs are deleted, so the table stays bounded:
  * functions × (minutes kept + hours kept) rows.
  *
- * This file is pure (no store, no clock): the SQLite store calls it inside the record
+ * This file is pure (no store, no clock): both SQL stores call it inside the record
  * writer's transaction.
  */
 import type { InvocationRecord } from "../store/types.ts";
@@ -96,17 +96,22 @@ export function mergeInto(a: RollupRow, b: RollupRow): RollupRow {
   return a;
 }
 
+/** The row of `tenant/fn` at `t` in `rows`, added empty when missing. */
+function rowOf(rows: Map<string, RollupRow>, tenant: string, fn: string, t: number): RollupRow {
+  const key = `${tenant}\u0000${fn}\u0000${t}`;
+  let row = rows.get(key);
+  if (!row) {
+    row = emptyRow(tenant, fn, t);
+    rows.set(key, row);
+  }
+  return row;
+}
+
 /** Groups a batch of records into rows per function and period of `periodMs` (one minute by default). */
 export function rollupRecords(records: readonly InvocationRecord[], periodMs = 60_000): RollupRow[] {
   const rows = new Map<string, RollupRow>();
   for (const r of records) {
-    const t = r.start - (r.start % periodMs);
-    const key = `${r.tenant}\u0000${r.fn}\u0000${t}`;
-    let row = rows.get(key);
-    if (!row) {
-      row = emptyRow(r.tenant, r.fn, t);
-      rows.set(key, row);
-    }
+    const row = rowOf(rows, r.tenant, r.fn, r.start - (r.start % periodMs));
     if (r.billedMs === 0) {
       row.refused++;
       continue;
@@ -121,6 +126,38 @@ export function rollupRecords(records: readonly InvocationRecord[], periodMs = 6
     row.hist[bucketOf(r.durationMs)]!++;
   }
   return [...rows.values()];
+}
+
+/** Rows recording instance samples: each minute keeps the largest count seen. */
+export function sampleRows(samples: readonly InstanceSample[]): RollupRow[] {
+  return samples.map((s) => {
+    const row = emptyRow(s.tenant, s.fn, s.t - (s.t % 60_000));
+    row.instances = Math.max(0, Math.floor(s.instances));
+    return row;
+  });
+}
+
+/** Merges rows of the same function and period into one each (the inputs are not changed). */
+export function mergeByPeriod(rows: readonly RollupRow[], periodMs = 60_000): RollupRow[] {
+  const out = new Map<string, RollupRow>();
+  for (const r of rows) mergeInto(rowOf(out, r.tenant, r.fn, r.t - (r.t % periodMs)), r);
+  return [...out.values()];
+}
+
+/**
+ * What one `writeBatch` adds to the minute rollup: its records and instance samples, one row
+ * per function and minute (a store may upsert them in one statement, which needs unique keys).
+ */
+export function batchRows(
+  records: readonly InvocationRecord[],
+  samples: readonly InstanceSample[],
+): RollupRow[] {
+  return mergeByPeriod([...rollupRecords(records), ...sampleRows(samples)]);
+}
+
+/** The hour an hour row covering `t` starts at. */
+export function hourOf(t: number): number {
+  return t - (t % 3_600_000);
 }
 
 /**

@@ -6,6 +6,13 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { validateConfig } from "../build/config.ts";
+import {
+  bucketOf,
+  DURATION_BUCKETS_MS,
+  emptyRow,
+  quantile,
+  type RollupRow,
+} from "../observability/rollup.ts";
 import type { InvocationRecord, LogRecord, Store, VersionRecord } from "./types.ts";
 
 /** One fresh database for one test. */
@@ -58,12 +65,46 @@ function invocation(id: string, fn: string, start: number, over: Partial<Invocat
     attempt: null,
     queueWaitMs: null,
     e2eMs: null,
+    acquireMs: null,
     ...over,
   } satisfies InvocationRecord;
 }
 
-function line(fn: string, t: number, msg: string, invocationId: string | null = null): LogRecord {
-  return { tenant: T, fn, version: 1, invocationId, t, level: "info", msg };
+function line(
+  fn: string,
+  t: number,
+  msg: string,
+  invocationId: string | null = null,
+  level = "info",
+): LogRecord {
+  return { tenant: T, fn, version: 1, invocationId, t, level, msg };
+}
+
+/** An hour start (also a minute start) for rollup cases. */
+const H = 1_800_000_000_000;
+const MIN = 60_000;
+const HOUR = 3_600_000;
+
+/** The histogram of these durations, in the shared bucket layout. */
+function histOf(durations: number[]): number[] {
+  const h = new Array<number>(DURATION_BUCKETS_MS.length + 1).fill(0);
+  for (const d of durations) h[bucketOf(d)]!++;
+  return h;
+}
+
+/** Compares a rollup row with what it should hold; float sums compare to 1e-9. */
+function assertRollup(got: RollupRow | undefined, want: RollupRow, what: string): void {
+  assert.ok(got, `${what}: row present`);
+  const { gbSeconds, cpuMs, durationMs, ...exact } = got;
+  const { gbSeconds: wg, cpuMs: wc, durationMs: wd, ...wantExact } = want;
+  assert.deepEqual(exact, wantExact, what);
+  for (const [g, w, name] of [
+    [gbSeconds, wg, "gbSeconds"],
+    [cpuMs, wc, "cpuMs"],
+    [durationMs, wd, "durationMs"],
+  ] as const) {
+    assert.ok(Math.abs(g - w) < 1e-9, `${what}: ${name} ${g} ≈ ${w}`);
+  }
 }
 
 /** Runs the contract suite against `make`. */
@@ -168,6 +209,7 @@ export function runStoreContract(name: string, make: StoreFactory): void {
           attempt: 2,
           queueWaitMs: 40.5,
           e2eMs: 60.25,
+          acquireMs: 7.75,
         });
         await s.writeBatch([invocation("i1", "f", 1000), invocation("i2", "f", 2000), full], []);
         await s.writeBatch([invocation("x", "other", 5000)], []);
@@ -184,6 +226,214 @@ export function runStoreContract(name: string, make: StoreFactory): void {
         assert.equal(again.length, 3);
         assert.equal(again.find((r) => r.id === "i1")?.status, 204);
         assert.deepEqual(await s.listInvocations("other-tenant", "f", 10), []);
+      }));
+
+    test("listInvocations keeps only successes or only failures; getInvocation finds one record of a tenant", () =>
+      withStore(async (s, fx) => {
+        const failed = (id: string, start: number) =>
+          invocation(id, "f", start, { status: 500, errorCode: "NIMBUS_FUNCTION_ERROR", acquireMs: 2.5 });
+        await s.writeBatch(
+          [
+            invocation("ok1", "f", 1000),
+            failed("err1", 2000),
+            invocation("ok2", "f", 3000),
+            failed("err2", 4000),
+            invocation("g1", "g", 5000, { errorCode: "NIMBUS_TIMEOUT" }),
+          ],
+          [],
+        );
+        const ids = async (outcome?: "ok" | "error", limit = 10) =>
+          (await s.listInvocations(T, "f", limit, outcome)).map((r) => r.id);
+        assert.deepEqual(await ids(), ["err2", "ok2", "err1", "ok1"]);
+        assert.deepEqual(await ids("ok"), ["ok2", "ok1"]);
+        assert.deepEqual(await ids("error"), ["err2", "err1"]);
+        assert.deepEqual(await ids("error", 1), ["err2"], "the limit counts kept records");
+        assert.deepEqual(await s.getInvocation(T, "err1"), failed("err1", 2000));
+        assert.equal(await s.getInvocation(T, "nope"), undefined);
+        assert.equal(
+          await s.getInvocation("other-tenant", "err1"),
+          undefined,
+          "another tenant's id is not found",
+        );
+        const b = await fx.another();
+        assert.deepEqual(
+          await b.getInvocation(T, "ok2"),
+          invocation("ok2", "f", 3000),
+          "another node reads it",
+        );
+        await b.close();
+      }));
+
+    test("listLogs filters by levels and by text: case-insensitive contains, % _ and \\ match themselves", () =>
+      withStore(async (s) => {
+        await s.writeBatch(
+          [],
+          [
+            line("f", 1, "Disk 100% full", null, "info"),
+            line("f", 2, "disk_usage high", null, "error"),
+            line("f", 3, "diskXusage ok", null, "warn"),
+            line("f", 4, "100 percent", null, "info"),
+            line("f", 5, "path C:\\temp", null, "debug"),
+            line("g", 6, "disk elsewhere", null, "error"),
+          ],
+        );
+        const msgs = async (q: { levels?: string[]; text?: string }) =>
+          (await s.listLogs({ tenant: T, fn: "f", ...q })).map((l) => l.msg);
+        assert.deepEqual(await msgs({ text: "DISK" }), [
+          "Disk 100% full",
+          "disk_usage high",
+          "diskXusage ok",
+        ]);
+        assert.deepEqual(await msgs({ text: "%" }), ["Disk 100% full"], "% is not a wildcard");
+        assert.deepEqual(await msgs({ text: "0%" }), ["Disk 100% full"]);
+        assert.deepEqual(await msgs({ text: "k_u" }), ["disk_usage high"], "_ is not a wildcard");
+        assert.deepEqual(await msgs({ text: "_" }), ["disk_usage high"]);
+        assert.deepEqual(await msgs({ text: "\\t" }), ["path C:\\temp"], "a backslash is literal too");
+        assert.deepEqual(await msgs({ text: "no such text" }), []);
+        assert.deepEqual(await msgs({ levels: ["error", "warn"] }), ["disk_usage high", "diskXusage ok"]);
+        assert.deepEqual(await msgs({ levels: ["info"], text: "100" }), ["Disk 100% full", "100 percent"]);
+        assert.equal((await msgs({ levels: [] })).length, 5, "no levels: no level filter");
+      }));
+
+    test("writeBatch adds records and instance samples to the per-minute rollup; another node reads it", () =>
+      withStore(async (s, fx) => {
+        const err = { status: 500, errorCode: "NIMBUS_FUNCTION_ERROR" };
+        const refused = { billedMs: 0, gbSeconds: 0, cpuMs: 0, status: 429, errorCode: "NIMBUS_THROTTLED" };
+        await s.writeBatch(
+          [
+            invocation("a", "f", H + 1000, { coldStart: true }),
+            invocation("b", "f", H + 2000, { durationMs: 40, ...err }),
+            invocation("c", "f", H + 3000, refused),
+            invocation("d", "g", H + 4000),
+            invocation("e", "f", H + MIN + 5, { durationMs: 700 }),
+            { ...invocation("x", "f", H + 1000), tenant: "other-tenant" },
+          ],
+          [],
+          [
+            { tenant: T, fn: "f", t: H + 5000, instances: 3 },
+            { tenant: T, fn: "f", t: H + 50_000, instances: 2 },
+            { tenant: T, fn: "g", t: H + 2 * MIN + 1, instances: 1.7 },
+          ],
+        );
+        // A second batch into the same minute adds to it; a smaller sample does not lower the most instances.
+        await s.writeBatch(
+          [invocation("a2", "f", H + 30_000)],
+          [],
+          [{ tenant: T, fn: "f", t: H + 10, instances: 1 }],
+        );
+        const row = (over: Partial<RollupRow>): RollupRow => ({ ...emptyRow(T, "f", H), ...over });
+        const f = await s.rollup(T, "f", H, H + 10 * MIN);
+        assert.deepEqual(
+          f.map((r) => r.t),
+          [H, H + MIN],
+        );
+        assertRollup(
+          f[0],
+          row({
+            requests: 3,
+            errors: 1,
+            refused: 1,
+            cold: 1,
+            durationMs: 12.5 + 40 + 12.5,
+            gbSeconds: 3 * 0.0016,
+            cpuMs: 3 * 4.25,
+            billedMs: 39,
+            instances: 3,
+            hist: histOf([12.5, 40, 12.5]),
+          }),
+          "f's first minute",
+        );
+        assert.deepEqual([quantile(f[0]!.hist, 0.5), quantile(f[0]!.hist, 0.99)], [15, 50]);
+        assertRollup(
+          f[1],
+          row({
+            t: H + MIN,
+            requests: 1,
+            durationMs: 700,
+            gbSeconds: 0.0016,
+            cpuMs: 4.25,
+            billedMs: 13,
+            hist: histOf([700]),
+          }),
+          "f's second minute",
+        );
+        const all = await s.rollup(T, undefined, H, H + 10 * MIN);
+        assert.deepEqual(
+          all.map((r) => [r.fn, r.t, r.requests, r.instances]),
+          [
+            ["f", H, 3, 3],
+            ["g", H, 1, 0],
+            ["f", H + MIN, 1, 0],
+            ["g", H + 2 * MIN, 0, 1],
+          ],
+          "every function of the tenant, a sampled minute without records too",
+        );
+        assert.deepEqual(
+          (await s.rollup(T, "f", H + MIN, H + 2 * MIN)).map((r) => r.t),
+          [H + MIN],
+          "from <= t < to",
+        );
+        assert.deepEqual(
+          (await s.rollup("other-tenant", undefined, H, H + HOUR)).map((r) => r.requests),
+          [1],
+        );
+        const b = await fx.another();
+        assert.deepEqual(await b.rollup(T, "f", H, H + 10 * MIN), f, "another node reads the same rows");
+        await b.close();
+      }));
+
+    test("compactRollup folds old minutes into hours, deletes old hours, and reads include hour rows", () =>
+      withStore(async (s) => {
+        await s.writeBatch(
+          [
+            invocation("m1", "f", H + MIN),
+            invocation("m2", "f", H + 2 * MIN, { durationMs: 40, status: 500, errorCode: "E" }),
+            invocation("m3", "f", H + 61 * MIN, { coldStart: true }),
+            invocation("recent", "f", H + 5 * HOUR),
+            invocation("g1", "g", H + 3 * MIN),
+          ],
+          [],
+          [{ tenant: T, fn: "f", t: H + 2 * MIN, instances: 5 }],
+        );
+        // Minutes older than 2 h (before H+3h) fold; no hour is older than 10 h yet.
+        assert.equal(await s.compactRollup(H + 5 * HOUR, 2 * HOUR, 10 * HOUR), 4);
+        const f = await s.rollup(T, "f", H, H + 6 * HOUR);
+        assert.deepEqual(
+          f.map((r) => [r.t, r.requests]),
+          [
+            [H, 2],
+            [H + HOUR, 1],
+            [H + 5 * HOUR, 1],
+          ],
+        );
+        assertRollup(
+          f[0],
+          {
+            ...emptyRow(T, "f", H),
+            requests: 2,
+            errors: 1,
+            durationMs: 52.5,
+            gbSeconds: 0.0032,
+            cpuMs: 8.5,
+            billedMs: 26,
+            instances: 5,
+            hist: histOf([12.5, 40]),
+          },
+          "the hour holds its minutes' sums, histogram and most instances",
+        );
+        assert.equal(f[1]?.cold, 1);
+        assert.deepEqual(
+          (await s.rollup(T, "f", H + 30 * MIN, H + 2 * HOUR)).map((r) => r.t),
+          [H, H + HOUR],
+          "an hour row that starts before `from` is read",
+        );
+        assert.equal(await s.compactRollup(H + 5 * HOUR, 2 * HOUR, 10 * HOUR), 0, "nothing left to fold");
+        // Later: the recent minute folds (1), the hours before H+2h go (H, H+1h of f; H of g: 3).
+        assert.equal(await s.compactRollup(H + 12 * HOUR, 2 * HOUR, 10 * HOUR), 4);
+        assert.deepEqual(
+          (await s.rollup(T, undefined, 0, H + 24 * HOUR)).map((r) => [r.fn, r.t, r.requests]),
+          [["f", H + 5 * HOUR, 1]],
+        );
       }));
 
     test("a batch of many records and lines is written whole", () =>
@@ -296,6 +546,8 @@ export function runStoreContract(name: string, make: StoreFactory): void {
         assert.deepEqual(await s.listVersions(T, "f"), []);
         assert.deepEqual(await s.listInvocations(T, "f", 10), []);
         assert.deepEqual(await s.listLogs({ tenant: T, fn: "f" }), []);
+        assert.deepEqual(await s.rollup(T, "f", 0, 1e15), [], "its rollup rows go too");
+        assert.equal((await s.rollup(T, "g", 0, 1e15)).length, 1);
         assert.equal((await s.listVersions(T, "g")).length, 1);
         assert.equal((await s.listInvocations(T, "g", 10)).length, 1);
         assert.equal((await s.listLogs({ tenant: T, fn: "g" })).length, 1);

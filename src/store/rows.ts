@@ -3,6 +3,7 @@
  * database row (snake_case columns) becomes a record. SQLite returns numbers, PostgreSQL
  * returns BIGINT as strings, so every numeric column goes through `Number`.
  */
+import { decodeHist, encodeHist, type RollupRow } from "../observability/rollup.ts";
 import type { FunctionRecord, InvocationRecord, QueueRecord, VersionRecord } from "./types.ts";
 
 /** A row as a driver returns it. */
@@ -44,6 +45,12 @@ export function invocationValues<B>(
     r.e2eMs ?? null,
     r.acquireMs ?? null,
   ];
+}
+
+/** The WHERE fragment (` AND …`, or nothing) keeping only successes or failures. */
+export function outcomeFilter(outcome?: "ok" | "error"): string {
+  if (outcome === "ok") return " AND error_code IS NULL";
+  return outcome === "error" ? " AND error_code IS NOT NULL" : "";
 }
 
 /** A version row; `config` is parsed JSON text (SQLite) or already an object (PostgreSQL JSONB). */
@@ -114,4 +121,43 @@ export function toQueue(r: Row): QueueRecord {
 /** A named queue's values in the column order `tenant, name, max_retries, dlq, retention_ms, max_backlog, created_at`. */
 export function queueValues(q: QueueRecord): (string | number | null)[] {
   return [q.tenant, q.name, q.maxRetries, q.dlq, q.retentionMs, q.maxBacklog, q.createdAt];
+}
+
+/** The rollup columns after `tenant, fn, res, t`, in the order {@link rollupValues} gives them. */
+export const ROLLUP_VALUE_COLUMNS =
+  "requests, errors, refused, cold, duration_ms, gb_seconds, cpu_ms, billed_ms, instances, hist";
+
+/** A rollup row's values for {@link ROLLUP_VALUE_COLUMNS}; the histogram as its encoded text. */
+export function rollupValues(r: RollupRow): (number | string)[] {
+  return [
+    r.requests,
+    r.errors,
+    r.refused,
+    r.cold,
+    r.durationMs,
+    r.gbSeconds,
+    r.cpuMs,
+    r.billedMs,
+    r.instances,
+    encodeHist(r.hist),
+  ];
+}
+
+/** A rollup row (the histogram column holds `encodeHist` text). */
+export function toRollupRow(r: Row): RollupRow {
+  return {
+    tenant: String(r.tenant),
+    fn: String(r.fn),
+    t: Number(r.t),
+    requests: Number(r.requests),
+    errors: Number(r.errors),
+    refused: Number(r.refused),
+    cold: Number(r.cold),
+    durationMs: Number(r.duration_ms),
+    gbSeconds: Number(r.gb_seconds),
+    cpuMs: Number(r.cpu_ms),
+    billedMs: Number(r.billed_ms),
+    instances: Number(r.instances),
+    hist: decodeHist(r.hist as string | null),
+  };
 }

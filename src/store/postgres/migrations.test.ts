@@ -60,11 +60,14 @@ test("a database at an older schema is brought up to date by the next open", { s
           firstByteMs: null,
           eventId: "e",
           attempt: 3,
+          acquireMs: 9,
         },
       ],
       [],
     );
     assert.equal((await store.listInvocations("t", "f", 1))[0]?.attempt, 3, "step 2's columns exist");
+    assert.equal((await store.getInvocation("t", "i"))?.acquireMs, 9, "step 4's column exists");
+    assert.equal((await store.rollup("t", "f", 0, 60_000))[0]?.requests, 1, "step 4's rollup table exists");
     await store.close();
   } finally {
     await pool.end();

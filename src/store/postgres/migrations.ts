@@ -62,6 +62,21 @@ CREATE TABLE queues (
   retention_ms BIGINT NOT NULL, max_backlog INTEGER NOT NULL, created_at BIGINT NOT NULL,
   PRIMARY KEY (tenant, name));`,
   },
+  {
+    version: 4,
+    name: "acquire time on invocations; per-minute rollup",
+    // hist: comma-separated bucket counts (encodeHist), as the SQLite store keeps them.
+    sql: `
+ALTER TABLE invocations ADD COLUMN acquire_ms DOUBLE PRECISION;
+CREATE INDEX invocations_error ON invocations (tenant, fn, start) WHERE error_code IS NOT NULL;
+CREATE TABLE rollup (
+  tenant TEXT NOT NULL, fn TEXT NOT NULL, res TEXT NOT NULL CHECK (res IN ('m', 'h')), t BIGINT NOT NULL,
+  requests BIGINT NOT NULL, errors BIGINT NOT NULL, refused BIGINT NOT NULL, cold BIGINT NOT NULL,
+  duration_ms DOUBLE PRECISION NOT NULL, gb_seconds DOUBLE PRECISION NOT NULL, cpu_ms DOUBLE PRECISION NOT NULL,
+  billed_ms BIGINT NOT NULL, instances INTEGER NOT NULL, hist TEXT NOT NULL,
+  PRIMARY KEY (tenant, fn, res, t));
+CREATE INDEX rollup_t ON rollup (res, t);`,
+  },
 ];
 
 /** `^[a-z_][a-z0-9_]{0,62}$`: a schema name that needs no quoting tricks. */

@@ -16,14 +16,25 @@ import type {
   VersionRecord,
 } from "../types.ts";
 import {
+  batchRows,
+  hourOf,
+  type InstanceSample,
+  mergeByPeriod,
+  type RollupRow,
+} from "../../observability/rollup.ts";
+import {
   INVOCATION_COLUMN_COUNT,
   INVOCATION_COLUMNS,
   invocationValues,
+  outcomeFilter,
   type Row,
   queueValues,
+  ROLLUP_VALUE_COLUMNS,
+  rollupValues,
   toFunction,
   toInvocation,
   toQueue,
+  toRollupRow,
   toVersion,
 } from "../rows.ts";
 import { migrate, SCHEMA_NAME } from "./migrations.ts";
@@ -117,6 +128,7 @@ export class PostgresStore implements Store {
       await c.query("DELETE FROM versions WHERE tenant = $1 AND name = $2", [tenant, name]);
       await c.query("DELETE FROM invocations WHERE tenant = $1 AND fn = $2", [tenant, name]);
       await c.query("DELETE FROM logs WHERE tenant = $1 AND fn = $2", [tenant, name]);
+      await c.query("DELETE FROM rollup WHERE tenant = $1 AND fn = $2", [tenant, name]);
     });
   }
 
@@ -197,8 +209,12 @@ export class PostgresStore implements Store {
     );
   }
 
-  async writeBatch(invocations: InvocationRecord[], logs: LogRecord[]): Promise<void> {
-    if (invocations.length === 0 && logs.length === 0) return;
+  async writeBatch(
+    invocations: InvocationRecord[],
+    logs: LogRecord[],
+    samples: InstanceSample[] = [],
+  ): Promise<void> {
+    if (invocations.length === 0 && logs.length === 0 && samples.length === 0) return;
     await this.tx(async (c) => {
       for (let i = 0; i < invocations.length; i += ROWS_PER_INSERT) {
         const rows = invocations.slice(i, i + ROWS_PER_INSERT);
@@ -213,7 +229,8 @@ export class PostgresStore implements Store {
              billed_ms = excluded.billed_ms, memory_mb = excluded.memory_mb, gb_seconds = excluded.gb_seconds,
              cpu_ms = excluded.cpu_ms, cold_start = excluded.cold_start, status = excluded.status,
              error_code = excluded.error_code, first_byte_ms = excluded.first_byte_ms, event_id = excluded.event_id,
-             attempt = excluded.attempt, queue_wait_ms = excluded.queue_wait_ms, e2e_ms = excluded.e2e_ms`,
+             attempt = excluded.attempt, queue_wait_ms = excluded.queue_wait_ms, e2e_ms = excluded.e2e_ms,
+             acquire_ms = excluded.acquire_ms`,
           args,
         );
       }
@@ -226,15 +243,63 @@ export class PostgresStore implements Store {
           args,
         );
       }
+      // The dashboard's time series, in the same transaction as the records they count.
+      await addRollup(c, batchRows(invocations, samples), "m");
     });
   }
 
-  async listInvocations(tenant: string, fn: string, limit: number): Promise<InvocationRecord[]> {
+  async listInvocations(
+    tenant: string,
+    fn: string,
+    limit: number,
+    outcome?: "ok" | "error",
+  ): Promise<InvocationRecord[]> {
     const r = await this.pool.query(
-      "SELECT * FROM invocations WHERE tenant = $1 AND fn = $2 ORDER BY start DESC LIMIT $3",
+      `SELECT * FROM invocations WHERE tenant = $1 AND fn = $2${outcomeFilter(outcome)} ORDER BY start DESC LIMIT $3`,
       [tenant, fn, limit],
     );
     return r.rows.map(toInvocation);
+  }
+
+  async getInvocation(tenant: string, id: string): Promise<InvocationRecord | undefined> {
+    const r = await this.pool.query("SELECT * FROM invocations WHERE tenant = $1 AND id = $2", [tenant, id]);
+    return r.rows[0] ? toInvocation(r.rows[0]) : undefined;
+  }
+
+  async rollup(tenant: string, fn: string | undefined, from: number, to: number): Promise<RollupRow[]> {
+    // An hour row starts up to an hour before `from` yet holds minutes inside the range.
+    const args: unknown[] = [tenant, from, hourOf(from), to];
+    if (fn !== undefined) args.push(fn);
+    const r = await this.pool.query(
+      `SELECT * FROM rollup WHERE tenant = $1 AND ((res = 'm' AND t >= $2) OR (res = 'h' AND t >= $3)) AND t < $4
+       ${fn === undefined ? "" : "AND fn = $5"} ORDER BY t, fn`,
+      args,
+    );
+    return r.rows.map(toRollupRow);
+  }
+
+  /**
+   * Rollup retention (see {@link Store.compactRollup}): at most 100,000 minute rows per call
+   * (the next call takes the rest). The minutes are locked while they fold, so two nodes
+   * compacting at once fold each minute once.
+   */
+  async compactRollup(now: number, minuteKeepMs: number, hourKeepMs: number): Promise<number> {
+    return this.tx(async (c) => {
+      const old = (
+        await c.query("SELECT * FROM rollup WHERE res = 'm' AND t < $1 ORDER BY t LIMIT 100000 FOR UPDATE", [
+          now - minuteKeepMs,
+        ])
+      ).rows.map(toRollupRow);
+      await addRollup(c, mergeByPeriod(old, 3_600_000), "h");
+      // By key, not by time: a late minute written after the SELECT has not been folded yet.
+      await c.query(
+        `DELETE FROM rollup r USING unnest($1::text[], $2::text[], $3::bigint[]) AS d(tenant, fn, t)
+         WHERE r.res = 'm' AND r.tenant = d.tenant AND r.fn = d.fn AND r.t = d.t`,
+        [old.map((r) => r.tenant), old.map((r) => r.fn), old.map((r) => r.t)],
+      );
+      const gone = await c.query("DELETE FROM rollup WHERE res = 'h' AND t < $1", [now - hourKeepMs]);
+      return old.length + (gone.rowCount ?? 0);
+    });
   }
 
   async listLogs(q: LogQuery): Promise<LogRecord[]> {
@@ -251,6 +316,15 @@ export class PostgresStore implements Store {
     if (q.since !== undefined) {
       args.push(q.since);
       where.push(`t >= $${args.length}`);
+    }
+    if (q.levels && q.levels.length > 0) {
+      args.push(q.levels);
+      where.push(`level = ANY($${args.length}::text[])`);
+    }
+    if (q.text) {
+      // The text is the user's: its % and _ mean themselves, not LIKE wildcards.
+      args.push(`%${escapeLike(q.text)}%`);
+      where.push(`msg ILIKE $${args.length} ESCAPE '\\'`);
     }
     args.push(q.limit ?? 1000);
     // The newest `limit` lines, returned oldest first.
@@ -371,6 +445,60 @@ async function lockFunction(c: pg.PoolClient, schema: string, tenant: string, na
   await c.query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", [
     `nimbus:fn:${schema}:${tenant}/${name}`,
   ]);
+}
+
+/** The rollup columns summed when a period already has a row (`instances` keeps the largest). */
+const ROLLUP_SUMS = [
+  "requests",
+  "errors",
+  "refused",
+  "cold",
+  "duration_ms",
+  "gb_seconds",
+  "cpu_ms",
+  "billed_ms",
+]
+  .map((col) => `${col} = rollup.${col} + EXCLUDED.${col}`)
+  .join(", ");
+
+/**
+ * Adds rows (unique per function and period) into the rollup at resolution `res`, merging
+ * with what a period holds in the same statement, so writers on several nodes add up
+ * instead of overwriting each other. The histograms (encodeHist text) add bucket by bucket.
+ */
+async function addRollup(c: pg.PoolClient, rows: readonly RollupRow[], res: "m" | "h"): Promise<void> {
+  // One key order for every writer: two transactions touching the same periods cannot deadlock.
+  const sorted = [...rows].sort((a, b) =>
+    a.tenant !== b.tenant
+      ? a.tenant < b.tenant
+        ? -1
+        : 1
+      : a.fn !== b.fn
+        ? a.fn < b.fn
+          ? -1
+          : 1
+        : a.t - b.t,
+  );
+  const cols = 4 + ROLLUP_VALUE_COLUMNS.split(",").length;
+  for (let i = 0; i < sorted.length; i += ROWS_PER_INSERT) {
+    const chunk = sorted.slice(i, i + ROWS_PER_INSERT);
+    const args: unknown[] = [];
+    for (const r of chunk) args.push(r.tenant, r.fn, res, r.t, ...rollupValues(r));
+    await c.query(
+      `INSERT INTO rollup (tenant, fn, res, t, ${ROLLUP_VALUE_COLUMNS}) VALUES ${placeholders(chunk.length, cols)}
+       ON CONFLICT (tenant, fn, res, t) DO UPDATE SET ${ROLLUP_SUMS},
+         instances = GREATEST(rollup.instances, EXCLUDED.instances),
+         hist = (SELECT string_agg((COALESCE(a, '0')::bigint + COALESCE(b, '0')::bigint)::text, ',' ORDER BY n)
+                 FROM unnest(string_to_array(rollup.hist, ','), string_to_array(EXCLUDED.hist, ','))
+                   WITH ORDINALITY AS u(a, b, n))`,
+      args,
+    );
+  }
+}
+
+/** `text` with LIKE's wildcards and escape character escaped (by `\`), to match literally. */
+export function escapeLike(text: string): string {
+  return text.replace(/[\\%_]/g, (ch) => `\\${ch}`);
 }
 
 /** `($1,$2),($3,$4)…` for `rows` rows of `cols` columns. */

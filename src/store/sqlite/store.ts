@@ -18,14 +18,15 @@ import {
   INVOCATION_COLUMN_COUNT,
   INVOCATION_COLUMNS,
   invocationValues,
+  outcomeFilter,
   queueValues,
   toFunction,
   toInvocation,
   toQueue,
   toVersion,
 } from "../rows.ts";
-import { type InstanceSample, type RollupRow, rollupRecords } from "../../observability/rollup.ts";
-import { addInstanceSamples, addRollup, compactRollup, readRollup, ROLLUP_SCHEMA } from "./rollup.ts";
+import { batchRows, type InstanceSample, type RollupRow } from "../../observability/rollup.ts";
+import { addRollup, compactRollup, readRollup, ROLLUP_SCHEMA } from "./rollup.ts";
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS functions (
@@ -355,8 +356,7 @@ export class SqliteStore implements Store {
         },
       );
       // The dashboard's time series, in the same transaction as the records they count.
-      addRollup(this.db, rollupRecords(invocations));
-      addInstanceSamples(this.db, samples);
+      addRollup(this.db, batchRows(invocations, samples));
       this.db.exec("COMMIT");
     } catch (err) {
       this.db.exec("ROLLBACK");
@@ -388,9 +388,9 @@ export class SqliteStore implements Store {
     limit: number,
     outcome?: "ok" | "error",
   ): Promise<InvocationRecord[]> {
-    const only =
-      outcome === "ok" ? " AND error_code IS NULL" : outcome === "error" ? " AND error_code IS NOT NULL" : "";
-    return this.q(`SELECT * FROM invocations WHERE tenant = ? AND fn = ?${only} ORDER BY start DESC LIMIT ?`)
+    return this.q(
+      `SELECT * FROM invocations WHERE tenant = ? AND fn = ?${outcomeFilter(outcome)} ORDER BY start DESC LIMIT ?`,
+    )
       .all(tenant, fn, limit)
       .map(toInvocation);
   }
