@@ -170,6 +170,31 @@ export const CONTRACT_FUNCTIONS: Record<string, string> = {
       });
     },
   };`,
+  kept: `// Kept at load time, before any request: a platform that hands out a stand-in Request
+  // must still be taken by these (the process runtime's lazy requests).
+  const KeptRequest = Request;
+  const keptFetch = fetch;
+  export default {
+    async fetch(request: Request) {
+      const again = new Request(request.clone(), { headers: { "x-b": "2" } });
+      const copy = new KeptRequest(request, { headers: { "x-k": "1", "x-a": request.headers.get("x-a") ?? "" } });
+      let fetchErr = "";
+      try {
+        await keptFetch(new KeptRequest("ftp://nowhere.invalid/"));
+      } catch (err) {
+        fetchErr = (err as Error).name;
+      }
+      return Response.json({
+        isRequest: request instanceof Request && request instanceof KeptRequest,
+        tag: Object.prototype.toString.call(request),
+        path: new URL(request.url).pathname,
+        method: request.method,
+        copy: [copy.method, copy.headers.get("x-k"), copy.headers.get("x-a"), await copy.text()],
+        again: [again.method, again.headers.get("x-b"), await again.text()],
+        fetchErr,
+      });
+    },
+  };`,
   form: `export default {
     async fetch(request: Request) {
       const fd = await request.formData();
@@ -680,6 +705,25 @@ export function executorContract(kind: ExecutorKind, opts: ContractOptions = {})
           lines.map((l) => l.msg),
           ["background work done"],
         );
+      },
+    );
+
+    test(
+      "kept",
+      "the Request given to fetch goes into a Request constructor kept at load time, and into new Request(request)",
+      async () => {
+        await deploy("kept");
+        const r = await call(s, "/fn/kept/p?q=1", { method: "POST", body: "hi", headers: { "x-a": "1" } });
+        assert.equal(r.status, 200, r.text);
+        assert.deepEqual(r.json(), {
+          isRequest: true,
+          tag: "[object Request]",
+          path: "/p",
+          method: "POST",
+          copy: ["POST", "1", "1", "hi"],
+          again: ["POST", "2", "hi"],
+          fetchErr: "TypeError",
+        });
       },
     );
 

@@ -14,7 +14,13 @@
  * and `Object.keys` see what they see of a real `Request`.
  */
 
-const NativeRequest = globalThis.Request;
+/**
+ * undici's `Request`, read on first use, not at import: the global is a lazy getter that
+ * loads undici (tens of ms), which a fresh runtime must not pay before it says READY.
+ */
+let NativeRequest: typeof Request;
+/** The prototype of lazy requests (made with {@link NativeRequest}). */
+let proto: object | undefined;
 
 /** What a lazy request is made from. */
 interface Pending {
@@ -59,47 +65,54 @@ function realOf(self: object): Request {
   return p.real;
 }
 
-const proto: object = Object.create(NativeRequest.prototype);
-for (const key of Reflect.ownKeys(NativeRequest.prototype)) {
-  if (key === "constructor" || key === Symbol.toStringTag) continue;
-  const d = Object.getOwnPropertyDescriptor(NativeRequest.prototype, key);
-  if (!d) continue;
-  if (typeof d.value === "function") {
-    const fn = d.value as (...a: unknown[]) => unknown;
-    Object.defineProperty(proto, key, {
-      configurable: true,
-      writable: true,
-      value: function (this: object, ...args: unknown[]) {
-        return fn.apply(realOf(this), args);
-      },
-    });
-  } else if (d.get) {
-    const get = d.get;
-    Object.defineProperty(proto, key, {
+/** Reads undici's `Request` and builds the lazy prototype from it (once). */
+function lazyProto(): object {
+  if (proto) return proto;
+  NativeRequest = globalThis.Request;
+  const p: object = Object.create(NativeRequest.prototype);
+  for (const key of Reflect.ownKeys(NativeRequest.prototype)) {
+    if (key === "constructor" || key === Symbol.toStringTag) continue;
+    const d = Object.getOwnPropertyDescriptor(NativeRequest.prototype, key);
+    if (!d) continue;
+    if (typeof d.value === "function") {
+      const fn = d.value as (...a: unknown[]) => unknown;
+      Object.defineProperty(p, key, {
+        configurable: true,
+        writable: true,
+        value: function (this: object, ...args: unknown[]) {
+          return fn.apply(realOf(this), args);
+        },
+      });
+    } else if (d.get) {
+      const get = d.get;
+      Object.defineProperty(p, key, {
+        configurable: true,
+        get(this: object) {
+          return get.call(realOf(this));
+        },
+      });
+    }
+  }
+  Object.defineProperties(p, {
+    method: {
       configurable: true,
       get(this: object) {
-        return get.call(realOf(this));
+        const q = pendingOf(this);
+        return q.real ? q.real.method : q.method;
       },
-    });
-  }
+    },
+    url: {
+      configurable: true,
+      get(this: object) {
+        const q = pendingOf(this);
+        // The real Request normalises the URL (e.g. percent-encodes): once made, it answers.
+        return q.real ? q.real.url : q.url;
+      },
+    },
+  });
+  proto = p;
+  return p;
 }
-Object.defineProperties(proto, {
-  method: {
-    configurable: true,
-    get(this: object) {
-      const p = pendingOf(this);
-      return p.real ? p.real.method : p.method;
-    },
-  },
-  url: {
-    configurable: true,
-    get(this: object) {
-      const p = pendingOf(this);
-      // The real Request normalises the URL (e.g. percent-encodes): once made, it answers.
-      return p.real ? p.real.url : p.url;
-    },
-  },
-});
 
 /**
  * A `Request` for a fetch handler, made lazily. `url` must be one the real `Request` accepts
@@ -112,17 +125,28 @@ export function lazyRequest(
   headers: [string, string][],
   body: Uint8Array | undefined,
 ): Request {
+  const p = lazyProto();
   // Anything the real Request would normalise (a default port, dot segments, characters it
   // percent-encodes, an IPv6 host, a method's case) or refuse (TRACE) is made at once, so
   // that what the function sees is always what undici says.
   if (!SAFE_METHODS.has(method) || !SAFE_URL.test(url) || url.includes("/.") || /%2e/i.test(url)) {
-    const init: RequestInit = { method, headers };
-    if (body) init.body = body as unknown as BodyInit;
-    return new NativeRequest(url, init);
+    return eagerRequest(url, method, headers, body);
   }
-  const r = Object.create(proto) as Request;
+  const r = Object.create(p) as Request;
   pending.set(r, { url, method, headers, body, real: undefined });
   return r;
+}
+
+/** undici's `Request`, made now (where a lazy one cannot be handed out). */
+export function eagerRequest(
+  url: string,
+  method: string,
+  headers: [string, string][],
+  body: Uint8Array | undefined,
+): Request {
+  const init: RequestInit = { method, headers };
+  if (body) init.body = body as unknown as BodyInit;
+  return new (NativeRequest ?? globalThis.Request)(url, init);
 }
 
 /** The real `Request` behind a lazy one (made now), or the value itself. */
@@ -131,23 +155,57 @@ export function unwrapRequest<T>(input: T): T | Request {
 }
 
 /**
- * Lets the global `Request` constructor and `fetch` accept a lazy request where a `Request`
- * goes (`new Request(request, init)`, `fetch(request)`). Call once, before the function's
- * module loads (it may keep references to both).
+ * Whether undici (the module behind the global `Request`, `Response`, `Headers`, `FormData`)
+ * is loaded in this process. Node loads it on the first read of any of those globals, so
+ * code that has not loaded it cannot hold a reference to the original `Request`. Where Node
+ * does not say, it counts as loaded (the safe answer).
  */
-export function installLazyRequestSupport(): void {
-  const g = globalThis as { Request: typeof Request; fetch: typeof fetch };
+export function webClassesLoaded(): boolean {
+  const list = (process as { moduleLoadList?: string[] }).moduleLoadList;
+  return !Array.isArray(list) || list.some((m) => m.endsWith("/undici/undici"));
+}
+
+let fetchInstalled = false;
+let requestInstalled = false;
+
+/**
+ * Lets the global `fetch` take a lazy request (`fetch(request)`). Free (Node's `fetch` loads
+ * undici only when called); call before the function's module loads (it may keep `fetch`).
+ */
+export function installLazyFetch(): void {
+  if (fetchInstalled) return;
+  fetchInstalled = true;
+  const g = globalThis as { fetch: typeof fetch };
+  g.fetch = new Proxy(g.fetch, {
+    apply(target, thisArg, args: unknown[]) {
+      if (args.length > 0) args[0] = unwrapRequest(args[0]);
+      return Reflect.apply(target, thisArg, args) as Promise<Response>;
+    },
+  });
+}
+
+/**
+ * Lets the global `Request` constructor take a lazy request (`new Request(request, init)`,
+ * subclasses too). Reads the global, which loads undici (~100 ms of CPU in a fresh
+ * process): call it where undici is loaded already, or where it is needed anyway. Code that
+ * kept the original constructor before this call would not accept lazy requests: hand them
+ * out only after it (the shim checks {@link webClassesLoaded}).
+ */
+export function installLazyRequests(): void {
+  if (requestInstalled) return;
+  requestInstalled = true;
+  lazyProto();
+  const g = globalThis as { Request: typeof Request };
   g.Request = new Proxy(NativeRequest, {
     construct(target, args: unknown[], newTarget) {
       if (args.length > 0) args[0] = unwrapRequest(args[0]);
       return Reflect.construct(target, args, newTarget) as object;
     },
   });
-  const nativeFetch = g.fetch;
-  g.fetch = new Proxy(nativeFetch, {
-    apply(target, thisArg, args: unknown[]) {
-      if (args.length > 0) args[0] = unwrapRequest(args[0]);
-      return Reflect.apply(target, thisArg, args) as Promise<Response>;
-    },
-  });
+}
+
+/** Both {@link installLazyFetch} and {@link installLazyRequests}. Idempotent. */
+export function installLazyRequestSupport(): void {
+  installLazyFetch();
+  installLazyRequests();
 }

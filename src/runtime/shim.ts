@@ -20,6 +20,13 @@ import {
   toSqsEvent,
 } from "./batch.ts";
 import { fromEventPayload, fromLambdaResult, toLambdaEvent } from "./lambda.ts";
+import {
+  eagerRequest,
+  installLazyFetch,
+  installLazyRequests,
+  lazyRequest,
+  webClassesLoaded,
+} from "./lazy-request.ts";
 import { inspectModule } from "./module.ts";
 import { routeThroughEgressProxy } from "./net-patch.ts";
 import { ProducerClient, type QueueSentMeta } from "./queue-send.ts";
@@ -61,6 +68,8 @@ let handlerShape: HandlerShape | undefined;
 let mod: any;
 let load: LoadMeta | undefined;
 let envObject: Record<string, unknown> = {};
+/** A fetch handler gets lazy requests (see handleLoad for when it cannot). */
+let lazyRequests = false;
 // Producer bindings: sends go to the platform as QUEUE_SEND frames (stored before they resolve).
 const producers = new ProducerClient((meta, payload) =>
   writer.send(T.QUEUE_SEND, current.getStore() ?? 0, meta, payload),
@@ -198,9 +207,21 @@ async function handleLoad(frame: Frame): Promise<void> {
   for (const b of load.queues ?? []) envObject[b] = producers.binding(b);
   try {
     routeEgress();
+    // `fetch(request)` and `new Request(request)` must take the lazy requests handed to a
+    // fetch handler, also where the function's code kept those globals while loading. The
+    // Request constructor is wrapped before the import only where undici is loaded already
+    // (a warmed runtime): in a fresh one that read costs ~100 ms of CPU, which a Lambda
+    // handler never needs. Otherwise after the import, for a fetch handler whose module did
+    // not load undici (so it cannot hold the original constructor); one that did gets
+    // undici's Request made at once, as before.
+    installLazyFetch();
+    const early = webClassesLoaded();
+    if (early) installLazyRequests();
     mod = await import(pathToFileURL(load.file).href);
     const { shape, config } = inspectModule(mod);
     handlerShape = shape;
+    lazyRequests = shape !== "lambda" && (early || !webClassesLoaded());
+    if (lazyRequests) installLazyRequests();
     // The first invocation's CPU figure starts here, not with the runtime's start-up.
     cpuUsNow();
     writer.send(T.LOADED, frame.id, {
@@ -217,10 +238,11 @@ async function handleLoad(frame: Frame): Promise<void> {
 /** Sends a Response's status, headers and body, chunk by chunk as the body produces them. */
 async function sendResponse(id: number, response: Response): Promise<void> {
   const headers: [string, string][] = [];
+  // One pass: the Fetch standard's header list gives each set-cookie line on its own
+  // (never joined), so no getSetCookie() pass is needed.
   response.headers.forEach((value, name) => {
-    if (name !== "set-cookie") headers.push([name, value]);
+    headers.push([name, value]);
   });
-  for (const c of response.headers.getSetCookie()) headers.push(["set-cookie", c]);
   writer.send(T.RESP_HEAD, id, { status: response.status, headers });
   if (response.body) {
     const reader = response.body.getReader();
@@ -305,10 +327,6 @@ async function handleInvoke(frame: Frame): Promise<void> {
         writer.send(T.RESP_HEAD, id, { status: adapted.status, headers: adapted.headers });
         if (adapted.body.byteLength > 0) await sendBody(id, adapted.body);
       } else {
-        const init: RequestInit & { duplex?: string } = { method: meta.method, headers: meta.headers };
-        if (meta.method !== "GET" && meta.method !== "HEAD" && frame.payload.byteLength > 0)
-          init.body = frame.payload as unknown as BodyInit;
-        const request = new Request(meta.url, init);
         const ctx = {
           waitUntil(p: Promise<unknown>) {
             background.push(
@@ -378,6 +396,15 @@ async function handleInvoke(frame: Frame): Promise<void> {
           writer.send(T.RESP_END, id, { cpuMs: cpuMsSince(cpuStart), pending: background.length > 0 });
           return;
         }
+        // Made only as far as the function reads it (./lazy-request.ts).
+        const request = (lazyRequests ? lazyRequest : eagerRequest)(
+          meta.url,
+          meta.method,
+          meta.headers,
+          meta.method !== "GET" && meta.method !== "HEAD" && frame.payload.byteLength > 0
+            ? frame.payload
+            : undefined,
+        );
         const response =
           handlerShape === "fetch-object"
             ? await mod.default.fetch(request, envObject, ctx)
@@ -528,6 +555,10 @@ async function warmInvokePath(): Promise<void> {
     trigger: "warm",
   };
   load = { file: "", functionName: "warm", version: 0, memoryMB: 128, timeoutMs: 1000, env: {} };
+  // undici is loaded by the steps before: the lazy requests' path is warmed too.
+  installLazyFetch();
+  installLazyRequests();
+  lazyRequests = true;
   const warmModules: [HandlerShape, unknown][] = [
     [
       "fetch-object",
@@ -556,6 +587,7 @@ async function warmInvokePath(): Promise<void> {
     handlerShape = undefined;
     mod = undefined;
     load = undefined;
+    lazyRequests = false;
     writer = real;
   }
 }
