@@ -200,6 +200,7 @@ class ProcessInstance implements Instance {
       insideDir: p.bwrap ? INSIDE.egress : egressDir,
       ceiling: exec.ceiling,
       log: (msg) => this.onOutput("warn", msg),
+      onConnect: (host, port, startMs) => this.egressSpan(host, port, startMs),
     });
     this.egress.listen().catch((err: Error) => {
       this.stderrTail += `\negress proxy failed: ${err.message}`;
@@ -242,6 +243,19 @@ class ProcessInstance implements Instance {
       this.stderrTail += `\nspawn failed: ${message}`;
       this.onChildExit(null, null);
     });
+  }
+
+  /**
+   * A span for an egress connection, under the invocation running now. The proxy sees bytes,
+   * not requests, so only with one invocation in flight (concurrency 1, the default) can the
+   * connection be attributed; with several it is not traced.
+   */
+  private egressSpan(host: string, port: number, startMs: number): (() => void) | undefined {
+    if (this.inflight !== 1) return undefined;
+    let sink: ResponseSink | undefined;
+    for (const [id, s] of this.sinks) if (!this.backgroundIds.has(id)) sink = s;
+    const span = sink?.outbound?.({ host, port, startMs });
+    return span && (() => span.end());
   }
 
   /** Takes one of the runtime's pipes, handed over by the spawner. */
