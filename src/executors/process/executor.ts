@@ -258,6 +258,11 @@ class ProcessInstance implements Instance {
     return span && (() => span.end());
   }
 
+  /** The host pid of its sandbox's outermost process (0 until known, or once gone): RSS metric. */
+  get pid(): number {
+    return this.exited ? 0 : this.child.pid;
+  }
+
   /** Takes one of the runtime's pipes, handed over by the spawner. */
   private attach(name: string, pipe: Socket): void {
     if (this.exited) {
@@ -648,6 +653,13 @@ export class ProcessExecutor implements Executor {
   readonly ceiling: Egress;
   /** Starts runtime processes without forking the gateway. */
   readonly spawner = new SpawnerClient();
+
+  /** Host pids of every runtime process (instances and pre-started ones), for the RSS metric. */
+  pids(): number[] {
+    const out: number[] = [];
+    for (const p of this.all) if (p.pid > 0) out.push(p.pid);
+    return out;
+  }
 
   constructor(options: ProcessExecutorOptions) {
     this.options = options;
