@@ -208,6 +208,51 @@ describe("traces (OTLP/HTTP to a receiver in the test)", () => {
     );
   });
 
+  it("odd fetches (IPv6 literal refused by policy, a non-standard method) get spans and never break the host", async () => {
+    const r = await deployIsolateSource(
+      s,
+      dir,
+      "odd",
+      `export default {
+        async fetch() {
+          const out: unknown[] = [];
+          for (const [url, method] of [["http://[::1]:9/", "GET"], ["${s.url}/fn/second", "M-SEARCH"]]) {
+            try {
+              const r = await fetch(url, { method });
+              out.push(r.status);
+              await r.arrayBuffer();
+            } catch (e) {
+              out.push(String((e as Error).message));
+            }
+          }
+          return Response.json(out);
+        },
+      };`,
+      { network: { default: "allow", allowPrivate: true }, timeout: "120s" },
+    );
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    const tid = "9bf92f3577b34da6a3ce929d0e0e4736";
+    const res = await fetch(`${s.url}/fn/odd`, { headers: { traceparent: `00-${tid}-00f067aa0ba902bd-01` } });
+    assert.equal(res.status, 200);
+    const out = (await res.json()) as unknown[];
+    assert.equal(typeof out[0], "string", "the ::1 fetch is refused by the server's ceiling");
+    const got = await trace(tid, 6);
+    const v6 = got.find((x) => x.name === "fetch ::1");
+    assert.ok(v6, got.map((x) => x.name).join(", "));
+    assert.equal(
+      (v6 as unknown as { status: { code: number } }).status.code,
+      2,
+      "failed fetch: error status",
+    );
+    const other = got.find((x) => x.name === "fetch 127.0.0.1");
+    assert.ok(other);
+    assert.equal(attr(other, "http.request.method"), "_OTHER");
+    // The isolate host is still there: a second call works.
+    const again = await fetch(`${s.url}/fn/odd`);
+    assert.equal(again.status, 200);
+    await again.arrayBuffer();
+  });
+
   it("no traceparent: a new trace is created and handed to the function", async () => {
     const res = await fetch(`${s.url}/fn/second`);
     const body = (await res.json()) as { header: string };

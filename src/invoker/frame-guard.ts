@@ -291,7 +291,7 @@ export const ISOLATE_HOST_RULES: Readonly<Record<number, FrameRule>> = {
 
 const SPAN_ID = /^[0-9a-f]{16}$/;
 const SPAN_HOST = /^[0-9A-Za-z.:_-]{1,253}$/;
-const SPAN_METHOD = /^[A-Za-z]{1,16}$/;
+const SPAN_METHOD = /^(?:[A-Za-z]{1,16}|_OTHER)$/;
 
 /**
  * Checks a fetch span from an isolate host: its id, host, method and status strictly shaped
@@ -316,7 +316,7 @@ export function checkFetchSpan(meta: unknown): FetchSpanMeta {
     spanId: m.spanId,
     host: m.host,
     port,
-    method: m.method.toUpperCase(),
+    method: m.method === "_OTHER" ? m.method : m.method.toUpperCase(),
     scheme: m.scheme,
     startMs: finite(m.startMs, "fetch span startMs"),
     endMs: finite(m.endMs, "fetch span endMs"),

@@ -235,6 +235,7 @@ function endFetch(slot: Slot, fid: number, abort = false, error?: string): void 
   }
 }
 
+const SPAN_HOST = /^[0-9A-Za-z.:_-]{1,253}$/;
 const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-0[01]$/;
 
 /** A new random span id (16 hex digits). */
@@ -264,11 +265,14 @@ function fetchSpan(
   let own = false;
   for (const h of req.headers) if (h[0].toLowerCase() === "traceparent") own = true;
   if (!own) req.headers.push(["traceparent", `00-${inv.traceId}-${id}-01`]);
+  // Shaped as the platform's frame check demands (a URL host may hold `!`, `$`, `(`…; a
+  // method may be any token): what does not fit is named generically, never sent as is.
+  const host = u.hostname.replace(/^\[|\]$/g, "");
   return {
     spanId: id,
-    host: u.hostname.slice(0, 253),
+    host: SPAN_HOST.test(host) ? host : "_other",
     port: Number(u.port) || (u.protocol === "https:" ? 443 : 80),
-    method: req.method.slice(0, 16),
+    method: /^[A-Za-z]{1,16}$/.test(req.method) ? req.method : "_OTHER",
     scheme: u.protocol === "https:" ? "https" : "http",
     startMs: Date.now(),
     endMs: 0,
