@@ -386,7 +386,15 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
       payload,
     );
   if (metrics) {
-    attachMetrics(metrics, { recorder, scheduler, queue, logQuota, admission, isolates: isolateExecutor });
+    attachMetrics(metrics, {
+      recorder,
+      scheduler,
+      queue,
+      logQuota,
+      admission,
+      isolates: isolateExecutor,
+      processes: processExecutor,
+    });
   }
   // MQTT/NATS triggers: each batch becomes a durable async event (kind "queue").
   const triggers = new Triggers({ registry, async: asyncInvocations, outcomes, log });

@@ -91,6 +91,10 @@ describe("GET /metrics", () => {
     assert.equal(value(m, "nimbus_instances", { function: "echo", state: "busy" }), 0);
     // Process and event-loop figures are there.
     assert.ok(value(m, "nimbus_rss_bytes", { kind: "platform" })! > 10_000_000);
+    // The warm process instance's runtime (a Node process, tens of MB) is counted: its pid
+    // comes from the spawner, its sandbox's process tree is summed.
+    const instanceRss = value(m, "nimbus_rss_bytes", { kind: "instance" })!;
+    assert.ok(instanceRss > 10_000_000, `instance RSS ${instanceRss}`);
     assert.ok(value(m, "nimbus_event_loop_lag_seconds", { quantile: "0.99" })! >= 0);
     assert.equal(value(m, "nimbus_log_lines_dropped_total", {}), 0);
   });

@@ -72,7 +72,8 @@ describe("traces (OTLP/HTTP to a receiver in the test)", () => {
       "first",
       `export default {
         async fetch(request: Request, _env: unknown, ctx: { traceparent?: string }) {
-          const r = await fetch("${s.url}/fn/second", { headers: { traceparent: ctx.traceparent ?? "" } });
+          // No traceparent of its own: the platform's fetch bridge adds one naming the fetch span.
+          const r = await fetch("${s.url}/fn/second");
           return Response.json({ header: request.headers.get("traceparent"), ctx: ctx.traceparent, second: await r.json() });
         },
       };`,
@@ -116,12 +117,13 @@ describe("traces (OTLP/HTTP to a receiver in the test)", () => {
         ctx: string;
         second: { header: string; ctx: string };
       };
-      // Cold: gateway, cold_start, sandbox_start, module_load, handler per function; warm: gateway, handler.
-      const got = await trace(tid, round === "cold" ? 10 : 4);
+      // Cold: gateway, cold_start, sandbox_start, module_load, handler per function; warm:
+      // gateway, handler; plus first's fetch span.
+      const got = await trace(tid, round === "cold" ? 11 : 5);
       await sleep(100);
       assert.equal(
         spans.filter((x) => x.traceId === tid).length,
-        round === "cold" ? 10 : 4,
+        round === "cold" ? 11 : 5,
         "no extra spans",
       );
       const aGw = one(got, "nimbus.gateway", "first");
@@ -134,9 +136,22 @@ describe("traces (OTLP/HTTP to a receiver in the test)", () => {
       // The function saw its handler span as traceparent, in the header and in ctx.
       assert.equal(body.header, `00-${tid}-${aH.spanId}-01`);
       assert.equal(body.ctx, body.header);
-      // The second function, called by the first through the gateway, continues the trace.
+      // The function's own fetch: a client span under its handler, with http attributes.
+      const f = got.filter((x) => x.name === "fetch 127.0.0.1");
+      assert.equal(f.length, 1, "one fetch span");
+      const fetchSpan = f[0]!;
+      assert.equal(fetchSpan.parentSpanId, aH.spanId, "the fetch span is a child of the handler span");
+      assert.equal(fetchSpan.kind, 3, "client");
+      assert.equal(attr(fetchSpan, "http.request.method"), "GET");
+      assert.equal(attr(fetchSpan, "server.address"), "127.0.0.1");
+      assert.equal(attr(fetchSpan, "http.response.status_code"), "200");
+      assert.equal(attr(fetchSpan, "nimbus.traceparent_propagated"), true);
+      assert.ok(BigInt(fetchSpan.startTimeUnixNano) >= BigInt(aH.startTimeUnixNano));
+      assert.ok(BigInt(fetchSpan.endTimeUnixNano) <= BigInt(aH.endTimeUnixNano));
+      // The second function, called by the first through the gateway, continues the trace
+      // under the fetch span (the bridge set the traceparent).
       const bGw = one(got, "nimbus.gateway", "second");
-      assert.equal(bGw.parentSpanId, aH.spanId, "second's gateway span is a child of first's handler");
+      assert.equal(bGw.parentSpanId, fetchSpan.spanId, "second's gateway span is a child of first's fetch");
       const bH = got.find((x) => x.name === "nimbus.handler" && x.parentSpanId === bGw.spanId);
       assert.ok(bH);
       assert.equal(body.second.header, `00-${tid}-${bH.spanId}-01`);
@@ -156,6 +171,86 @@ describe("traces (OTLP/HTTP to a receiver in the test)", () => {
       }
     }
     assert.ok([...contentTypes].every((c) => c.startsWith("POST /v1/traces application/json")));
+  });
+
+  it("a function that sets its own traceparent keeps it; the fetch span is still recorded", async () => {
+    const r = await deployIsolateSource(
+      s,
+      dir,
+      "own",
+      `export default {
+        async fetch(_request: Request, _env: unknown, ctx: { traceparent?: string }) {
+          const r = await fetch("${s.url}/fn/second", { headers: { TraceParent: ctx.traceparent ?? "" } });
+          return new Response(await r.text());
+        },
+      };`,
+      { network: { default: "allow", allowPrivate: true }, timeout: "120s" },
+    );
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    const tid = "7bf92f3577b34da6a3ce929d0e0e4736";
+    const res = await fetch(`${s.url}/fn/own`, { headers: { traceparent: `00-${tid}-00f067aa0ba902bb-01` } });
+    assert.equal(res.status, 200);
+    await res.arrayBuffer();
+    // own: gateway, cold_start (+2), handler, fetch; second (warm): gateway, handler.
+    const got = await trace(tid, 8);
+    const h = got.find(
+      (x) => x.name === "nimbus.handler" && x.parentSpanId === one(got, "nimbus.gateway", "own").spanId,
+    );
+    assert.ok(h);
+    const f = got.find((x) => x.name === "fetch 127.0.0.1");
+    assert.ok(f);
+    assert.equal(f.parentSpanId, h.spanId);
+    assert.equal(attr(f, "nimbus.traceparent_propagated"), false);
+    assert.equal(
+      one(got, "nimbus.gateway", "second").parentSpanId,
+      h.spanId,
+      "the function's own context wins",
+    );
+  });
+
+  it("odd fetches (IPv6 literal refused by policy, a non-standard method) get spans and never break the host", async () => {
+    const r = await deployIsolateSource(
+      s,
+      dir,
+      "odd",
+      `export default {
+        async fetch() {
+          const out: unknown[] = [];
+          for (const [url, method] of [["http://[::1]:9/", "GET"], ["${s.url}/fn/second", "M-SEARCH"]]) {
+            try {
+              const r = await fetch(url, { method });
+              out.push(r.status);
+              await r.arrayBuffer();
+            } catch (e) {
+              out.push(String((e as Error).message));
+            }
+          }
+          return Response.json(out);
+        },
+      };`,
+      { network: { default: "allow", allowPrivate: true }, timeout: "120s" },
+    );
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    const tid = "9bf92f3577b34da6a3ce929d0e0e4736";
+    const res = await fetch(`${s.url}/fn/odd`, { headers: { traceparent: `00-${tid}-00f067aa0ba902bd-01` } });
+    assert.equal(res.status, 200);
+    const out = (await res.json()) as unknown[];
+    assert.equal(typeof out[0], "string", "the ::1 fetch is refused by the server's ceiling");
+    const got = await trace(tid, 6);
+    const v6 = got.find((x) => x.name === "fetch ::1");
+    assert.ok(v6, got.map((x) => x.name).join(", "));
+    assert.equal(
+      (v6 as unknown as { status: { code: number } }).status.code,
+      2,
+      "failed fetch: error status",
+    );
+    const other = got.find((x) => x.name === "fetch 127.0.0.1");
+    assert.ok(other);
+    assert.equal(attr(other, "http.request.method"), "_OTHER");
+    // The isolate host is still there: a second call works.
+    const again = await fetch(`${s.url}/fn/odd`);
+    assert.equal(again.status, 200);
+    await again.arrayBuffer();
   });
 
   it("no traceparent: a new trace is created and handed to the function", async () => {
@@ -210,5 +305,43 @@ describe("traces (OTLP/HTTP to a receiver in the test)", () => {
     // A process cold start has both phases too.
     assert.ok(got.some((x) => x.name === "nimbus.sandbox_start"));
     assert.ok(got.some((x) => x.name === "nimbus.module_load"));
+  });
+
+  it("process executor: the function's egress connection is a client span under its handler", async () => {
+    const r = await deployIsolateSource(
+      s,
+      dir,
+      "pfetch",
+      `export default {
+        async fetch(_request: Request, _env: unknown, ctx: { traceparent?: string }) {
+          const r = await fetch("${s.url}/fn/second", { headers: { traceparent: ctx.traceparent ?? "" } });
+          return new Response(await r.text());
+        },
+      };`,
+      { executor: "process", network: { default: "allow", allowPrivate: true }, timeout: "120s" },
+    );
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    const tid = "8bf92f3577b34da6a3ce929d0e0e4736";
+    const res = await fetch(`${s.url}/fn/pfetch`, {
+      headers: { traceparent: `00-${tid}-00f067aa0ba902bc-01` },
+    });
+    assert.equal(res.status, 200, await res.clone().text());
+    await res.arrayBuffer();
+    // pfetch: gateway, cold_start (+2), handler, connect; second (warm): gateway, handler.
+    const got = await trace(tid, 8);
+    const gw = one(got, "nimbus.gateway", "pfetch");
+    const h = got.find((x) => x.name === "nimbus.handler" && x.parentSpanId === gw.spanId);
+    assert.ok(h);
+    const c = got.filter((x) => x.name === "connect 127.0.0.1");
+    assert.equal(c.length, 1, got.map((x) => x.name).join(", "));
+    assert.equal(c[0]!.parentSpanId, h.spanId);
+    assert.equal(c[0]!.kind, 3);
+    assert.equal(attr(c[0]!, "server.port"), String(new URL(s.url).port));
+    assert.ok(
+      BigInt(c[0]!.endTimeUnixNano) <= BigInt(h.endTimeUnixNano),
+      "ended with the invocation at the latest",
+    );
+    // The function forwarded its context: second continues the trace under pfetch's handler.
+    assert.equal(one(got, "nimbus.gateway", "second").parentSpanId, h.spanId);
   });
 });

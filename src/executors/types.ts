@@ -58,6 +58,33 @@ export interface ResponseSink {
   log(line: LogMeta): void;
   /** Background work (`ctx.waitUntil`) settled. */
   done(cpuMs: number): void;
+  /**
+   * The function opened an outbound call (its own `fetch`, or an egress connection) while
+   * this invocation ran: a client span under its handler span, when tracing is on (else
+   * undefined). The executor ends it; whatever is still open when the invocation ends is
+   * ended with it.
+   */
+  outbound?(call: OutboundCall): OutboundSpan | undefined;
+}
+
+/** An outbound call of a function, as the platform saw it. */
+export interface OutboundCall {
+  host: string;
+  port: number;
+  /** HTTP method, when the platform saw the request (isolate fetch); absent for a raw connection. */
+  method?: string;
+  scheme?: "http" | "https";
+  /** The span id the executor already put in the request's `traceparent`. */
+  spanId?: string;
+  /** ms since the epoch. @default now */
+  startMs?: number;
+}
+
+/** The span of an outbound call (a subset of the tracer's Span). */
+export interface OutboundSpan {
+  set(key: string, value: string | number | boolean): unknown;
+  error(message: string): unknown;
+  end(endMs?: number): void;
 }
 
 /** What an instance start took, ms: getting a sandbox (a runtime process or an isolate) ready, then loading the function's module. */

@@ -20,7 +20,7 @@
  * is a violation.
  */
 
-import { TI } from "../runtime/isolate/frames.ts";
+import { type FetchSpanMeta, TI } from "../runtime/isolate/frames.ts";
 import { copyOut, cutLogLine, type Frame, MAX_CHUNK, MAX_LOG_LINE, T } from "../runtime/protocol.ts";
 import { QUEUE_LIMITS, type QueueSendMeta } from "../runtime/queue-send.ts";
 
@@ -286,7 +286,47 @@ export const ISOLATE_HOST_RULES: Readonly<Record<number, FrameRule>> = {
       return { code: m.code, message: text(m.message, "gone message", 4 * KB) };
     },
   },
+  [TI.SPAN]: { maxBytes: 4 * KB, check: checkFetchSpan },
 };
+
+const SPAN_ID = /^[0-9a-f]{16}$/;
+const SPAN_HOST = /^[0-9A-Za-z.:_-]{1,253}$/;
+const SPAN_METHOD = /^(?:[A-Za-z]{1,16}|_OTHER)$/;
+
+/**
+ * Checks a fetch span from an isolate host: its id, host, method and status strictly shaped
+ * (they become span attributes in the operator's tracing backend), times finite.
+ */
+export function checkFetchSpan(meta: unknown): FetchSpanMeta {
+  const m = record(meta, "fetch span");
+  if (typeof m.spanId !== "string" || !SPAN_ID.test(m.spanId))
+    violation("fetch span id must be 16 hex digits");
+  if (typeof m.host !== "string" || !SPAN_HOST.test(m.host)) violation("fetch span host is malformed");
+  if (typeof m.method !== "string" || !SPAN_METHOD.test(m.method))
+    violation("fetch span method is malformed");
+  if (m.scheme !== "http" && m.scheme !== "https") violation("fetch span scheme must be http or https");
+  const port = m.port;
+  if (typeof port !== "number" || !Number.isInteger(port) || port < 1 || port > 65535)
+    violation("fetch span port must be 1-65535");
+  const status = m.status;
+  if (typeof status !== "number" || !Number.isInteger(status) || status < 0 || status > 999)
+    violation("fetch span status must be an integer 0-999");
+  if (typeof m.propagated !== "boolean") violation("fetch span propagated must be a boolean");
+  const out: FetchSpanMeta = {
+    spanId: m.spanId,
+    host: m.host,
+    port,
+    method: m.method === "_OTHER" ? m.method : m.method.toUpperCase(),
+    scheme: m.scheme,
+    startMs: finite(m.startMs, "fetch span startMs"),
+    endMs: finite(m.endMs, "fetch span endMs"),
+    status,
+    propagated: m.propagated,
+  };
+  const error = optionalText(m.error, "fetch span error", 256);
+  if (error !== undefined) out.error = error;
+  return out;
+}
 
 /** Where one invocation's response stream is. */
 const OPEN = 0;

@@ -5,7 +5,7 @@
  * {@link Deadlines} list instead of a timer of its own.
  */
 import { NimbusError } from "../errors.ts";
-import type { Instance, ResponseSink } from "../executors/types.ts";
+import type { Instance, OutboundCall, OutboundSpan, ResponseSink } from "../executors/types.ts";
 import { InvocationTrace } from "../observability/invocation-trace.ts";
 import { formatTraceparent, type Tracer } from "../observability/tracing.ts";
 import type { InvokeMeta, LogMeta } from "../runtime/protocol.ts";
@@ -303,6 +303,11 @@ export class Invocation implements ResponseSink, DeadlineEntry {
   }
 
   /** The function's own lines: cut, and kept only within the log quotas. */
+  /** A client span for the function's own outbound call (tracing on). */
+  outbound(call: OutboundCall): OutboundSpan | undefined {
+    return this.recorded ? undefined : this.trace?.call(call);
+  }
+
   log(line: LogMeta): void {
     const quota = this.host.logQuota;
     const msg = quota.cut(typeof line.msg === "string" ? line.msg : String(line.msg));

@@ -8,9 +8,12 @@
  * │  ├─ nimbus.sandbox_start    a runtime process / isolate made ready
  * │  └─ nimbus.module_load      the function's module loaded
  * └─ nimbus.handler             the function ran; its traceparent is handed to the function
+ *    └─ fetch <host>            (client) the function's own outbound fetch (isolate: per request,
+ *                               with `traceparent` set to it unless the function set one;
+ *                               process: per egress connection, at most {@link MAX_OUTBOUND})
  * ```
  */
-import type { StartPhases } from "../executors/types.ts";
+import type { OutboundCall, StartPhases } from "../executors/types.ts";
 import {
   formatTraceparent,
   nowMs,
@@ -29,11 +32,17 @@ export interface TracedRequest {
   event?: { enqueuedAt: number; attempt: number };
 }
 
+/** Outbound spans per invocation, at most (a function looping over fetch must not flood the collector). */
+export const MAX_OUTBOUND = 64;
+
 /** The spans of one invocation. */
 export class InvocationTrace {
   private readonly tracer: Tracer;
   private readonly root: Span;
   private handler: Span | undefined;
+  /** Outbound spans started; those not ended yet end with the invocation. */
+  private outbound: Span[] | undefined;
+  private outboundDropped = 0;
   private readonly acquireStart: number;
 
   constructor(tracer: Tracer, req: TracedRequest, fn: string, version: number, invocationId: string) {
@@ -101,9 +110,47 @@ export class InvocationTrace {
     return out;
   }
 
+  /**
+   * A client span for one outbound call of the function, under the handler span; undefined
+   * past {@link MAX_OUTBOUND} (counted in the handler's `nimbus.outbound.dropped`) or before
+   * the handler started. Times the executor reports are clamped into the handler's.
+   */
+  call(c: OutboundCall): Span | undefined {
+    const handler = this.handler;
+    if (!handler) return undefined;
+    this.outbound ??= [];
+    if (this.outbound.length >= MAX_OUTBOUND) {
+      this.outboundDropped++;
+      return undefined;
+    }
+    const now = nowMs();
+    const start = Math.min(now, Math.max(handler.startMs, c.startMs ?? now));
+    const attrs: Record<string, string | number | boolean> = {
+      "server.address": c.host,
+      "server.port": c.port,
+    };
+    if (c.method) attrs["http.request.method"] = c.method;
+    if (c.scheme) attrs["url.scheme"] = c.scheme;
+    const span = this.tracer.start(
+      c.method ? `fetch ${c.host}` : `connect ${c.host}`,
+      handler.context,
+      SpanKind.client,
+      start,
+      attrs,
+      c.spanId,
+    );
+    this.outbound.push(span);
+    return span;
+  }
+
   /** The invocation ended. */
   end(status: number, errorCode: string | null): void {
     const now = nowMs();
+    if (this.outbound) {
+      // An egress connection kept alive past the invocation is not its work any more.
+      for (const s of this.outbound) s.end(now);
+      if (this.outboundDropped > 0) this.handler?.set("nimbus.outbound.dropped", this.outboundDropped);
+    }
     if (status > 0) this.root.set("http.response.status_code", status);
     if (errorCode) {
       this.root.error(errorCode);

@@ -444,13 +444,39 @@ export class Metrics {
     this.rss.reset();
     this.rss.set({ kind: "platform" }, process.memoryUsage.rss());
     const sums = { isolate_host: 0, instance: 0 };
-    for (const { kind, pid } of this.sources.pids?.() ?? []) sums[kind] += rssOf(pid);
+    for (const { kind, pid } of this.sources.pids?.() ?? []) sums[kind] += rssOfTree(pid);
     this.rss.set({ kind: "isolate_host" }, sums.isolate_host);
     this.rss.set({ kind: "instance" }, sums.instance);
   }
 }
 
 const PAGE = 4096;
+
+/** Processes one sandbox's tree is read for, at most (a scrape must stay cheap whatever an instance forks). */
+const MAX_TREE = 32;
+
+/**
+ * Resident bytes of a process and its descendants (a sandbox is bwrap, then the runtime
+ * under it), from /proc; bounded at {@link MAX_TREE} processes. Shared pages count once per
+ * process, as RSS always does.
+ */
+export function rssOfTree(pid: number): number {
+  let total = 0;
+  const todo = [pid];
+  for (let n = 0; n < MAX_TREE && todo.length > 0; n++) {
+    const p = todo.shift()!;
+    total += rssOf(p);
+    try {
+      for (const c of readFileSync(`/proc/${p}/task/${p}/children`, "utf8").split(" ")) {
+        const k = Number(c);
+        if (Number.isInteger(k) && k > 0) todo.push(k);
+      }
+    } catch {
+      // Gone, or a kernel without the children file: the process itself is counted.
+    }
+  }
+  return total;
+}
 
 /** Resident bytes of a process from /proc (0 when gone or unreadable). */
 export function rssOf(pid: number): number {

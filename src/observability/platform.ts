@@ -39,6 +39,8 @@ export interface MetricSources {
   logQuota: LogQuota;
   admission: Admission;
   isolates: IsolateExecutor;
+  /** The process executor's runtimes (their RSS). */
+  processes?: { pids(): number[] };
 }
 
 /** Splits a queue name (`fn/<tenant>/<name>`, `q/<tenant>/<name>`) into kind and name. */
@@ -74,8 +76,10 @@ export function attachMetrics(metrics: Metrics, s: MetricSources): void {
     },
     logLinesDropped: () => s.logQuota.droppedTotal,
     refusedConnections: () => s.admission.refusedConnections,
-    pids: () =>
-      Object.values(s.isolates.hostStats()).map((h) => ({ kind: "isolate_host" as const, pid: h.pid })),
+    pids: () => [
+      ...Object.values(s.isolates.hostStats()).map((h) => ({ kind: "isolate_host" as const, pid: h.pid })),
+      ...(s.processes?.pids() ?? []).map((pid) => ({ kind: "instance" as const, pid })),
+    ],
   });
 }
 

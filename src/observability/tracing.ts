@@ -94,6 +94,7 @@ export class Span {
     kind: number,
     startMs: number,
     attributes: Record<string, AttrValue> = {},
+    spanId: string = newSpanId(),
   ) {
     this.sink = sink;
     this.name = name;
@@ -101,7 +102,7 @@ export class Span {
     this.startMs = startMs;
     this.attributes = attributes;
     this.parentSpanId = parent?.spanId;
-    this.context = { traceId: parent?.traceId ?? newTraceId(), spanId: newSpanId(), sampled: true };
+    this.context = { traceId: parent?.traceId ?? newTraceId(), spanId, sampled: true };
   }
 
   /** Sets an attribute. */
@@ -326,8 +327,9 @@ export class Tracer {
     kind: number = SpanKind.internal,
     startMs = nowMs(),
     attributes?: Record<string, AttrValue>,
+    spanId?: string,
   ): Span {
-    return new Span(this.sink, name, parent, kind, startMs, attributes);
+    return new Span(this.sink, name, parent, kind, startMs, attributes, spanId);
   }
 
   /** Sends what is left and stops. */

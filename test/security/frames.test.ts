@@ -22,6 +22,7 @@ import {
   ISOLATE_HOST_RULES,
   MAX_HEADERS,
 } from "../../src/invoker/frame-guard.ts";
+import { TI } from "../../src/runtime/isolate/frames.ts";
 import { encodeFrame, type Frame, MAX_LOG_LINE, T } from "../../src/runtime/protocol.ts";
 import { cleanup, deployIsolateSource, startTestServer, type TestServer } from "../helpers.ts";
 import { attackBatch, type FuzzFrame, joinFrames, rawFrame, withId } from "./frame-fuzz.ts";
@@ -150,6 +151,45 @@ describe("the frame guard", () => {
   test("attack: instance sends a frame type only the platform sends → violation", () => {
     const { violations } = run(encodeFrame(T.INVOKE, 7, {}), []);
     assert.match(violations[0]!, /not one an instance may send/);
+  });
+
+  test("attack: isolate host sends malformed fetch spans (forged id, header-breaking host, bad status) → violation", () => {
+    const good = {
+      spanId: "00f067aa0ba902b7",
+      host: "api.example.com",
+      port: 443,
+      method: "get",
+      scheme: "https",
+      startMs: 1,
+      endMs: 2,
+      status: 200,
+      propagated: true,
+    };
+    const ok = run(encodeFrame(TI.SPAN, 7, good), [], ISOLATE_HOST_RULES);
+    assert.deepEqual(ok.violations, []);
+    assert.equal(ok.frames[0]!.meta.method, "GET");
+    for (const bad of [
+      { spanId: "not-hex-at-all!!" },
+      { spanId: "00f067aa0ba902b7aa" },
+      { host: "evil.com\r\nx-injected: 1" },
+      { host: "x".repeat(300) },
+      { method: "GET /admin" },
+      { status: 1e9 },
+      { port: 0 },
+      { startMs: -1 },
+      { scheme: "file" },
+      { propagated: "yes" },
+    ]) {
+      const { violations, frames } = run(
+        encodeFrame(TI.SPAN, 7, { ...good, ...bad }),
+        [],
+        ISOLATE_HOST_RULES,
+      );
+      assert.equal(violations.length, 1, JSON.stringify(bad));
+      assert.equal(frames.length, 0);
+    }
+    // A process instance has no business sending spans: only the isolate host's bridge measures fetches.
+    assert.match(run(encodeFrame(TI.SPAN, 7, good), []).violations[0]!, /not one an instance may send/);
   });
 });
 

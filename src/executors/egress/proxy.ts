@@ -38,6 +38,11 @@ export interface EgressProxyOptions {
   maxConnections?: number;
   /** Time to connect upstream, and for the instance to take its pipe, ms. @default 10000 */
   connectTimeoutMs?: number;
+  /**
+   * Told of each connection made upstream (traces: a span per egress connection); the
+   * function it returns is called once when that connection closes.
+   */
+  onConnect?: (host: string, port: number, startMs: number) => (() => void) | undefined;
 }
 
 const MAX_REQUEST = 8 * 1024;
@@ -181,9 +186,12 @@ export class EgressProxy {
           reply({ ok: false, error: "port must be 1-65535" });
           return;
         }
+        const startMs = Date.now();
         void this.connect(host, port, policies).then(
           (upstream) => {
             handed = true;
+            const closed = this.o.onConnect?.(host, port, startMs);
+            if (closed) upstream.once("close", closed);
             this.handOver(upstream, reply, release);
           },
           (err: Error) => refuse(err.message),

@@ -20,6 +20,7 @@ import { type QueueSender, SendGate } from "../../queues/producer.ts";
 import type { Egress } from "../../runtime/egress-policy.ts";
 import {
   type EgressPolicy,
+  type FetchSpanMeta,
   type GoneMeta,
   type InitMeta,
   type IsolateLoadMeta,
@@ -496,6 +497,19 @@ class IsolateHost {
             msg: m.message,
           });
         inst?.die(new NimbusError(m.code as ErrorCode, m.message));
+        return;
+      }
+      case TI.SPAN: {
+        // A fetch of a running invocation ended: its client span, with the times the host measured.
+        const m = f.meta as FetchSpanMeta;
+        const span = this.sinks.get(f.id)?.sink.outbound?.(m);
+        if (span) {
+          if (m.status > 0) span.set("http.response.status_code", m.status);
+          span.set("nimbus.traceparent_propagated", m.propagated);
+          if (m.error !== undefined) span.error(m.error);
+          else if (m.status >= 500) span.error(`HTTP ${m.status}`);
+          span.end(Math.min(m.endMs, Date.now()));
+        }
         return;
       }
       case T.LOG: {

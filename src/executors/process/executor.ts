@@ -200,6 +200,7 @@ class ProcessInstance implements Instance {
       insideDir: p.bwrap ? INSIDE.egress : egressDir,
       ceiling: exec.ceiling,
       log: (msg) => this.onOutput("warn", msg),
+      onConnect: (host, port, startMs) => this.egressSpan(host, port, startMs),
     });
     this.egress.listen().catch((err: Error) => {
       this.stderrTail += `\negress proxy failed: ${err.message}`;
@@ -242,6 +243,24 @@ class ProcessInstance implements Instance {
       this.stderrTail += `\nspawn failed: ${message}`;
       this.onChildExit(null, null);
     });
+  }
+
+  /**
+   * A span for an egress connection, under the invocation running now. The proxy sees bytes,
+   * not requests, so only with one invocation in flight (concurrency 1, the default) can the
+   * connection be attributed; with several it is not traced.
+   */
+  private egressSpan(host: string, port: number, startMs: number): (() => void) | undefined {
+    if (this.inflight !== 1) return undefined;
+    let sink: ResponseSink | undefined;
+    for (const [id, s] of this.sinks) if (!this.backgroundIds.has(id)) sink = s;
+    const span = sink?.outbound?.({ host, port, startMs });
+    return span && (() => span.end());
+  }
+
+  /** The host pid of its sandbox's outermost process (0 until known, or once gone): RSS metric. */
+  get pid(): number {
+    return this.exited ? 0 : this.child.pid;
   }
 
   /** Takes one of the runtime's pipes, handed over by the spawner. */
@@ -634,6 +653,13 @@ export class ProcessExecutor implements Executor {
   readonly ceiling: Egress;
   /** Starts runtime processes without forking the gateway. */
   readonly spawner = new SpawnerClient();
+
+  /** Host pids of every runtime process (instances and pre-started ones), for the RSS metric. */
+  pids(): number[] {
+    const out: number[] = [];
+    for (const p of this.all) if (p.pid > 0) out.push(p.pid);
+    return out;
+  }
 
   constructor(options: ProcessExecutorOptions) {
     this.options = options;

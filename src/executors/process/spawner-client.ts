@@ -16,6 +16,8 @@ const SPAWNER = join(dirname(fileURLToPath(import.meta.url)), "spawner.ts");
  */
 export class SpawnedChild extends EventEmitter {
   readonly id: number;
+  /** Its process id on the host (0 until the spawner said it): the sandbox's outermost process. */
+  pid = 0;
   private readonly client: SpawnerClient;
 
   constructor(client: SpawnerClient, id: number) {
@@ -46,7 +48,15 @@ export class SpawnerClient {
     proc.on(
       "message",
       (
-        m: { op: string; id: number; name?: string; code?: number | null; signal?: string; message?: string },
+        m: {
+          op: string;
+          id: number;
+          name?: string;
+          pid?: number;
+          code?: number | null;
+          signal?: string;
+          message?: string;
+        },
         handle?: Socket,
       ) => {
         const child = this.children.get(m.id);
@@ -55,6 +65,7 @@ export class SpawnerClient {
           return;
         }
         if (m.op === "pipe" && handle) child.emit("pipe", m.name, handle);
+        else if (m.op === "pid" && typeof m.pid === "number") child.pid = m.pid;
         else if (m.op === "exit") {
           this.children.delete(m.id);
           child.emit("exit", m.code ?? null, m.signal ?? null);

@@ -8,7 +8,7 @@
  * written to the child's fd 4, seccomp — base64 — to fd 5, then closed: bwrap reads its
  * options and its seccomp filter there), `{op:"kill", id, signal}`;
  * out: `{op:"pipe", id, name: "fd3"|"stdout"|"stderr"}` with the pipe as the sent handle,
- * `{op:"exit", id, code, signal}`, `{op:"error", id, message}`.
+ * `{op:"pid", id, pid}`, `{op:"exit", id, code, signal}`, `{op:"error", id, message}`.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import type { Socket } from "node:net";
@@ -63,6 +63,8 @@ process.on(
         children.delete(m.id);
         send({ op: "exit", id: m.id, code, signal });
       });
+      // Its pid, for the platform's RSS metric (the sandbox's outermost process: bwrap, or the runtime).
+      if (child.pid !== undefined) send({ op: "pid", id: m.id, pid: child.pid });
       send({ op: "pipe", id: m.id, name: "fd3" }, child.stdio[3] as Socket);
       send({ op: "pipe", id: m.id, name: "stdout" }, child.stdout as Socket);
       send({ op: "pipe", id: m.id, name: "stderr" }, child.stderr as Socket);

@@ -13,7 +13,31 @@ export const TI = {
   UNLOAD: 33,
   /** host → platform: an isolate is gone on its own (memory or CPU limit). id: slot; meta: {@link GoneMeta} */
   GONE: 34,
+  /**
+   * host → platform: a fetch of a running invocation ended (tracing on): its client span.
+   * id: invocation; meta: {@link FetchSpanMeta}
+   */
+  SPAN: 35,
 } as const;
+
+/** The client span of one fetch an isolate made, as the host measured it. */
+export interface FetchSpanMeta {
+  /** 16 hex digits: the id the host put in the request's `traceparent`. */
+  spanId: string;
+  host: string;
+  port: number;
+  method: string;
+  scheme: "http" | "https";
+  /** ms since the epoch. */
+  startMs: number;
+  endMs: number;
+  /** The response status (the last one, after redirects); 0 when none came. */
+  status: number;
+  /** Why the fetch failed, if it did. */
+  error?: string;
+  /** The host added the `traceparent` (the function had not set one). */
+  propagated: boolean;
+}
 
 /** Egress rules for `fetch` from isolates. */
 export interface EgressPolicy {

@@ -27,7 +27,14 @@ import {
 } from "../protocol.ts";
 import { QUEUE_LIMITS, type QueueSendMeta, type QueueSentMeta } from "../queue-send.ts";
 import { KeyTable, subtleCall } from "./crypto-bridge.ts";
-import { type GoneMeta, type InitMeta, type IsolateLoadMeta, TI, type UnloadMeta } from "./frames.ts";
+import {
+  type FetchSpanMeta,
+  type GoneMeta,
+  type InitMeta,
+  type IsolateLoadMeta,
+  TI,
+  type UnloadMeta,
+} from "./frames.ts";
 import {
   fetchBodyLimitMessage,
   fetchLimitMessage,
@@ -86,6 +93,8 @@ interface Invocation {
   waiter?: { res: (n: number) => void; rej: (e: Error) => void };
   /** The caller went away (CANCEL): no more credit. */
   cancelled: boolean;
+  /** Trace id of the invocation's handler span (tracing on): its fetches get client spans. */
+  traceId?: string;
 }
 
 /**
@@ -205,15 +214,71 @@ interface FetchState {
   /** Aborts the fetch at the invocation's deadline. */
   timer: NodeJS.Timeout;
   reader?: ReadableStreamDefaultReader<Uint8Array>;
+  /** Its client span (tracing on), reported to the platform when the fetch ends. */
+  span?: FetchSpanMeta;
 }
 
-function endFetch(slot: Slot, fid: number, abort = false): void {
+function endFetch(slot: Slot, fid: number, abort = false, error?: string): void {
   const f = slot.fetches.get(fid);
   if (!f) return;
   clearTimeout(f.timer);
   slot.fetches.delete(fid);
   slot.fetchBodyBytes -= f.bodyBytes;
   if (abort) f.controller.abort(new Error("The fetch was aborted."));
+  const span = f.span;
+  // Only while the invocation runs: the platform's trace of it ends with it.
+  if (span && invocations.has(f.owner)) {
+    span.endMs = Date.now();
+    if (error !== undefined) span.error = error.slice(0, 256);
+    else if (abort) span.error = "aborted";
+    writer.send(TI.SPAN, f.owner, span);
+  }
+}
+
+const SPAN_HOST = /^[0-9A-Za-z.:_-]{1,253}$/;
+const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-0[01]$/;
+
+/** A new random span id (16 hex digits). */
+function spanId(): string {
+  const b = new Uint8Array(8);
+  randomFillSync(b);
+  return Buffer.from(b).toString("hex");
+}
+
+/**
+ * Starts the client span of a fetch the invocation makes (tracing on) and, when the function
+ * did not set a `traceparent` of its own, adds one naming that span: a Nimbus function called
+ * this way continues the caller's trace under the fetch span.
+ */
+function fetchSpan(
+  inv: Invocation,
+  req: { url: string; method: string; headers: [string, string][] },
+): FetchSpanMeta | undefined {
+  if (!inv.traceId) return undefined;
+  let u: URL;
+  try {
+    u = new URL(req.url);
+  } catch {
+    return undefined; // undici refuses it just below
+  }
+  const id = spanId();
+  let own = false;
+  for (const h of req.headers) if (h[0].toLowerCase() === "traceparent") own = true;
+  if (!own) req.headers.push(["traceparent", `00-${inv.traceId}-${id}-01`]);
+  // Shaped as the platform's frame check demands (a URL host may hold `!`, `$`, `(`…; a
+  // method may be any token): what does not fit is named generically, never sent as is.
+  const host = u.hostname.replace(/^\[|\]$/g, "");
+  return {
+    spanId: id,
+    host: SPAN_HOST.test(host) ? host : "_other",
+    port: Number(u.port) || (u.protocol === "https:" ? 443 : 80),
+    method: /^[A-Za-z]{1,16}$/.test(req.method) ? req.method : "_OTHER",
+    scheme: u.protocol === "https:" ? "https" : "http",
+    startMs: Date.now(),
+    endMs: 0,
+    status: 0,
+    propagated: !own,
+  };
 }
 
 const slots = new Map<number, Slot>();
@@ -806,6 +871,7 @@ async function hostFetch(
     Math.max(0, deadline - Date.now()),
   );
   const state: FetchState = { owner: owner?.slot === slot ? invocation : 0, bodyBytes, controller, timer };
+  if (owner?.slot === slot) state.span = fetchSpan(owner, req);
   slot.fetches.set(fid, state);
   slot.fetchBodyBytes += bodyBytes;
   try {
@@ -842,6 +908,7 @@ async function hostFetch(
         redirected = true;
         continue;
       }
+      if (state.span) state.span.status = res.status;
       const headers: [string, string][] = [];
       res.headers.forEach((v: string, k: string) => {
         if (k !== "set-cookie") headers.push([k, v]);
@@ -861,8 +928,9 @@ async function hostFetch(
       return { ...head, body: new Uint8Array(0), streamed: true };
     }
   } catch (err) {
-    endFetch(slot, fid);
-    throw new Error(fetchError(err, controller));
+    const message = fetchError(err, controller);
+    endFetch(slot, fid, false, message);
+    throw new Error(message);
   }
 }
 
@@ -885,8 +953,9 @@ async function fetchRead(slot: Slot, fid: number): Promise<Uint8Array | null> {
     }
     return value;
   } catch (err) {
-    endFetch(slot, fid);
-    throw new Error(fetchError(err, state.controller));
+    const message = fetchError(err, state.controller);
+    endFetch(slot, fid, false, message);
+    throw new Error(message);
   }
 }
 
@@ -1213,6 +1282,8 @@ function handleInvoke(frame: Frame): void {
     reserved: 0,
     cancelled: false,
   };
+  const tp = typeof meta.traceparent === "string" ? TRACEPARENT.exec(meta.traceparent) : null;
+  if (tp) inv.traceId = tp[1];
   invocations.set(frame.id, inv);
   const vm = slot.vm;
   settleCpu(vm);
