@@ -85,5 +85,9 @@ process.on("disconnect", orphaned);
 // waited for that pipe to close waited forever). Being re-parented says it for certain.
 const platformPid = process.ppid;
 setInterval(() => {
-  if (process.ppid !== platformPid) orphaned();
+  if (process.ppid === platformPid) return;
+  for (const c of children.values()) c.kill("SIGKILL");
+  // Not process.exit(): if the disconnect path above already ran and did not end this
+  // process, exiting the same way again would not either.
+  process.kill(process.pid, "SIGKILL");
 }, 500).unref();
