@@ -148,8 +148,17 @@ export class MqttAdapter implements TriggerAdapter {
       if (err === DEFERRED) return;
       this.error(err.message);
     });
+    // A broker that shuts down cleanly sends DISCONNECT (MQTT 5, with a reason) or just closes:
+    // no 'error' then, but the status must still say why the trigger is retrying.
+    client.on("disconnect", (packet) => {
+      this.error(`the broker disconnected (reason code ${packet.reasonCode ?? 0})`);
+    });
     client.on("close", () => {
       if (this.closed) return;
+      const at = this.st.lastErrorAt;
+      if (!at || (this.st.connectedAt !== null && at < this.st.connectedAt)) {
+        this.error(`the connection to ${u.host} closed`);
+      }
       this.generation++;
       this.st.state = "retrying";
       this.st.retries++;
