@@ -23,7 +23,7 @@ import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect as natsConnect } from "@nats-io/transport-node";
 import mqtt from "mqtt";
 import { type OwnBroker, ownMosquitto, ownNats } from "./brokers.ts";
-import { cleanup, sleep, startTestServer, type TestServer } from "./helpers.ts";
+import { CHECKER_ARGS, cleanup, sleep, startTestServer, type TestServer } from "./helpers.ts";
 
 /** Whether Mosquitto and nats-server can be started (a laptop may lack them; CI must not). */
 const BROKERS =
@@ -42,17 +42,8 @@ const KILL_AT = [0.25, 0.5, 0.75].map((f) => Math.floor(SENDS * f));
 const WORKERS = 16;
 /** Queue retries before a message is dead (the always-retried tenth ends there). */
 const QUEUE_RETRIES = 2;
-const ARGS = [
-  "--retry-base",
-  "20",
-  "--queue-wait",
-  "2000",
-  "--lease-grace",
-  "500",
-  // The functions report to the test's counter on loopback: the operator grants that address.
-  "--egress-allow",
-  "127.0.0.1/32",
-];
+// The functions report to the test's counter on loopback: the operator grants that address.
+const ARGS = CHECKER_ARGS;
 const TERMINAL = new Set(["succeeded", "dead-lettered", "expired"]);
 
 /** One source's tally. */
