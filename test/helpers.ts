@@ -191,3 +191,19 @@ export function cleanup(dir: string): void {
 
 /** Sleeps. */
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Server flags of the Jepsen-style checkers: fast retries, a short queue wait and lease grace
+ * (so a SIGKILLed server's leases end soon), and 127.0.0.1/32 granted, so that the functions
+ * can report to the test's counter on loopback (the egress policy refuses loopback otherwise).
+ */
+export const CHECKER_ARGS = [
+  "--retry-base",
+  "20",
+  "--queue-wait",
+  "2000",
+  "--lease-grace",
+  "500",
+  "--egress-allow",
+  "127.0.0.1/32",
+];

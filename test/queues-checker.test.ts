@@ -11,22 +11,13 @@ import assert from "node:assert/strict";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { test } from "node:test";
-import { cleanup, sleep, startTestServer, type TestServer } from "./helpers.ts";
+import { CHECKER_ARGS, cleanup, sleep, startTestServer, type TestServer } from "./helpers.ts";
 
 const TOTAL = Number(process.env.QUEUE_CHECKER_MESSAGES ?? 200);
 const KILL_AT = [1 / 3, 2 / 3].map((f) => Math.floor(TOTAL * f));
 const WORKERS = 12;
-// The consumer reports to the test's counter on loopback: the operator grants that address.
-const ARGS = [
-  "--retry-base",
-  "20",
-  "--queue-wait",
-  "2000",
-  "--lease-grace",
-  "500",
-  "--egress-allow",
-  "127.0.0.1/32",
-];
+// The functions report to the test's counter on loopback: the operator grants that address.
+const ARGS = CHECKER_ARGS;
 
 test("queue checker: SIGKILLed server loses no acknowledged message", { timeout: 400_000 }, async () => {
   // The side effect: deliveries per message key (reported by the consumer before it acks).

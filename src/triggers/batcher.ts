@@ -39,6 +39,8 @@ export class Batcher {
   private closed = false;
   private readonly running = new Set<Promise<void>>();
   private readonly wakers = new Set<() => void>();
+  /** Producers waiting for room (see `whenRoom`). */
+  private readonly roomWaiters = new Set<() => void>();
   /** Stored batches whose messages wait for the event's outcome. */
   private readonly awaiting = new Map<Incoming[], StoredBatch>();
 
@@ -49,6 +51,21 @@ export class Batcher {
   /** Messages held and not yet settled. */
   get size(): number {
     return this.unsettled;
+  }
+
+  /**
+   * Resolves once a message can be pushed again (a held one settled) or the batcher closed:
+   * a QoS 1 message over the bound waits here instead of being dropped.
+   */
+  whenRoom(): Promise<void> {
+    if (this.closed || this.unsettled < this.o.maxUnsettled) return Promise.resolve();
+    return new Promise((r) => this.roomWaiters.add(r));
+  }
+
+  private wakeRoom(): void {
+    const waiters = [...this.roomWaiters];
+    this.roomWaiters.clear();
+    for (const w of waiters) w();
   }
 
   /** Adds a message; false (and the message untouched) when the batcher is full or closed. */
@@ -64,6 +81,7 @@ export class Batcher {
         this.unsettled--;
         if (ok && m.ackOnOutcome) this.o.onAcked?.(1);
         m.settle(ok);
+        this.wakeRoom();
       },
     });
     this.pump();
@@ -163,6 +181,7 @@ export class Batcher {
     this.closed = true;
     clearTimeout(this.timer);
     for (const w of [...this.wakers]) w();
+    this.wakeRoom();
     for (const m of this.buf.splice(0)) m.settle(false);
     await Promise.allSettled([...this.running]);
     for (const [msgs, stored] of this.awaiting) {

@@ -10,7 +10,10 @@
  * Everything the broker sends is untrusted: packets over the size limit end the connection
  * before they are buffered, topics over 1024 characters and payloads over `maxMessageBytes`
  * are dropped (counted), the broker may have at most `receiveMaximum` unacknowledged QoS 1
- * messages with us, and QoS 0 messages past the buffer are dropped (counted).
+ * messages with us, and QoS 0 messages past the buffer are dropped (counted). A broker that
+ * sends QoS 1 messages past Receive Maximum (Mosquitto 2.0 sends a whole quota more after
+ * each PUBACK) is paused instead: the packet waits for room, and mqtt.js reads nothing more
+ * from the socket until then, so the buffer keeps its bound and no message is lost.
  * A broker down at start or lost later is retried with exponential backoff (0.5 s to 30 s).
  */
 import { createHash } from "node:crypto";
@@ -116,8 +119,9 @@ export class MqttAdapter implements TriggerAdapter {
         maximumPacketSize: maxPacket,
       },
       customHandleAcks: (topic, message, packet, done) => {
-        this.onMessage(topic, message, packet);
-        done(DEFERRED);
+        const held = this.onMessage(topic, message, packet);
+        if (held) void held.then(() => done(DEFERRED));
+        else done(DEFERRED);
       },
     };
     const build = () => {
@@ -142,7 +146,7 @@ export class MqttAdapter implements TriggerAdapter {
     });
     client.on("message", (topic, message, packet) => {
       // QoS 1 messages arrive through customHandleAcks; this is QoS 0 only.
-      if (packet.qos === 0) this.onMessage(topic, message, packet);
+      if (packet.qos === 0) void this.onMessage(topic, message, packet);
     });
     client.on("error", (err) => {
       if (err === DEFERRED) return;
@@ -172,7 +176,8 @@ export class MqttAdapter implements TriggerAdapter {
     });
   }
 
-  private onMessage(topic: string, message: Buffer, packet: IPublishPacket): void {
+  /** Takes a message; a promise when a QoS 1 one waits for room (the caller holds the socket). */
+  private onMessage(topic: string, message: Buffer, packet: IPublishPacket): Promise<void> | undefined {
     this.st.received++;
     if (topic.length > MAX_TOPIC_CHARS || message.length > this.t.maxMessageBytes) {
       // Dropped, but acknowledged: a QoS 1 message left unacknowledged would come back forever.
@@ -181,7 +186,7 @@ export class MqttAdapter implements TriggerAdapter {
         `dropped a message on '${topic.slice(0, 100)}' of ${message.length} bytes (over the limits)`,
       );
       this.puback(packet, this.generation);
-      return;
+      return undefined;
     }
     const gen = this.generation;
     const attributes: Record<string, string> = { qos: String(packet.qos) };
@@ -198,10 +203,23 @@ export class MqttAdapter implements TriggerAdapter {
         if (ok) this.puback(packet, gen);
       },
     };
-    if (!this.batcher.push(m)) {
-      // Over the buffer: the broker sent more than Receive Maximum allows, or QoS 0 overflow.
-      this.st.dropped++;
-      this.error("dropped a message: the trigger's buffer is full");
+    if (this.batcher.push(m)) return undefined;
+    if (packet.qos === 1) return this.hold(m, gen);
+    // QoS 0 over the buffer: at most once, so it is dropped (counted).
+    this.st.dropped++;
+    this.error("dropped a message: the trigger's buffer is full");
+    return undefined;
+  }
+
+  /**
+   * A QoS 1 message past Receive Maximum: waits for a held message to settle. A connection
+   * lost meanwhile leaves it with the broker, which redelivers it in the session.
+   */
+  private async hold(m: Incoming, gen: number): Promise<void> {
+    for (;;) {
+      await this.batcher.whenRoom();
+      if (this.closed || gen !== this.generation) return;
+      if (this.batcher.push(m)) return;
     }
   }
 

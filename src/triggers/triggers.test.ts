@@ -235,3 +235,31 @@ test("attack: a broker announces a 200 MB packet → the guard refuses it before
   assert.equal(g2.push(Uint8Array.from([0x05, 1, 2])), undefined);
   assert.equal(g2.push(Uint8Array.from([3, 4, 5, 0x30, 0x0b])) !== undefined, true);
 });
+
+test("batcher: whenRoom resolves once a held message settles, and at close", async () => {
+  const outcomes: (() => void)[] = [];
+  const b = new Batcher({
+    batchSize: 1,
+    maxBatchBytes: 1000,
+    maxWaitMs: 5,
+    concurrency: 1,
+    maxUnsettled: 1,
+    sink: async () => ({ outcome: () => new Promise<void>((r) => outcomes.push(r)), cancel() {} }),
+    onError: () => {},
+    onStored: () => {},
+  });
+  await b.whenRoom();
+  assert.ok(b.push(msg(0, () => {}, true)));
+  let room = false;
+  const waiting = b.whenRoom().then(() => {
+    room = true;
+  });
+  for (let i = 0; i < 100 && outcomes.length < 1; i++) await new Promise((r) => setTimeout(r, 10));
+  assert.equal(room, false, "no room while the QoS 1 message waits for its outcome");
+  outcomes[0]!();
+  await waiting;
+  assert.ok(b.push(msg(1, () => {}, true)), "room again once it settled");
+  const atClose = b.whenRoom();
+  await b.close();
+  await atClose;
+});
