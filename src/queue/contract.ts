@@ -325,7 +325,14 @@ export function runQueueContract(name: string, make: QueueFactory, how: QueueCon
       await q.enqueue("b", [{ body: b("1"), id: "bm" }]);
       const [m] = await q.lease("b", 1, 1000);
       await q.ack("bm", m!.token);
-      assert.deepEqual(await q.queuesWithWork(), ["a"]);
+      // A hint for the dispatcher, so eventual on a replicated store: a JetStream work queue
+      // removes an acked message on every replica a moment after the ack returns.
+      let got = await q.queuesWithWork();
+      for (let i = 0; how.realTime && i < 50 && got.join() !== "a"; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        got = await q.queuesWithWork();
+      }
+      assert.deepEqual(got, ["a"]);
       await q.close();
     });
   });

@@ -159,7 +159,10 @@ export interface Queue {
   /** Deletes the dead (or the ready) messages of a queue. Returns how many. */
   purge(queue: string, which: "dead" | "ready"): Promise<number>;
   stats(queue: string): Promise<QueueStats>;
-  /** Queues that hold deliverable work now (for dispatchers after a restart). */
+  /**
+   * Queues that hold deliverable work now (for dispatchers after a restart). A hint: on a
+   * replicated store a queue whose last message was just acked may still be named briefly.
+   */
   queuesWithWork(): Promise<string[]>;
   /** Every queue holding undelivered or dead messages, with its depths (one query; metrics). */
   overview?(): Promise<QueueOverview[]>;
