@@ -163,7 +163,9 @@ export class QueueConsumers {
         b.again = false;
         if (b.inflight >= b.cfg.concurrency || !this.bindings.has(`${b.key}|${b.fn}`)) break;
         const st = await this.o.queue.stats(b.key);
-        if (st.ready === 0) {
+        // Leased messages count too: a lease whose holder died (a killed server, a lost
+        // attempt) ends, and only a lease call hands the message out again.
+        if (st.ready === 0 && st.leased === 0) {
           b.partialSince = undefined;
           break;
         }
